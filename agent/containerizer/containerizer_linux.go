@@ -1,0 +1,483 @@
+package containerizer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/corral/corral/launcher/containerinit"
+)
+
+// Containerizer launches, watches and destroys containers with one launcher
+// and an ordered list of isolators.
+type Containerizer struct {
+	launcher  Launcher
+	isolators []Isolator
+	initPath  string
+	runtime   string
+	log       *slog.Logger
+
+	mu         sync.Mutex
+	containers map[string]*container
+}
+
+type container struct {
+	cfg  *Config
+	proc *Process
+	done chan struct{}
+	term *Termination
+
+	mu         sync.Mutex
+	limitation *Limitation
+	destroying bool
+}
+
+// New builds a containerizer. initPath is the corral-init binary; runtimeDir
+// holds per-container runtime files (pid, spec, exit status).
+func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slog.Logger) (*Containerizer, error) {
+	if _, err := os.Stat(initPath); err != nil {
+		return nil, fmt.Errorf("container init %s: %w (set --launcher_dir to the folder holding corral-init)", initPath, err)
+	}
+	if err := os.MkdirAll(filepath.Join(runtimeDir, "containers"), 0o755); err != nil {
+		return nil, fmt.Errorf("runtime dir: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Containerizer{
+		launcher: l, isolators: isolators, initPath: initPath, runtime: runtimeDir,
+		log: log, containers: map[string]*container{},
+	}, nil
+}
+
+func (c *Containerizer) dir(id string) string { return filepath.Join(c.runtime, "containers", id) }
+
+// Launch starts a container and returns once its task has been started (or
+// failed to start). The container's end is learned with Wait.
+func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
+	if err := validateID(cfg.ID); err != nil {
+		return err
+	}
+	if len(cfg.Argv) == 0 {
+		return errors.New("container has no command")
+	}
+	ct := &container{cfg: cfg, done: make(chan struct{})}
+	c.mu.Lock()
+	if _, dup := c.containers[cfg.ID]; dup {
+		c.mu.Unlock()
+		return fmt.Errorf("container %s already exists", cfg.ID)
+	}
+	c.containers[cfg.ID] = ct
+	c.mu.Unlock()
+
+	prepared := 0
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Undo in reverse; nothing of a failed launch may stay behind.
+		if ct.proc != nil {
+			_ = c.launcher.Destroy(context.WithoutCancel(ctx), cfg.ID)
+			_ = ct.proc.Close()
+		}
+		for i := prepared - 1; i >= 0; i-- {
+			if cerr := c.isolators[i].Cleanup(context.WithoutCancel(ctx), cfg.ID); cerr != nil {
+				c.log.Warn("cleanup after failed launch", "container", cfg.ID, "isolator", c.isolators[i].Name(), "err", cerr)
+			}
+		}
+		_ = os.RemoveAll(c.dir(cfg.ID))
+		c.mu.Lock()
+		delete(c.containers, cfg.ID)
+		c.mu.Unlock()
+	}()
+
+	dir := c.dir(cfg.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("runtime dir: %w", err)
+	}
+	spec := containerinit.Spec{Argv: cfg.Argv, Dir: cfg.Sandbox, StatusPath: filepath.Join(dir, "status")}
+	env := cfg.Env
+	var cloneFlags uintptr
+	for _, iso := range c.isolators {
+		li, err := iso.Prepare(ctx, cfg)
+		prepared++
+		if err != nil {
+			return fmt.Errorf("isolator %s: %w", iso.Name(), err)
+		}
+		if li == nil {
+			continue
+		}
+		cloneFlags |= li.CloneFlags
+		env = append(env, li.Env...)
+		spec.Mounts = append(spec.Mounts, li.Mounts...)
+		spec.RemountProc = spec.RemountProc || li.RemountProc
+		if li.Hostname != "" {
+			spec.Hostname = li.Hostname
+		}
+		if li.WorkDir != "" {
+			spec.Dir = li.WorkDir
+		}
+	}
+	if cfg.User != "" && os.Geteuid() == 0 {
+		uid, gid, groups, err := lookupUser(cfg.User)
+		if err != nil {
+			return err
+		}
+		if uid != 0 {
+			spec.UID, spec.GID, spec.Groups = &uid, &gid, groups
+		}
+	}
+	specPath := filepath.Join(dir, "spec.json")
+	if err := writeJSON(specPath, &spec); err != nil {
+		return err
+	}
+
+	stdout, err := openLog(filepath.Join(cfg.Sandbox, "stdout"))
+	if err != nil {
+		return err
+	}
+	defer stdout.Close()
+	stderr, err := openLog(filepath.Join(cfg.Sandbox, "stderr"))
+	if err != nil {
+		return err
+	}
+	defer stderr.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer syncW.Close()
+
+	proc, err := c.launcher.Fork(ctx, &ForkSpec{
+		ID:         cfg.ID,
+		Path:       c.initPath,
+		Argv:       []string{"corral-init", specPath},
+		Env:        withDefaultPath(env),
+		Dir:        cfg.Sandbox,
+		Files:      []*os.File{devnull, stdout, stderr, syncR},
+		CloneFlags: cloneFlags,
+	})
+	syncR.Close()
+	if err != nil {
+		return fmt.Errorf("launcher %s: %w", c.launcher.Name(), err)
+	}
+	ct.proc = proc
+	if err := c.writePid(cfg.ID, proc.Pid()); err != nil {
+		return err
+	}
+	for _, iso := range c.isolators {
+		if err := iso.Isolate(ctx, cfg.ID, proc.Pid()); err != nil {
+			return fmt.Errorf("isolator %s: %w", iso.Name(), err)
+		}
+	}
+	for _, iso := range c.isolators {
+		if w, ok := iso.(Watcher); ok {
+			if err := w.Watch(cfg.ID, func(l Limitation) { c.limit(ct, l) }); err != nil {
+				return fmt.Errorf("isolator %s: watch: %w", iso.Name(), err)
+			}
+		}
+	}
+	if _, err := syncW.Write([]byte{1}); err != nil {
+		return fmt.Errorf("releasing container init: %w", err)
+	}
+	go c.reap(ct)
+	return nil
+}
+
+// limit destroys a container that an isolator found over its limits; the
+// first limitation is the one reported.
+func (c *Containerizer) limit(ct *container, l Limitation) {
+	ct.mu.Lock()
+	if ct.limitation == nil {
+		ct.limitation = &l
+	}
+	ct.mu.Unlock()
+	c.log.Info("container limitation", "container", ct.cfg.ID, "reason", l.Reason, "message", l.Message)
+	go func() { _, _ = c.Destroy(context.Background(), ct.cfg.ID) }()
+}
+
+// reap waits for the container's init to exit, then removes what is left of
+// the container and publishes its termination.
+func (c *Containerizer) reap(ct *container) {
+	id := ct.cfg.ID
+	ws, known, err := ct.proc.Wait(context.Background())
+	if err != nil {
+		c.log.Error("waiting for container", "container", id, "err", err)
+	}
+	term := &Termination{}
+	// The init records the task's own status; its exit code mirrors it, but
+	// the file also survives an agent restart and tells a signal apart.
+	if st, ok := readStatus(filepath.Join(c.dir(id), "status")); ok {
+		term.Status, term.StatusKnown = st, true
+	} else if known && !(ws.Exited() && (ws.ExitStatus() == containerinit.ExitSetupFailed || ws.ExitStatus() == containerinit.ExitAborted)) {
+		// The init itself was killed before it could record anything.
+		term.Status, term.StatusKnown = ws, true
+	} else if known {
+		term.Message = fmt.Sprintf("container init failed (exit %d); see the sandbox's stderr", ws.ExitStatus())
+	}
+	c.finish(ct, term)
+}
+
+func (c *Containerizer) finish(ct *container, term *Termination) {
+	id := ct.cfg.ID
+	ctx := context.Background()
+	// Whatever the task left running dies with it.
+	if err := c.launcher.Destroy(ctx, id); err != nil {
+		c.log.Warn("destroying container processes", "container", id, "err", err)
+	}
+	for i := len(c.isolators) - 1; i >= 0; i-- {
+		if err := c.isolators[i].Cleanup(ctx, id); err != nil {
+			c.log.Warn("isolator cleanup", "container", id, "isolator", c.isolators[i].Name(), "err", err)
+		}
+	}
+	if ct.proc != nil {
+		_ = ct.proc.Close()
+	}
+	_ = os.RemoveAll(c.dir(id))
+	ct.mu.Lock()
+	term.Limitation = ct.limitation
+	term.Destroyed = ct.destroying
+	ct.mu.Unlock()
+	if term.Message == "" {
+		term.Message = describe(term)
+	}
+	ct.term = term
+	c.mu.Lock()
+	delete(c.containers, id)
+	c.mu.Unlock()
+	close(ct.done)
+}
+
+func describe(t *Termination) string {
+	switch {
+	case t.Limitation != nil:
+		return t.Limitation.Message
+	case !t.StatusKnown:
+		return "exit status unknown"
+	case t.Status.Exited():
+		return "Command exited with status " + strconv.Itoa(t.Status.ExitStatus())
+	case t.Status.Signaled():
+		return "Command terminated with signal " + unixSignalName(t.Status.Signal())
+	}
+	return "Command ended with wait status " + strconv.Itoa(int(t.Status))
+}
+
+func unixSignalName(s syscall.Signal) string {
+	// Mesos writes strsignal()'s text, e.g. "Killed", "Terminated".
+	name := s.String()
+	if name == "" {
+		return strconv.Itoa(int(s))
+	}
+	return strings.ToUpper(name[:1]) + name[1:]
+}
+
+// Wait returns how the container ended, blocking until it has.
+func (c *Containerizer) Wait(ctx context.Context, id string) (*Termination, error) {
+	c.mu.Lock()
+	ct, ok := c.containers[id]
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("container %s: %w", id, os.ErrNotExist)
+	}
+	select {
+	case <-ct.done:
+		return ct.term, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Signal sends sig to the container's init, which forwards it to the task.
+func (c *Containerizer) Signal(id string, sig syscall.Signal) error {
+	c.mu.Lock()
+	ct, ok := c.containers[id]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("container %s: %w", id, os.ErrNotExist)
+	}
+	return ct.proc.Signal(sig)
+}
+
+// Destroy kills every process of the container, waits until it is gone and
+// returns how it ended. An unknown (or already ended) container is an error
+// wrapping os.ErrNotExist.
+func (c *Containerizer) Destroy(ctx context.Context, id string) (*Termination, error) {
+	c.mu.Lock()
+	ct, ok := c.containers[id]
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("container %s: %w", id, os.ErrNotExist)
+	}
+	ct.mu.Lock()
+	ct.destroying = true
+	ct.mu.Unlock()
+	if err := c.launcher.Destroy(ctx, id); err != nil {
+		return nil, fmt.Errorf("destroying container %s: %w", id, err)
+	}
+	// An init that does not finish in time (stopped, or wedged in the
+	// kernel) is killed outright; what it leaves is the launcher's to find.
+	grace := time.NewTimer(destroyGrace)
+	defer grace.Stop()
+	select {
+	case <-ct.done:
+		return ct.term, nil
+	case <-grace.C:
+		c.log.Warn("container init did not exit after destroy; killing it", "container", id)
+		_ = ct.proc.Signal(syscall.SIGKILL)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-ct.done:
+		return ct.term, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// destroyGrace is how long a container init gets to kill its container.
+const destroyGrace = 10 * time.Second
+
+// Update changes the container's limits in place.
+func (c *Containerizer) Update(ctx context.Context, id string, r Resources) error {
+	c.mu.Lock()
+	ct, ok := c.containers[id]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("container %s: %w", id, os.ErrNotExist)
+	}
+	for _, iso := range c.isolators {
+		if u, ok := iso.(Updater); ok {
+			if err := u.Update(ctx, id, r); err != nil {
+				return fmt.Errorf("isolator %s: %w", iso.Name(), err)
+			}
+		}
+	}
+	ct.cfg.Resources = r
+	return nil
+}
+
+// Usage collects the container's statistics from every isolator that reports
+// any.
+func (c *Containerizer) Usage(ctx context.Context, id string) (*Usage, error) {
+	c.mu.Lock()
+	_, ok := c.containers[id]
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("container %s: %w", id, os.ErrNotExist)
+	}
+	u := &Usage{Set: map[string]bool{}}
+	for _, iso := range c.isolators {
+		if r, ok := iso.(UsageReporter); ok {
+			if err := r.Usage(ctx, id, u); err != nil {
+				return nil, fmt.Errorf("isolator %s: %w", iso.Name(), err)
+			}
+		}
+	}
+	return u, nil
+}
+
+// Containers lists the IDs of the running containers.
+func (c *Containerizer) Containers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.containers))
+	for id := range c.containers {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (c *Containerizer) writePid(id string, pid int) error {
+	st, err := ProcessStartTime(pid)
+	if err != nil {
+		return fmt.Errorf("reading start time of %d: %w", pid, err)
+	}
+	return writeFileAtomic(filepath.Join(c.dir(id), "pid"), []byte(fmt.Sprintf("%d %d\n", pid, st)))
+}
+
+func validateID(id string) error {
+	if id == "" || len(id) > 200 || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
+		return fmt.Errorf("invalid container ID %q", id)
+	}
+	return nil
+}
+
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox log: %w", err)
+	}
+	return f, nil
+}
+
+func withDefaultPath(env []string) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			return env
+		}
+	}
+	return append(env[:len(env):len(env)], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+func lookupUser(name string) (uid, gid uint32, groups []uint32, err error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("user %q: %w", name, err)
+	}
+	id, _ := strconv.ParseUint(u.Uid, 10, 32)
+	g, _ := strconv.ParseUint(u.Gid, 10, 32)
+	gids, _ := u.GroupIds()
+	for _, s := range gids {
+		if v, err := strconv.ParseUint(s, 10, 32); err == nil {
+			groups = append(groups, uint32(v))
+		}
+	}
+	return uint32(id), uint32(g), groups, nil
+}
+
+func readStatus(path string) (syscall.WaitStatus, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, false
+	}
+	return syscall.WaitStatus(v), true
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
+}
+
+// writeFileAtomic writes via a temp file and rename so a reader (or a
+// recovering agent) sees the old or the new file, never half of one. Runtime
+// files live on tmpfs and do not outlive a reboot, so no fsync.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,248 @@
+// Package containerizer runs containers as Mesos does: one Launcher that
+// starts and kills the processes, and an ordered list of Isolators that each
+// own one kind of isolation. It knows nothing of tasks or frameworks; the
+// agent hands it a Config and learns how the container ended.
+package containerizer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/corral/corral/launcher/containerinit"
+)
+
+// Config is everything needed to start one container.
+type Config struct {
+	ID string
+	// Sandbox is the host directory the task starts in; stdout and stderr
+	// are written there.
+	Sandbox string
+	// Argv is the command, already resolved from the task's CommandInfo.
+	Argv []string
+	Env  []string
+	// User runs the task as that user when the agent is root; empty keeps
+	// the agent's user.
+	User      string
+	Resources Resources
+	// Hostname is ContainerInfo.hostname; isolators fall back to the ID.
+	Hostname string
+	Volumes  []Volume
+}
+
+// Volume is a host_path or sandbox_path volume of ContainerInfo, resolved.
+type Volume struct {
+	// HostPath is the source on the host (already joined with the sandbox
+	// for sandbox_path volumes).
+	HostPath string
+	// ContainerPath is the target: absolute inside the container, or
+	// relative to the sandbox.
+	ContainerPath string
+	ReadOnly      bool
+}
+
+// Resources is the part of a resource set the isolators act on.
+type Resources struct {
+	CPUs      float64
+	MemBytes  uint64
+	DiskBytes uint64
+	// Labels carries per-task overrides, e.g. a pids limit.
+	Labels map[string]string
+}
+
+// LaunchInfo is what an isolator adds to a launch.
+type LaunchInfo struct {
+	// CloneFlags are CLONE_NEW* namespaces the container is created in.
+	CloneFlags uintptr
+	Env        []string
+	Mounts     []containerinit.Mount
+	Hostname   string
+	// RemountProc asks the init for a fresh /proc (new PID namespace).
+	RemountProc bool
+	// WorkDir overrides the task's working directory as seen in the
+	// container (e.g. the sandbox's mount point).
+	WorkDir string
+}
+
+// Isolator owns one kind of isolation for every container. Calls for one
+// container are made in order (Prepare, Isolate, ..., Cleanup) and never
+// concurrently; calls for different containers may be concurrent.
+type Isolator interface {
+	Name() string
+	// Recover is called once at start-up with the containers the agent knows;
+	// anything the isolator finds that is not among them is its to remove.
+	Recover(ctx context.Context, known []*Config) error
+	// Prepare runs before the container's processes exist.
+	Prepare(ctx context.Context, c *Config) (*LaunchInfo, error)
+	// Isolate runs once the container's first process exists, paused before
+	// it starts the task.
+	Isolate(ctx context.Context, id string, pid int) error
+	// Cleanup undoes everything the isolator made for the container; it is
+	// called after every process of the container is gone, also after a
+	// failed Prepare, and must be idempotent.
+	Cleanup(ctx context.Context, id string) error
+}
+
+// Watcher is an isolator that can detect a container exceeding its limits.
+// It calls report at most once per container, from any goroutine.
+type Watcher interface {
+	Watch(id string, report func(Limitation)) error
+}
+
+// Updater is an isolator whose limits change in place.
+type Updater interface {
+	Update(ctx context.Context, id string, r Resources) error
+}
+
+// UsageReporter is an isolator that can read a container's usage; it fills
+// the fields it knows.
+type UsageReporter interface {
+	Usage(ctx context.Context, id string, s *Usage) error
+}
+
+// Usage is a container's resource statistics, in Mesos' ResourceStatistics
+// terms (the agent converts it to the wire message).
+type Usage struct {
+	CPUsUserTimeSecs      float64
+	CPUsSystemTimeSecs    float64
+	CPUsLimit             float64
+	CPUsNrPeriods         uint32
+	CPUsNrThrottled       uint32
+	CPUsThrottledTimeSecs float64
+	MemTotalBytes         uint64
+	MemRSSBytes           uint64
+	MemCacheBytes         uint64
+	MemSwapBytes          uint64
+	MemLimitBytes         uint64
+	MemSoftLimitBytes     uint64
+	DiskUsedBytes         uint64
+	DiskLimitBytes        uint64
+	Processes             uint32
+	Threads               uint32
+	// Set records which fields were filled, by name as above.
+	Set map[string]bool
+}
+
+// Limitation is a limit the kernel or an isolator enforced on a container.
+type Limitation struct {
+	// Reason is a Mesos TaskStatus.Reason name, e.g.
+	// REASON_CONTAINER_LIMITATION_MEMORY.
+	Reason  string
+	Message string
+}
+
+// Termination is how a container ended.
+type Termination struct {
+	// Status is the raw wait status of the task (not of the init), valid
+	// when StatusKnown.
+	Status      syscall.WaitStatus
+	StatusKnown bool
+	// Limitation is set when an isolator caused the end.
+	Limitation *Limitation
+	// Destroyed is true when the container was destroyed (killed) rather
+	// than ending by itself.
+	Destroyed bool
+	// Message says in words what happened.
+	Message string
+}
+
+// ForkSpec is what a Launcher starts: always the container init, paused on
+// its sync pipe.
+type ForkSpec struct {
+	ID   string
+	Path string
+	Argv []string
+	Env  []string
+	Dir  string
+	// Files are stdin, stdout, stderr and the sync pipe, in that order.
+	Files      []*os.File
+	CloneFlags uintptr
+}
+
+// Launcher creates and destroys a container's processes and is the owner of
+// whatever tracks them (session, cgroup).
+type Launcher interface {
+	Name() string
+	// Fork starts the container's first process.
+	Fork(ctx context.Context, spec *ForkSpec) (*Process, error)
+	// Recover re-attaches the processes of known containers (ID → init
+	// process, nil when it is gone) and destroys anything else it finds.
+	Recover(ctx context.Context, known map[string]*Process) error
+	// Destroy kills every process of the container and releases what the
+	// launcher made for it; it returns once they are gone.
+	Destroy(ctx context.Context, id string) error
+}
+
+// Options configures launchers and isolators built from the registry.
+type Options struct {
+	RuntimeDir string
+	// CgroupsRoot is the cgroup (under each hierarchy) that holds every
+	// container's cgroup.
+	CgroupsRoot string
+	// Extra holds isolator-specific settings by flag name.
+	Extra map[string]string
+}
+
+var (
+	registryMu sync.RWMutex
+	launchers  = map[string]func(Options) (Launcher, error){}
+	isolators  = map[string]func(Options) (Isolator, error){}
+)
+
+// RegisterLauncher makes a launcher available by name (database/sql style:
+// compile it in and it is selectable with --launcher).
+func RegisterLauncher(name string, build func(Options) (Launcher, error)) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := launchers[name]; dup {
+		panic("containerizer: launcher " + name + " registered twice")
+	}
+	launchers[name] = build
+}
+
+// RegisterIsolator makes an isolator available to --isolation by its Mesos
+// name.
+func RegisterIsolator(name string, build func(Options) (Isolator, error)) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := isolators[name]; dup {
+		panic("containerizer: isolator " + name + " registered twice")
+	}
+	isolators[name] = build
+}
+
+// NewLauncher builds the launcher registered as name.
+func NewLauncher(name string, o Options) (Launcher, error) {
+	registryMu.RLock()
+	build, ok := launchers[name]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown launcher %q (known: %v)", name, keys(launchers))
+	}
+	return build(o)
+}
+
+// NewIsolator builds the isolator registered as name.
+func NewIsolator(name string, o Options) (Isolator, error) {
+	registryMu.RLock()
+	build, ok := isolators[name]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown isolator %q (known: %v)", name, keys(isolators))
+	}
+	return build(o)
+}
+
+func keys[V any](m map[string]V) []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

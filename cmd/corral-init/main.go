@@ -1,0 +1,17 @@
+// Command corral-init is the lean first process of every Corral container.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/corral/corral/launcher/containerinit"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: corral-init SPEC_PATH (started by the Corral agent, not by hand)")
+		os.Exit(containerinit.ExitSetupFailed)
+	}
+	containerinit.Main(os.Args[1])
+}

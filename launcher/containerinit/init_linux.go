@@ -1,0 +1,300 @@
+package containerinit
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+)
+
+// Main runs the container init with the spec at specPath and never returns.
+func Main(specPath string) {
+	os.Exit(run(specPath))
+}
+
+func fail(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "corral-init: "+format+"\n", args...)
+	return ExitSetupFailed
+}
+
+func run(specPath string) int {
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return fail("reading spec: %v", err)
+	}
+	var spec Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return fail("parsing spec %s: %v", specPath, err)
+	}
+	if len(spec.Argv) == 0 {
+		return fail("spec %s has no command", specPath)
+	}
+
+	// Signals must be caught before the go-ahead: a kill that arrives while the
+	// task starts is forwarded rather than lost.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCHLD, DestroySignal)
+
+	if !awaitGoAhead() {
+		return ExitAborted
+	}
+
+	// Orphans of the task reparent to us, not to the host's init, so that they
+	// stay reaped and inside the container's session.
+	if err := prctl(pr_SET_CHILD_SUBREAPER, 1); err != nil {
+		return fail("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	if spec.Hostname != "" {
+		if err := syscall.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fail("sethostname %q: %v", spec.Hostname, err)
+		}
+	}
+	if err := applyMounts(&spec); err != nil {
+		return fail("%v", err)
+	}
+
+	path, err := lookPath(spec.Argv[0])
+	if err != nil {
+		return fail("%v", err)
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   spec.Dir,
+		Env:   os.Environ(),
+		Files: []uintptr{0, 1, 2},
+		// Its own process group, so a forwarded signal reaches the task's
+		// children without reaching us.
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if spec.UID != nil {
+		cred := &syscall.Credential{Uid: *spec.UID, Gid: *spec.UID, Groups: spec.Groups}
+		if spec.GID != nil {
+			cred.Gid = *spec.GID
+		}
+		attr.Sys.Credential = cred
+	}
+	child, err := syscall.ForkExec(path, spec.Argv, attr)
+	if err != nil {
+		return fail("starting %q: %v", spec.Argv[0], err)
+	}
+
+	for sig := range sigs {
+		switch sig {
+		case DestroySignal:
+			// The agent destroys the container: the task's group first, while
+			// its PID is still held by us, then whatever else is left. The task
+			// itself too, in case it left its group.
+			_ = syscall.Kill(-child, syscall.SIGKILL)
+			_ = syscall.Kill(child, syscall.SIGKILL)
+		case syscall.SIGCHLD:
+		default:
+			_ = syscall.Kill(-child, sig.(syscall.Signal))
+			continue
+		}
+		if !reapOthers(child) {
+			continue
+		}
+		// The task is a zombie, so its PID (and its group's ID) cannot have
+		// been reused: killing the group reaches only its own processes.
+		_ = syscall.Kill(-child, syscall.SIGKILL)
+		var status syscall.WaitStatus
+		for {
+			if _, err := syscall.Wait4(child, &status, 0, nil); err != syscall.EINTR {
+				break
+			}
+		}
+		killDescendants()
+		if err := writeStatus(spec.StatusPath, status); err != nil {
+			fmt.Fprintf(os.Stderr, "corral-init: recording exit status: %v\n", err)
+		}
+		if status.Signaled() {
+			return 128 + int(status.Signal())
+		}
+		return status.ExitStatus()
+	}
+	return ExitSetupFailed
+}
+
+// reapOthers reaps every exited child but the task, and reports whether the
+// task has exited; the task is left a zombie so its PID stays ours.
+func reapOthers(task int) bool {
+	for {
+		pid := peekExited()
+		if pid <= 0 {
+			return false
+		}
+		if pid == task {
+			return true
+		}
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	}
+}
+
+// peekExited returns the PID of an exited child without reaping it, or 0.
+func peekExited() int {
+	var info [128]byte // siginfo_t
+	const pALL, wEXITED, wNOHANG, wNOWAIT = 0, 4, 1, 0x01000000
+	for {
+		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pALL, 0, uintptr(unsafe.Pointer(&info[0])), wEXITED|wNOHANG|wNOWAIT, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0
+		}
+		// si_pid follows signo, errno, code and padding; zero means no
+		// child has exited.
+		return int(*(*int32)(unsafe.Pointer(&info[16])))
+	}
+}
+
+// killDescendants kills and reaps every process left in the container. We are
+// a child subreaper, so each of them is our child or becomes one when its
+// parent dies; the loop ends when we have no children at all.
+func killDescendants() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		switch {
+		case err == syscall.EINTR || pid > 0:
+			continue
+		case err != nil: // ECHILD: nothing left
+			return
+		}
+		// Children alive: they are ours and unreaped, so their PIDs are safe
+		// to signal.
+		for _, c := range childrenOf(os.Getpid()) {
+			_ = syscall.Kill(c, syscall.SIGKILL)
+		}
+		_, _ = syscall.Wait4(-1, &ws, 0, nil)
+	}
+}
+
+// childrenOf scans /proc for processes whose parent is ppid. It runs only
+// when a task left processes behind, never on the launch path.
+func childrenOf(ppid int) []int {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	var out []int
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + n + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func awaitGoAhead() bool {
+	sync := os.NewFile(SyncFD, "sync")
+	defer sync.Close()
+	var b [1]byte
+	n, _ := sync.Read(b[:])
+	return n == 1
+}
+
+func writeStatus(path string, ws syscall.WaitStatus) error {
+	if path == "" {
+		return nil
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(int(ws)) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func applyMounts(spec *Spec) error {
+	if len(spec.Mounts) == 0 && !spec.RemountProc {
+		return nil
+	}
+	// Keep our mounts out of the host's mount namespace whatever the host's
+	// default propagation is.
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("making / a slave mount: %w", err)
+	}
+	for _, m := range spec.Mounts {
+		if m.MkdirTarget {
+			if err := os.MkdirAll(m.Target, 0o755); err != nil {
+				return fmt.Errorf("creating mount point %s: %w", m.Target, err)
+			}
+		}
+		flags := m.Flags
+		if err := syscall.Mount(m.Source, m.Target, m.FSType, flags&^syscall.MS_RDONLY, m.Data); err != nil {
+			return fmt.Errorf("mounting %s on %s: %w", m.Source, m.Target, err)
+		}
+		if flags&syscall.MS_BIND != 0 && flags&syscall.MS_RDONLY != 0 {
+			re := syscall.MS_BIND | syscall.MS_REMOUNT | syscall.MS_RDONLY | (flags & syscall.MS_REC)
+			if err := syscall.Mount("", m.Target, "", re, ""); err != nil {
+				return fmt.Errorf("remounting %s read-only: %w", m.Target, err)
+			}
+		}
+	}
+	if spec.RemountProc {
+		if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("mounting /proc: %w", err)
+		}
+	}
+	return nil
+}
+
+// lookPath resolves a command through PATH as exec would, without linking
+// os/exec into the init.
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q not found in PATH %q", name, os.Getenv("PATH"))
+}
+
+const pr_SET_CHILD_SUBREAPER = 36
+
+func prctl(option int, arg uintptr) error {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, uintptr(option), arg, 0); e != 0 {
+		return e
+	}
+	return nil
+}
