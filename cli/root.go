@@ -16,6 +16,9 @@ func Main(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	for _, sub := range subcommands {
+		root.AddCommand(sub())
+	}
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "corral:", err)
@@ -39,3 +42,9 @@ func exitCode(err error) int {
 	}
 	return 1
 }
+
+// subcommands are added by each subcommand's file in its init, so each
+// lives in its own file.
+var subcommands []func() *cobra.Command
+
+func register(sub func() *cobra.Command) { subcommands = append(subcommands, sub) }

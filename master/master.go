@@ -1,0 +1,279 @@
+// Package master is Corral's master: it keeps the frameworks, agents, tasks
+// and offers, serves the v1 scheduler API to frameworks and the internal
+// API to agents, and offers agents' unused resources to frameworks.
+package master
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/corral/corral/api/httpapi"
+	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/ids"
+	"github.com/corral/corral/internal/version"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config is the master's configuration (its flags).
+type Config struct {
+	// Address is host:port the master listens on; the master advertises it.
+	Address  string
+	Hostname string
+	// HeartbeatInterval is how often an idle event stream carries a
+	// HEARTBEAT (Mesos: 15 s).
+	HeartbeatInterval time.Duration
+	// AllocationInterval is the period of the batch allocation that catches
+	// expired filters (Mesos: 1 s); events also trigger allocation.
+	AllocationInterval time.Duration
+	// AgentReregisterTimeout is how long a disconnected agent's tasks are
+	// kept before they are reported lost.
+	AgentReregisterTimeout time.Duration
+	// MaxCompletedTasksPerFramework bounds the completed tasks kept for
+	// /state.
+	MaxCompletedTasksPerFramework int
+	// Flags are echoed by /flags.
+	Flags map[string]string
+	Log   *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 15 * time.Second
+	}
+	if c.AllocationInterval <= 0 {
+		c.AllocationInterval = time.Second
+	}
+	if c.AgentReregisterTimeout <= 0 {
+		c.AgentReregisterTimeout = 10 * time.Minute
+	}
+	if c.MaxCompletedTasksPerFramework <= 0 {
+		c.MaxCompletedTasksPerFramework = 1000
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+	}
+}
+
+// Master is the master's state. One mutex guards it all: the master does
+// bookkeeping only, and every network write happens outside the lock
+// through the streams' queues.
+type Master struct {
+	cfg   Config
+	log   *slog.Logger
+	info  *mesos.MasterInfo
+	start time.Time
+
+	frameworkIDs *ids.Sequence
+	agentIDs     *ids.Sequence
+	offerIDs     *ids.Sequence
+
+	kick chan struct{}
+
+	mu                  sync.Mutex
+	frameworks          map[string]*framework
+	completedFrameworks []*framework
+	agents              map[string]*agent
+	offers              map[string]*offer
+}
+
+type framework struct {
+	id        string
+	info      *mesos.FrameworkInfo
+	stream    *httpapi.Stream
+	streamID  string
+	active    bool
+	suppress  map[string]bool // roles
+	filters   map[string]time.Time
+	offers    map[string]*offer
+	tasks     map[string]*task
+	completed []*task
+	// executors this framework runs, per agent, for resource accounting.
+	executors      map[string]*executor
+	registeredTime time.Time
+	failoverTimer  *time.Timer
+}
+
+type agent struct {
+	id        string
+	info      *mesos.AgentInfo
+	endpoint  *mesos.URL
+	total     resources.Resources
+	used      resources.Resources
+	offered   resources.Resources
+	stream    *httpapi.Stream
+	streamID  string
+	connected bool
+	tasks     map[string]*task // by framework/task key
+	executors map[string]*executor
+	regTime   time.Time
+	removal   *time.Timer
+	version   string
+}
+
+type task struct {
+	fw        *framework
+	agent     *agent
+	id        string
+	info      *mesos.TaskInfo
+	executor  string
+	resources resources.Resources
+	state     mesos.TaskState
+	statuses  []*mesos.TaskStatus
+	// lastStatus is the latest status forwarded to the framework.
+	lastStatus *mesos.TaskStatus
+}
+
+type executor struct {
+	fw        *framework
+	agent     *agent
+	info      *mesos.ExecutorInfo
+	resources resources.Resources
+}
+
+type offer struct {
+	id        string
+	fw        *framework
+	agent     *agent
+	resources resources.Resources
+}
+
+// New builds a master.
+func New(cfg Config) *Master {
+	cfg.defaults()
+	id := ids.String()
+	m := &Master{
+		cfg:          cfg,
+		log:          cfg.Log.With("component", "master"),
+		start:        time.Now(),
+		frameworkIDs: ids.NewSequence(id+"-", "%04d"),
+		agentIDs:     ids.NewSequence(id+"-S", "%d"),
+		offerIDs:     ids.NewSequence(id+"-O", "%d"),
+		kick:         make(chan struct{}, 1),
+		frameworks:   map[string]*framework{},
+		agents:       map[string]*agent{},
+		offers:       map[string]*offer{},
+	}
+	m.info = masterInfo(id, cfg.Address, cfg.Hostname)
+	return m
+}
+
+func masterInfo(id, address, hostname string) *mesos.MasterInfo {
+	host, portStr, _ := net.SplitHostPort(address)
+	port, _ := strconv.Atoi(portStr)
+	ip := net.ParseIP(host).To4()
+	var ipNum uint32
+	if ip != nil {
+		// MasterInfo.ip is the IPv4 address in network byte order read as a
+		// little-endian integer, as Mesos writes it.
+		ipNum = uint32(ip[0]) | uint32(ip[1])<<8 | uint32(ip[2])<<16 | uint32(ip[3])<<24
+	}
+	return &mesos.MasterInfo{
+		Id:       proto.String(id),
+		Ip:       proto.Uint32(ipNum),
+		Port:     proto.Uint32(uint32(port)),
+		Pid:      proto.String("master@" + address),
+		Hostname: proto.String(hostname),
+		Version:  proto.String(version.Version),
+		Address: &mesos.Address{
+			Hostname: proto.String(hostname),
+			Ip:       proto.String(host),
+			Port:     proto.Int32(int32(port)),
+		},
+	}
+}
+
+// Handler returns the master's HTTP API.
+func (m *Master) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/scheduler", m.serveScheduler)
+	mux.HandleFunc("/internal/v1/agent", m.serveAgent)
+	mux.HandleFunc("/api/v1", m.serveOperator)
+	m.registerEndpoints(mux)
+	return mux
+}
+
+// Run allocates until ctx ends.
+func (m *Master) Run(ctx context.Context) {
+	t := time.NewTicker(m.cfg.AllocationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.shutdown()
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+		m.mu.Lock()
+		m.allocate()
+		m.mu.Unlock()
+	}
+}
+
+// requestAllocation asks the allocation loop to run soon; many requests
+// coalesce into one run.
+func (m *Master) requestAllocation() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Master) shutdown() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, fw := range m.frameworks {
+		if fw.stream != nil {
+			fw.stream.Close()
+		}
+	}
+	for _, a := range m.agents {
+		if a.stream != nil {
+			a.stream.Close()
+		}
+	}
+}
+
+func isTerminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
+		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}
+
+func (fw *framework) hasCapability(c mesos.FrameworkInfo_Capability_Type) bool {
+	for _, cap := range fw.info.GetCapabilities() {
+		if cap.GetType() == c {
+			return true
+		}
+	}
+	return false
+}
+
+func (fw *framework) partitionAware() bool {
+	return fw.hasCapability(mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+}
+
+// roles lists the framework's roles: FrameworkInfo.roles for multi-role
+// frameworks, else the single (deprecated) role.
+func (fw *framework) roles() []string {
+	if fw.hasCapability(mesos.FrameworkInfo_Capability_MULTI_ROLE) {
+		return fw.info.GetRoles()
+	}
+	return []string{fw.info.GetRole()}
+}
+
+func taskKey(fwID, taskID string) string { return fwID + "/" + taskID }

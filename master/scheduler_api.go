@@ -1,0 +1,489 @@
+package master
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/corral/corral/api/cluster"
+	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/httpapi"
+	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/api/v1/scheduler"
+	"github.com/corral/corral/internal/ids"
+	"google.golang.org/protobuf/proto"
+)
+
+func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
+	call := &scheduler.Call{}
+	respCodec, ok := httpapi.DecodeCall(w, r, call)
+	if !ok {
+		return
+	}
+	if call.GetType() == scheduler.Call_SUBSCRIBE {
+		m.subscribeFramework(w, r, call, respCodec)
+		return
+	}
+	fwID := call.GetFrameworkId().GetValue()
+	if fwID == "" {
+		httpapi.Error(w, http.StatusBadRequest, "Expecting 'framework_id' to be present")
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fw := m.frameworks[fwID]
+	if fw == nil {
+		httpapi.Error(w, http.StatusForbidden, "Framework '%s' is not subscribed", fwID)
+		return
+	}
+	if sid := r.Header.Get(httpapi.StreamIDHeader); sid == "" || sid != fw.streamID {
+		httpapi.Error(w, http.StatusForbidden, "The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID %s", sid, fwID)
+		return
+	}
+	if err := m.handleFrameworkCall(fw, call); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// handleFrameworkCall applies a call; an error is the caller's fault (400).
+func (m *Master) handleFrameworkCall(fw *framework, call *scheduler.Call) error {
+	switch call.GetType() {
+	case scheduler.Call_TEARDOWN:
+		m.teardown(fw)
+	case scheduler.Call_ACCEPT:
+		if call.Accept == nil {
+			return fmt.Errorf("Expecting 'accept' to be present")
+		}
+		return m.accept(fw, call.GetAccept())
+	case scheduler.Call_DECLINE:
+		if call.Decline == nil {
+			return fmt.Errorf("Expecting 'decline' to be present")
+		}
+		m.decline(fw, call.GetDecline().GetOfferIds(), call.GetDecline().GetFilters())
+	case scheduler.Call_ACCEPT_INVERSE_OFFERS, scheduler.Call_DECLINE_INVERSE_OFFERS:
+		// Corral makes no inverse offers (no maintenance schedules yet), so
+		// there is nothing to accept or decline.
+	case scheduler.Call_REVIVE:
+		m.revive(fw, call.GetRevive().GetRoles())
+	case scheduler.Call_SUPPRESS:
+		m.suppress(fw, call.GetSuppress().GetRoles())
+	case scheduler.Call_KILL:
+		if call.Kill == nil {
+			return fmt.Errorf("Expecting 'kill' to be present")
+		}
+		m.killTask(fw, call.GetKill())
+	case scheduler.Call_SHUTDOWN:
+		if call.Shutdown == nil {
+			return fmt.Errorf("Expecting 'shutdown' to be present")
+		}
+		m.shutdownExecutor(fw, call.GetShutdown())
+	case scheduler.Call_ACKNOWLEDGE:
+		if call.Acknowledge == nil {
+			return fmt.Errorf("Expecting 'acknowledge' to be present")
+		}
+		return m.acknowledge(fw, call.GetAcknowledge())
+	case scheduler.Call_RECONCILE:
+		if call.Reconcile == nil {
+			return fmt.Errorf("Expecting 'reconcile' to be present")
+		}
+		m.reconcile(fw, call.GetReconcile())
+	case scheduler.Call_MESSAGE:
+		if call.Message == nil {
+			return fmt.Errorf("Expecting 'message' to be present")
+		}
+		return m.frameworkMessage(fw, call.GetMessage())
+	case scheduler.Call_REQUEST:
+		// Mesos' allocator ignores requests too; answered 202.
+	case scheduler.Call_UPDATE_FRAMEWORK:
+		if call.UpdateFramework == nil {
+			return fmt.Errorf("Expecting 'update_framework' to be present")
+		}
+		return m.updateFramework(fw, call.GetUpdateFramework())
+	case scheduler.Call_ACKNOWLEDGE_OPERATION_STATUS, scheduler.Call_RECONCILE_OPERATIONS:
+		return fmt.Errorf("call %s is not supported: Corral has no operation feedback yet", call.GetType())
+	default:
+		return fmt.Errorf("Unknown call type %v", call.GetType())
+	}
+	return nil
+}
+
+func validateFrameworkInfo(info *mesos.FrameworkInfo) error {
+	if info == nil {
+		return fmt.Errorf("Expecting 'subscribe.framework_info' to be present")
+	}
+	if info.GetUser() == "" && info.User == nil {
+		return fmt.Errorf("'framework_info.user' is required")
+	}
+	if info.GetName() == "" && info.Name == nil {
+		return fmt.Errorf("'framework_info.name' is required")
+	}
+	multi := false
+	for _, c := range info.GetCapabilities() {
+		if c.GetType() == mesos.FrameworkInfo_Capability_MULTI_ROLE {
+			multi = true
+		}
+	}
+	if multi && info.Role != nil {
+		return fmt.Errorf("'framework_info.role' must not be set with the MULTI_ROLE capability; use 'roles'")
+	}
+	if !multi && len(info.GetRoles()) > 0 {
+		return fmt.Errorf("'framework_info.roles' needs the MULTI_ROLE capability")
+	}
+	if v := info.GetFailoverTimeout(); v < 0 {
+		return fmt.Errorf("'framework_info.failover_timeout' must not be negative")
+	}
+	return nil
+}
+
+func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call *scheduler.Call, respCodec codec.Codec) {
+	info := call.GetSubscribe().GetFrameworkInfo()
+	if err := validateFrameworkInfo(info); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if call.FrameworkId != nil && info.Id != nil && call.GetFrameworkId().GetValue() != info.GetId().GetValue() {
+		httpapi.Error(w, http.StatusBadRequest, "'framework_id' differs from 'subscribe.framework_info.id'")
+		return
+	}
+	stream := httpapi.NewStream(respCodec)
+	streamID := ids.String()
+
+	m.mu.Lock()
+	info = proto.Clone(info).(*mesos.FrameworkInfo)
+	var fw *framework
+	if id := info.GetId().GetValue(); id != "" {
+		fw = m.frameworks[id]
+		if fw == nil {
+			// A framework that re-subscribes with an ID we do not know (the
+			// master restarted) keeps its ID.
+			fw = newFramework(id, info)
+			m.frameworks[id] = fw
+		} else if fw.stream != nil {
+			m.log.Info("framework failed over", "framework", id)
+			fw.stream.Send(errorEvent("Framework failed over"))
+			fw.stream.Close()
+		}
+		fw.info = info
+	} else {
+		id := m.frameworkIDs.Next()
+		info.Id = &mesos.FrameworkID{Value: proto.String(id)}
+		fw = newFramework(id, info)
+		m.frameworks[id] = fw
+	}
+	if fw.failoverTimer != nil {
+		fw.failoverTimer.Stop()
+		fw.failoverTimer = nil
+	}
+	fw.stream, fw.streamID, fw.active = stream, streamID, true
+	fw.suppress = map[string]bool{}
+	for _, role := range call.GetSubscribe().GetSuppressedRoles() {
+		fw.suppress[role] = true
+	}
+	// A (re)subscribed framework starts from fresh offers.
+	for _, o := range fw.offers {
+		m.removeOffer(o)
+	}
+	stream.Send(&scheduler.Event{
+		Type: scheduler.Event_SUBSCRIBED.Enum(),
+		Subscribed: &scheduler.Event_Subscribed{
+			FrameworkId:              &mesos.FrameworkID{Value: proto.String(fw.id)},
+			HeartbeatIntervalSeconds: proto.Float64(m.cfg.HeartbeatInterval.Seconds()),
+			MasterInfo:               m.info,
+		},
+	})
+	m.log.Info("framework subscribed", "framework", fw.id, "name", info.GetName())
+	m.mu.Unlock()
+	m.requestAllocation()
+
+	stream.Serve(w, r, streamID, &scheduler.Event{Type: scheduler.Event_HEARTBEAT.Enum()}, m.cfg.HeartbeatInterval)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if fw.stream == stream {
+		m.frameworkDisconnected(fw)
+	}
+}
+
+func newFramework(id string, info *mesos.FrameworkInfo) *framework {
+	return &framework{
+		id: id, info: info,
+		filters:        map[string]time.Time{},
+		offers:         map[string]*offer{},
+		tasks:          map[string]*task{},
+		executors:      map[string]*executor{},
+		suppress:       map[string]bool{},
+		registeredTime: time.Now(),
+	}
+}
+
+func errorEvent(msg string) *scheduler.Event {
+	return &scheduler.Event{Type: scheduler.Event_ERROR.Enum(), Error: &scheduler.Event_Error{Message: proto.String(msg)}}
+}
+
+// frameworkDisconnected deactivates a framework whose stream ended and
+// removes it once its failover timeout passes.
+func (m *Master) frameworkDisconnected(fw *framework) {
+	m.log.Info("framework disconnected", "framework", fw.id)
+	fw.stream, fw.streamID, fw.active = nil, "", false
+	for _, o := range fw.offers {
+		m.removeOffer(o)
+	}
+	timeout := time.Duration(fw.info.GetFailoverTimeout() * float64(time.Second))
+	fw.failoverTimer = time.AfterFunc(timeout, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.frameworks[fw.id] == fw && !fw.active {
+			m.log.Info("framework failover timeout passed", "framework", fw.id, "timeout", timeout)
+			m.teardown(fw)
+		}
+	})
+	m.requestAllocation()
+}
+
+// teardown removes a framework: its tasks are killed on their agents, its
+// offers withdrawn and its stream closed.
+func (m *Master) teardown(fw *framework) {
+	m.log.Info("tearing down framework", "framework", fw.id)
+	for _, o := range fw.offers {
+		m.removeOffer(o)
+	}
+	agents := map[*agent]bool{}
+	for _, t := range fw.tasks {
+		agents[t.agent] = true
+		m.removeTask(t, true)
+	}
+	for _, e := range fw.executors {
+		agents[e.agent] = true
+		m.removeExecutor(e)
+	}
+	for a := range agents {
+		a.send(&cluster.Event{Type: cluster.Event_SHUTDOWN_FRAMEWORK.Enum(), ShutdownFramework: &cluster.Event_ShutdownFramework{
+			FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)},
+		}})
+	}
+	if fw.failoverTimer != nil {
+		fw.failoverTimer.Stop()
+	}
+	if fw.stream != nil {
+		fw.stream.Close()
+	}
+	fw.stream, fw.streamID, fw.active = nil, "", false
+	delete(m.frameworks, fw.id)
+	m.completedFrameworks = append(m.completedFrameworks, fw)
+	if n := len(m.completedFrameworks); n > 50 {
+		m.completedFrameworks = m.completedFrameworks[n-50:]
+	}
+	m.requestAllocation()
+}
+
+func (m *Master) decline(fw *framework, offerIDs []*mesos.OfferID, filters *mesos.Filters) {
+	for _, oid := range offerIDs {
+		o := fw.offers[oid.GetValue()]
+		if o == nil {
+			continue
+		}
+		m.removeOffer(o)
+		m.filter(fw, o.agent, filters)
+	}
+	m.requestAllocation()
+}
+
+// filter keeps an agent's resources away from a framework for
+// refuse_seconds (default 5 s, as in Mesos).
+func (m *Master) filter(fw *framework, a *agent, f *mesos.Filters) {
+	secs := f.GetRefuseSeconds()
+	if secs <= 0 {
+		return
+	}
+	// Mesos caps refusals at a year; it also keeps time.Duration in range.
+	if secs > 365*24*3600 {
+		secs = 365 * 24 * 3600
+	}
+	fw.filters[a.id] = time.Now().Add(time.Duration(secs * float64(time.Second)))
+}
+
+func (m *Master) revive(fw *framework, roles []string) {
+	if len(roles) == 0 {
+		roles = fw.roles()
+		fw.filters = map[string]time.Time{}
+	}
+	for _, r := range roles {
+		delete(fw.suppress, r)
+	}
+	m.requestAllocation()
+}
+
+func (m *Master) suppress(fw *framework, roles []string) {
+	if len(roles) == 0 {
+		roles = fw.roles()
+	}
+	for _, r := range roles {
+		fw.suppress[r] = true
+	}
+	for _, o := range fw.offers {
+		m.rescind(o)
+	}
+}
+
+func (m *Master) updateFramework(fw *framework, u *scheduler.Call_UpdateFramework) error {
+	info := u.GetFrameworkInfo()
+	if err := validateFrameworkInfo(info); err != nil {
+		return err
+	}
+	if info.GetId().GetValue() != fw.id {
+		return fmt.Errorf("'update_framework.framework_info.id' must be the framework's ID %s", fw.id)
+	}
+	fw.info = proto.Clone(info).(*mesos.FrameworkInfo)
+	fw.suppress = map[string]bool{}
+	for _, r := range u.GetSuppressedRoles() {
+		fw.suppress[r] = true
+	}
+	m.requestAllocation()
+	return nil
+}
+
+func (m *Master) killTask(fw *framework, k *scheduler.Call_Kill) {
+	t := fw.tasks[k.GetTaskId().GetValue()]
+	if t == nil || t.agent == nil {
+		// Unknown to us: answer as reconciliation does, so the framework
+		// learns the task is not running.
+		fw.send(m.unknownTaskUpdate(fw, k.GetTaskId(), k.GetAgentId(), "Attempted to kill an unknown task"))
+		return
+	}
+	t.agent.send(killEvent(fw.id, k.GetTaskId(), k.GetKillPolicy()))
+}
+
+func (m *Master) shutdownExecutor(fw *framework, s *scheduler.Call_Shutdown) {
+	a := m.agents[s.GetAgentId().GetValue()]
+	if a == nil {
+		return
+	}
+	a.send(&cluster.Event{Type: cluster.Event_SHUTDOWN_EXECUTOR.Enum(), ShutdownExecutor: &cluster.Event_ShutdownExecutor{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)}, ExecutorId: s.GetExecutorId(),
+	}})
+}
+
+func (m *Master) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) error {
+	if len(ack.GetUuid()) != 16 {
+		return fmt.Errorf("'acknowledge.uuid' must be 16 bytes, got %d", len(ack.GetUuid()))
+	}
+	a := m.agents[ack.GetAgentId().GetValue()]
+	t := fw.tasks[ack.GetTaskId().GetValue()]
+	if t != nil && t.lastStatus != nil && isTerminal(t.lastStatus.GetState()) && proto.Equal(&mesos.TaskStatus{Uuid: t.lastStatus.Uuid}, &mesos.TaskStatus{Uuid: ack.Uuid}) {
+		m.completeTask(t)
+	}
+	if a == nil {
+		// Master-generated updates (and those of removed agents) need no
+		// agent to hear the acknowledgement.
+		return nil
+	}
+	a.send(&cluster.Event{Type: cluster.Event_ACKNOWLEDGE.Enum(), Acknowledge: &cluster.Event_Acknowledge{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)}, TaskId: ack.GetTaskId(), Uuid: ack.GetUuid(),
+	}})
+	return nil
+}
+
+func (m *Master) reconcile(fw *framework, rc *scheduler.Call_Reconcile) {
+	if len(rc.GetTasks()) == 0 {
+		// Implicit: the latest state of every task we know.
+		for _, t := range fw.tasks {
+			fw.send(updateEvent(reconciledStatus(t)))
+		}
+		return
+	}
+	for _, rt := range rc.GetTasks() {
+		t := fw.tasks[rt.GetTaskId().GetValue()]
+		if t != nil {
+			fw.send(updateEvent(reconciledStatus(t)))
+			continue
+		}
+		fw.send(m.unknownTaskUpdate(fw, rt.GetTaskId(), rt.GetAgentId(), "Reconciliation: task is unknown"))
+	}
+}
+
+// reconciledStatus is the task's latest state without a uuid: answers to
+// reconciliation need no acknowledgement.
+func reconciledStatus(t *task) *mesos.TaskStatus {
+	s := &mesos.TaskStatus{
+		TaskId:    &mesos.TaskID{Value: proto.String(t.id)},
+		State:     t.state.Enum(),
+		Source:    mesos.TaskStatus_SOURCE_MASTER.Enum(),
+		Reason:    mesos.TaskStatus_REASON_RECONCILIATION.Enum(),
+		Timestamp: proto.Float64(now()),
+	}
+	if t.lastStatus != nil {
+		s.Message = t.lastStatus.Message
+		s.Data = t.lastStatus.Data
+		s.Healthy = t.lastStatus.Healthy
+		s.ContainerStatus = t.lastStatus.ContainerStatus
+	}
+	if t.agent != nil {
+		s.AgentId = &mesos.AgentID{Value: proto.String(t.agent.id)}
+	}
+	if t.executor != "" {
+		s.ExecutorId = &mesos.ExecutorID{Value: proto.String(t.executor)}
+	}
+	return s
+}
+
+func (m *Master) unknownTaskUpdate(fw *framework, taskID *mesos.TaskID, agentID *mesos.AgentID, msg string) *scheduler.Event {
+	state := mesos.TaskState_TASK_LOST
+	if fw.partitionAware() {
+		state = mesos.TaskState_TASK_UNKNOWN
+	}
+	s := &mesos.TaskStatus{
+		TaskId:    taskID,
+		State:     state.Enum(),
+		Source:    mesos.TaskStatus_SOURCE_MASTER.Enum(),
+		Reason:    mesos.TaskStatus_REASON_RECONCILIATION.Enum(),
+		Message:   proto.String(msg),
+		Timestamp: proto.Float64(now()),
+	}
+	if agentID != nil {
+		s.AgentId = agentID
+	}
+	return updateEvent(s)
+}
+
+func (m *Master) frameworkMessage(fw *framework, msg *scheduler.Call_Message) error {
+	a := m.agents[msg.GetAgentId().GetValue()]
+	if a == nil {
+		return fmt.Errorf("Unknown agent %s", msg.GetAgentId().GetValue())
+	}
+	a.send(&cluster.Event{Type: cluster.Event_FRAMEWORK_MESSAGE.Enum(), FrameworkMessage: &cluster.FrameworkMessage{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)}, ExecutorId: msg.GetExecutorId(), Data: msg.GetData(),
+	}})
+	return nil
+}
+
+func updateEvent(s *mesos.TaskStatus) *scheduler.Event {
+	return &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: s}}
+}
+
+// send queues an event to the framework if it is connected. A disconnected
+// framework misses master-generated events; updates from agents are retried
+// by the agent until acknowledged.
+func (fw *framework) send(e *scheduler.Event) {
+	if fw.stream != nil {
+		fw.stream.Send(e)
+	}
+}
+
+func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+// rescind withdraws an outstanding offer and tells the framework.
+func (m *Master) rescind(o *offer) {
+	o.fw.send(&scheduler.Event{
+		Type:    scheduler.Event_RESCIND.Enum(),
+		Rescind: &scheduler.Event_Rescind{OfferId: &mesos.OfferID{Value: proto.String(o.id)}},
+	})
+	m.removeOffer(o)
+}
+
+func (m *Master) removeOffer(o *offer) {
+	delete(m.offers, o.id)
+	delete(o.fw.offers, o.id)
+	o.agent.offered = o.agent.offered.Minus(o.resources)
+}
