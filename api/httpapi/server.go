@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,11 +44,14 @@ func DecodeCall(w http.ResponseWriter, r *http.Request, msg proto.Message) (resp
 		Error(w, http.StatusUnsupportedMediaType, "%v", err)
 		return nil, false
 	}
-	resp, err = codec.ResponseCodec(r)
+	// Stream negotiation also covers plain responses, and accepts
+	// application/recordio with Message-Accept for SUBSCRIBE.
+	st, err := codec.StreamResponse(r)
 	if err != nil {
 		Error(w, http.StatusNotAcceptable, "%v", err)
 		return nil, false
 	}
+	resp = st.Codec
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -145,9 +147,8 @@ func (s *Stream) poke() {
 func (s *Stream) Serve(w http.ResponseWriter, r *http.Request, streamID string, heartbeat proto.Message, interval time.Duration) {
 	defer s.once.Do(func() { close(s.done) })
 	h := w.Header()
-	if accepts(r, codec.MediaTypeRecordIO) {
-		h.Set("Content-Type", codec.MediaTypeRecordIO)
-		h.Set("Message-Content-Type", s.codec.MediaType())
+	if st, err := codec.StreamResponse(r); err == nil && st.Codec.MediaType() == s.codec.MediaType() {
+		st.SetHeaders(h)
 	} else {
 		h.Set("Content-Type", s.codec.MediaType())
 	}
@@ -204,12 +205,3 @@ func (s *Stream) write(rw *recordio.Writer, m proto.Message) bool {
 	return rw.WriteRecord(b) == nil
 }
 
-func accepts(r *http.Request, mt string) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		base, _, _ := strings.Cut(part, ";")
-		if strings.EqualFold(strings.TrimSpace(base), mt) {
-			return true
-		}
-	}
-	return false
-}
