@@ -204,4 +204,3 @@ func (s *Stream) write(rw *recordio.Writer, m proto.Message) bool {
 	}
 	return rw.WriteRecord(b) == nil
 }
-
