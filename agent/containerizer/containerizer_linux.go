@@ -105,7 +105,7 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runtime dir: %w", err)
 	}
-	spec := containerinit.Spec{Argv: cfg.Argv, Dir: cfg.Sandbox, StatusPath: filepath.Join(dir, "status")}
+	spec := containerinit.Spec{Argv: cfg.Argv, Path: cfg.Path, Dir: cfg.Sandbox, StatusPath: filepath.Join(dir, "status")}
 	env := cfg.Env
 	var cloneFlags uintptr
 	for _, iso := range c.isolators {

@@ -23,6 +23,8 @@ type Config struct {
 	Sandbox string
 	// Argv is the command, already resolved from the task's CommandInfo.
 	Argv []string
+	// Path is the program to run when it differs from Argv[0].
+	Path string
 	Env  []string
 	// User runs the task as that user when the agent is root; empty keeps
 	// the agent's user.
@@ -122,7 +124,8 @@ type Usage struct {
 	DiskLimitBytes        uint64
 	Processes             uint32
 	Threads               uint32
-	// Set records which fields were filled, by name as above.
+	// Set records which fields were filled, by their Mesos names
+	// (cpus_user_time_secs, mem_rss_bytes, ...).
 	Set map[string]bool
 }
 

@@ -165,6 +165,15 @@ func (s *Subscription) Next(m proto.Message) error {
 	return s.codec.Unmarshal(rec, m)
 }
 
+// SetIdle changes the idle timeout, e.g. once SUBSCRIBED has told the
+// heartbeat interval.
+func (s *Subscription) SetIdle(d time.Duration) {
+	s.idle = d
+	if s.timer != nil {
+		s.timer.Reset(d)
+	}
+}
+
 // Close ends the subscription.
 func (s *Subscription) Close() error {
 	if s.timer != nil {

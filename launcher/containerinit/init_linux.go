@@ -59,7 +59,11 @@ func run(specPath string) int {
 		return fail("%v", err)
 	}
 
-	path, err := lookPath(spec.Argv[0])
+	prog := spec.Path
+	if prog == "" {
+		prog = spec.Argv[0]
+	}
+	path, err := lookPath(prog)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -80,7 +84,7 @@ func run(specPath string) int {
 	}
 	child, err := syscall.ForkExec(path, spec.Argv, attr)
 	if err != nil {
-		return fail("starting %q: %v", spec.Argv[0], err)
+		return fail("starting %q: %v", prog, err)
 	}
 
 	for sig := range sigs {

@@ -14,8 +14,11 @@ import "syscall"
 // directory before the fork so that argv stays short and nothing leaks into
 // /proc/<pid>/cmdline.
 type Spec struct {
-	// Argv is the task's command; Argv[0] is resolved through PATH.
+	// Argv is the task's command line.
 	Argv []string `json:"argv"`
+	// Path is the program to execute, resolved through PATH; empty means
+	// Argv[0] (Mesos' CommandInfo with shell=false names them apart).
+	Path string `json:"path,omitempty"`
 	// Dir is the working directory as seen after the mounts below.
 	Dir string `json:"dir,omitempty"`
 	// StatusPath receives the raw wait status of the task when it ends.

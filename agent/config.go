@@ -1,0 +1,231 @@
+// Package agent is Corral's node agent: it registers with the master, runs
+// tasks in containers, serves the v1 executor API and forwards status updates
+// until the scheduler acknowledges them.
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/corral/corral/api/resources"
+	"golang.org/x/sys/unix"
+)
+
+// Config is the agent's configuration (its flags, Mesos names in comments).
+type Config struct {
+	// Master is host:port of the master (--master).
+	Master string
+	// WorkDir holds sandboxes and checkpoints (--work_dir).
+	WorkDir string
+	// RuntimeDir holds per-container runtime state (--runtime_dir); tmpfs.
+	RuntimeDir string
+	// IP and Port are where the agent's HTTP API listens (--ip, --port);
+	// Port 0 picks a free one.
+	IP   string
+	Port int
+	// Hostname is advertised in AgentInfo (--hostname).
+	Hostname string
+	// Resources is the --resources text or JSON; what it leaves out (cpus,
+	// mem, disk, ports) is detected from the host.
+	Resources string
+	// Isolation is the comma-separated isolator list (--isolation).
+	Isolation string
+	// Launcher is posix or linux (--launcher).
+	Launcher string
+	// LauncherDir holds corral-init (--launcher_dir).
+	LauncherDir string
+	// CgroupsRoot names the agent's cgroup under each hierarchy
+	// (--cgroups_root).
+	CgroupsRoot string
+	// SwitchUser runs tasks as their framework's (or command's) user when
+	// the agent is root (--switch_user).
+	SwitchUser bool
+	// ExecutorRegistrationTimeout bounds how long a custom executor may take
+	// to subscribe (--executor_registration_timeout).
+	ExecutorRegistrationTimeout time.Duration
+	// ExecutorShutdownGracePeriod is given to executors to shut down
+	// (--executor_shutdown_grace_period).
+	ExecutorShutdownGracePeriod time.Duration
+	// StatusUpdateRetryMin/Max bound the status update resend backoff.
+	StatusUpdateRetryMin time.Duration
+	StatusUpdateRetryMax time.Duration
+	// RegistrationBackoffFactor seeds the (re-)registration backoff
+	// (--registration_backoff_factor).
+	RegistrationBackoffFactor time.Duration
+	// HeartbeatInterval is how often idle executor streams get a HEARTBEAT.
+	HeartbeatInterval time.Duration
+	// Flags are echoed by /flags.
+	Flags map[string]string
+	Log   *slog.Logger
+}
+
+// DefaultIsolation is what the agent runs with when --isolation is unset.
+const DefaultIsolation = ""
+
+func (c *Config) defaults() error {
+	if c.Master == "" {
+		return fmt.Errorf("--master is required")
+	}
+	if c.WorkDir == "" {
+		return fmt.Errorf("--work_dir is required")
+	}
+	abs, err := filepath.Abs(c.WorkDir)
+	if err != nil {
+		return fmt.Errorf("--work_dir: %w", err)
+	}
+	c.WorkDir = abs
+	if c.RuntimeDir == "" {
+		c.RuntimeDir = filepath.Join(c.WorkDir, "run")
+	}
+	if c.IP == "" {
+		c.IP = "127.0.0.1"
+	}
+	if net.ParseIP(c.IP) == nil {
+		return fmt.Errorf("--ip: %q is not an IP address", c.IP)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		return fmt.Errorf("--port: %d is out of range", c.Port)
+	}
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+	}
+	if c.Launcher == "" {
+		c.Launcher = "posix"
+	}
+	if c.LauncherDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("--launcher_dir: %w", err)
+		}
+		c.LauncherDir = filepath.Dir(exe)
+	}
+	if c.CgroupsRoot == "" {
+		c.CgroupsRoot = "corral"
+	}
+	if c.ExecutorRegistrationTimeout <= 0 {
+		c.ExecutorRegistrationTimeout = time.Minute
+	}
+	if c.ExecutorShutdownGracePeriod <= 0 {
+		c.ExecutorShutdownGracePeriod = 5 * time.Second
+	}
+	if c.StatusUpdateRetryMin <= 0 {
+		c.StatusUpdateRetryMin = 10 * time.Second
+	}
+	if c.StatusUpdateRetryMax <= 0 {
+		c.StatusUpdateRetryMax = 10 * time.Minute
+	}
+	if c.RegistrationBackoffFactor <= 0 {
+		c.RegistrationBackoffFactor = time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 15 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return nil
+}
+
+// totalResources is --resources with cpus, mem, disk and ports filled from
+// the host where not given, as Mesos does.
+func totalResources(flag, workDir string) (resources.Resources, error) {
+	given, err := resources.Parse(flag)
+	if err != nil {
+		return nil, fmt.Errorf("--resources: %w", err)
+	}
+	has := map[string]bool{}
+	for _, r := range given {
+		has[r.GetName()] = true
+	}
+	var detected []string
+	if !has["cpus"] {
+		detected = append(detected, fmt.Sprintf("cpus:%d", runtime.NumCPU()))
+	}
+	if !has["mem"] {
+		mem, err := hostMemoryMB()
+		if err != nil {
+			return nil, err
+		}
+		detected = append(detected, fmt.Sprintf("mem:%d", mem))
+	}
+	if !has["disk"] {
+		disk, err := hostDiskMB(workDir)
+		if err != nil {
+			return nil, err
+		}
+		detected = append(detected, fmt.Sprintf("disk:%d", disk))
+	}
+	if !has["ports"] {
+		detected = append(detected, "ports:[31000-32000]")
+	}
+	extra, err := resources.Parse(strings.Join(detected, ";"))
+	if err != nil {
+		return nil, err
+	}
+	total := given.Plus(extra)
+	for _, name := range []string{"cpus", "mem"} {
+		if total.Scalar(name) <= 0 {
+			return nil, fmt.Errorf("--resources: %s must be positive", name)
+		}
+	}
+	return total, nil
+}
+
+// hostMemoryMB leaves the system 1 GiB (or half when there is less than 2
+// GiB), Mesos' rule.
+func hostMemoryMB() (uint64, error) {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0, fmt.Errorf("detecting memory: %w", err)
+	}
+	total := uint64(si.Totalram) * uint64(si.Unit) >> 20
+	if total >= 2048 {
+		return total - 1024, nil
+	}
+	return total / 2, nil
+}
+
+// hostDiskMB leaves 5 GiB of the work_dir's file system (or half when there
+// is less than 10 GiB), Mesos' rule.
+func hostDiskMB(dir string) (uint64, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("--work_dir: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("detecting disk of %s: %w", dir, err)
+	}
+	total := st.Blocks * uint64(st.Bsize) >> 20
+	if total >= 10240 {
+		return total - 5120, nil
+	}
+	return total / 2, nil
+}
+
+// mesosDuration writes a duration the way Mesos prints one ("5secs",
+// "15mins", "100ms"): Mesos clients parse that format and reject Go's.
+func mesosDuration(d time.Duration) string {
+	units := []struct {
+		d    time.Duration
+		name string
+	}{
+		{7 * 24 * time.Hour, "weeks"}, {24 * time.Hour, "days"}, {time.Hour, "hrs"},
+		{time.Minute, "mins"}, {time.Second, "secs"}, {time.Millisecond, "ms"},
+		{time.Microsecond, "us"},
+	}
+	for _, u := range units {
+		if d >= u.d && d%u.d == 0 {
+			return fmt.Sprintf("%d%s", d/u.d, u.name)
+		}
+	}
+	if d >= time.Second {
+		return fmt.Sprintf("%gsecs", d.Seconds())
+	}
+	return fmt.Sprintf("%dns", d.Nanoseconds())
+}

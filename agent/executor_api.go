@@ -1,0 +1,253 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/corral/corral/api/cluster"
+	"github.com/corral/corral/api/httpapi"
+	"github.com/corral/corral/api/resources"
+	executorapi "github.com/corral/corral/api/v1/executor"
+	"github.com/corral/corral/api/v1/mesos"
+	"google.golang.org/protobuf/proto"
+)
+
+// executorResources is what a custom executor's container is sized to: the
+// executor's own resources plus those of its live tasks.
+func executorResources(ex *executor) resources.Resources {
+	total := ex.resources
+	for _, t := range ex.tasks {
+		if !isTerminal(t.state) {
+			r, _ := resources.New(t.info.GetResources())
+			total = total.Plus(r)
+		}
+	}
+	return total
+}
+
+// launchExecutor starts a custom executor's container with the MESOS_*
+// environment and waits for it to subscribe.
+func (a *Agent) launchExecutor(ex *executor) {
+	argv, path, err := commandArgv(ex.info.GetCommand())
+	if err == nil {
+		var env []string
+		env, err = commandEnv(ex.info.GetCommand())
+		if err == nil {
+			a.mu.Lock()
+			res := executorResources(ex)
+			a.mu.Unlock()
+			cfg := containerConfig(ex.containerID, ex.directory, &mesos.TaskInfo{Container: ex.info.GetContainer(), Labels: ex.info.GetLabels()}, res)
+			cfg.Argv, cfg.Path = argv, path
+			cfg.Env = append(append(a.baseEnv(ex, ex.directory), a.executorEnv(ex)...), env...)
+			cfg.User = a.user(ex.fw, ex.info.GetCommand())
+			err = a.cz.Launch(context.Background(), cfg)
+		}
+	}
+	if err != nil {
+		a.log.Warn("executor failed to launch", "executor", ex.id, "err", err)
+		a.executorTerminated(ex, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch executor: "+err.Error(), nil)
+		return
+	}
+	a.mu.Lock()
+	ex.regTimer = time.AfterFunc(a.cfg.ExecutorRegistrationTimeout, func() {
+		a.mu.Lock()
+		late := !ex.subscribed && !ex.ended
+		a.mu.Unlock()
+		if late {
+			a.log.Warn("executor did not subscribe in time; destroying it", "executor", ex.id, "timeout", a.cfg.ExecutorRegistrationTimeout)
+			a.mu.Lock()
+			ex.shuttingDown = true
+			a.mu.Unlock()
+			a.registrationTimedOut(ex)
+		}
+	})
+	a.mu.Unlock()
+	term, err := a.cz.Wait(context.Background(), ex.containerID)
+	if err != nil {
+		a.executorTerminated(ex, mesos.TaskStatus_REASON_EXECUTOR_TERMINATED, "Lost track of the executor: "+err.Error(), nil)
+		return
+	}
+	reason := mesos.TaskStatus_REASON_EXECUTOR_TERMINATED
+	if term.Limitation != nil {
+		reason = limitationReason(term.Limitation.Reason)
+	}
+	var status *int32
+	if term.StatusKnown {
+		status = proto.Int32(int32(term.Status))
+	}
+	a.executorTerminated(ex, reason, "Executor terminated: "+term.Message, status)
+}
+
+func (a *Agent) registrationTimedOut(ex *executor) {
+	a.mu.Lock()
+	ex.timedOut = true
+	a.mu.Unlock()
+	a.destroy(ex.containerID)
+}
+
+// executorEnv is what a custom executor reads to find its agent and learn
+// its limits, in Mesos' formats (durations as "5secs").
+func (a *Agent) executorEnv(ex *executor) []string {
+	env := []string{
+		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=" + mesosDuration(a.cfg.ExecutorShutdownGracePeriod),
+		"MESOS_HTTP_COMMAND_EXECUTOR=0",
+	}
+	if ex.fw.info.GetCheckpoint() {
+		env = append(env, "MESOS_CHECKPOINT=1",
+			"MESOS_RECOVERY_TIMEOUT="+mesosDuration(15*time.Minute),
+			"MESOS_SUBSCRIPTION_BACKOFF_MAX="+mesosDuration(2*time.Second))
+	} else {
+		env = append(env, "MESOS_CHECKPOINT=0")
+	}
+	return env
+}
+
+// growExecutor resizes a running custom executor's container for new tasks.
+func (a *Agent) growExecutor(ex *executor) {
+	a.mu.Lock()
+	res := executorResources(ex)
+	a.mu.Unlock()
+	cfg := containerConfig(ex.containerID, ex.directory, &mesos.TaskInfo{}, res)
+	if err := a.cz.Update(context.Background(), ex.containerID, cfg.Resources); err != nil {
+		a.log.Warn("resizing executor container", "executor", ex.id, "err", err)
+	}
+}
+
+// executorTerminated ends every task the executor left unfinished.
+func (a *Agent) executorTerminated(ex *executor, reason mesos.TaskStatus_Reason, msg string, status *int32) {
+	a.mu.Lock()
+	if ex.timedOut {
+		reason = mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT
+		msg = fmt.Sprintf("Executor did not subscribe within %s", a.cfg.ExecutorRegistrationTimeout)
+	}
+	var open []*task
+	for _, t := range ex.tasks {
+		if !isTerminal(t.state) {
+			open = append(open, t)
+		}
+	}
+	killed := ex.shuttingDown && !ex.timedOut
+	ex.queued = nil
+	a.mu.Unlock()
+	for _, t := range open {
+		state := mesos.TaskState_TASK_FAILED
+		if killed || t.killing {
+			state = mesos.TaskState_TASK_KILLED
+		}
+		a.taskUpdate(t, state, reason.Enum(), msg, containerStatus(ex.containerID))
+	}
+	a.executorEnded(ex, status)
+}
+
+// serveExecutor is the v1 executor API.
+func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
+	call := &executorapi.Call{}
+	respCodec, ok := httpapi.DecodeCall(w, r, call)
+	if !ok {
+		return
+	}
+	fwID, exID := call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue()
+	a.mu.Lock()
+	ex := a.executorLocked(fwID, exID)
+	if ex == nil || ex.kind != httpExecutor || ex.ended {
+		a.mu.Unlock()
+		httpapi.Error(w, http.StatusBadRequest, "Executor '%s' of framework '%s' is not running on this agent", exID, fwID)
+		return
+	}
+	switch call.GetType() {
+	case executorapi.Call_SUBSCRIBE:
+		stream := httpapi.NewStream(respCodec)
+		if ex.stream != nil {
+			ex.stream.Close()
+		}
+		ex.stream, ex.subscribed = stream, true
+		if ex.regTimer != nil {
+			ex.regTimer.Stop()
+		}
+		a.subscribedLocked(ex)
+		a.mu.Unlock()
+		a.log.Info("executor subscribed", "framework", fwID, "executor", exID)
+		stream.Serve(w, r, "", &executorapi.Event{Type: executorapi.Event_HEARTBEAT.Enum()}, a.cfg.HeartbeatInterval)
+		a.mu.Lock()
+		if ex.stream == stream {
+			ex.stream, ex.subscribed = nil, false
+			if !ex.ended && !ex.fw.info.GetCheckpoint() {
+				// Without checkpointing an executor that loses its agent
+				// link cannot recover; Mesos shuts it down as well.
+				a.mu.Unlock()
+				a.log.Warn("executor disconnected; destroying it (framework does not checkpoint)", "executor", exID)
+				a.destroy(ex.containerID)
+				return
+			}
+		}
+		a.mu.Unlock()
+		return
+	case executorapi.Call_UPDATE:
+		s := call.GetUpdate().GetStatus()
+		t := ex.tasks[s.GetTaskId().GetValue()]
+		var problem string
+		switch {
+		case s == nil:
+			problem = "Expecting 'update.status' to be present"
+		case t == nil:
+			problem = fmt.Sprintf("Task '%s' is not a task of executor '%s'", s.GetTaskId().GetValue(), exID)
+		case len(s.GetUuid()) != 16:
+			problem = "Status update 'uuid' must be 16 bytes"
+		case s.GetState() == mesos.TaskState_TASK_STAGING:
+			problem = "An executor may not send TASK_STAGING"
+		case isTerminal(t.state):
+			problem = fmt.Sprintf("Task '%s' is already in terminal state %s", s.GetTaskId().GetValue(), t.state)
+		}
+		a.mu.Unlock()
+		if problem != "" {
+			httpapi.Error(w, http.StatusBadRequest, "%s", problem)
+			return
+		}
+		s = proto.Clone(s).(*mesos.TaskStatus)
+		s.Source = mesos.TaskStatus_SOURCE_EXECUTOR.Enum()
+		s.ExecutorId = call.GetExecutorId()
+		if s.Timestamp == nil {
+			s.Timestamp = proto.Float64(float64(time.Now().UnixNano()) / 1e9)
+		}
+		if s.ContainerStatus == nil {
+			s.ContainerStatus = containerStatus(ex.containerID)
+		}
+		a.statusUpdate(t, s)
+	case executorapi.Call_MESSAGE:
+		a.mu.Unlock()
+		if call.Message == nil {
+			httpapi.Error(w, http.StatusBadRequest, "Expecting 'message' to be present")
+			return
+		}
+		go a.callMaster(&cluster.Call{Type: cluster.Call_FRAMEWORK_MESSAGE.Enum(), FrameworkMessage: &cluster.FrameworkMessage{
+			FrameworkId: call.GetFrameworkId(), ExecutorId: call.GetExecutorId(), Data: call.GetMessage().GetData(),
+		}})
+	default:
+		a.mu.Unlock()
+		httpapi.Error(w, http.StatusBadRequest, "Unknown executor call type %v", call.GetType())
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// subscribedLocked greets a subscribing executor and hands it the tasks that
+// waited for it.
+func (a *Agent) subscribedLocked(ex *executor) {
+	info := &mesos.AgentInfo{
+		Hostname: proto.String(a.cfg.Hostname), Port: proto.Int32(int32(a.cfg.Port)),
+		Resources: a.total, Id: &mesos.AgentID{Value: proto.String(a.agentID)},
+	}
+	ex.stream.Send(&executorapi.Event{Type: executorapi.Event_SUBSCRIBED.Enum(), Subscribed: &executorapi.Event_Subscribed{
+		ExecutorInfo: ex.info, FrameworkInfo: ex.fw.info, AgentInfo: info,
+		ContainerId: &mesos.ContainerID{Value: proto.String(ex.containerID)},
+	}})
+	for _, q := range ex.queued {
+		ex.stream.Send(launchEvent(q.tasks, q.group, ex.info))
+	}
+	ex.queued = nil
+	if ex.shuttingDown {
+		ex.stream.Send(&executorapi.Event{Type: executorapi.Event_SHUTDOWN.Enum()})
+	}
+}

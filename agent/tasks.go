@@ -1,0 +1,787 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/api/cluster"
+	"github.com/corral/corral/api/httpapi"
+	"github.com/corral/corral/api/resources"
+	executorapi "github.com/corral/corral/api/v1/executor"
+	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/ids"
+	"google.golang.org/protobuf/proto"
+)
+
+type executorKind int
+
+const (
+	// commandExecutor runs a command task (TaskInfo.command) directly in one
+	// container: no executor process, the agent supervises it.
+	commandExecutor executorKind = iota
+	// defaultExecutor runs a task group (Mesos' DEFAULT executor type), each
+	// task in its own container, also without an executor process.
+	defaultExecutor
+	// httpExecutor is a custom executor speaking the v1 executor API.
+	httpExecutor
+)
+
+type framework struct {
+	id        string
+	info      *mesos.FrameworkInfo
+	executors map[string]*executor
+	// tasks indexes live tasks by ID.
+	tasks map[string]*task
+	// ended keeps executors that ended until their tasks' terminal updates
+	// are acknowledged.
+	ended        []*executor
+	shuttingDown bool
+}
+
+type executor struct {
+	fw          *framework
+	id          string
+	kind        executorKind
+	info        *mesos.ExecutorInfo
+	containerID string
+	directory   string
+	resources   resources.Resources
+	tasks       map[string]*task
+	launched    time.Time
+
+	// httpExecutor only.
+	queued       []queuedLaunch // awaiting SUBSCRIBE
+	stream       *httpapi.Stream
+	subscribed   bool
+	regTimer     *time.Timer
+	shuttingDown bool
+	timedOut     bool
+	ended        bool
+}
+
+type queuedLaunch struct {
+	tasks []*mesos.TaskInfo
+	group bool
+}
+
+type task struct {
+	ex          *executor
+	info        *mesos.TaskInfo
+	state       mesos.TaskState
+	group       int
+	containerID string // builtin executors: the task's own container
+	sandbox     string
+	killing     bool
+	statuses    []*mesos.TaskStatus
+}
+
+func (ex *executor) containerIDs() []string {
+	if ex.kind == httpExecutor {
+		return []string{ex.containerID}
+	}
+	var out []string
+	for _, t := range ex.tasks {
+		if t.containerID != "" {
+			out = append(out, t.containerID)
+		}
+	}
+	return out
+}
+
+func (t *task) message(agentID, fwID string, ex *executor) *mesos.Task {
+	mt := &mesos.Task{
+		Name:        proto.String(t.info.GetName()),
+		TaskId:      t.info.GetTaskId(),
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+		AgentId:     &mesos.AgentID{Value: proto.String(agentID)},
+		State:       t.state.Enum(),
+		Resources:   t.info.GetResources(),
+		Statuses:    t.statuses,
+		Labels:      t.info.GetLabels(),
+		Container:   t.info.GetContainer(),
+	}
+	if ex.kind != commandExecutor {
+		mt.ExecutorId = &mesos.ExecutorID{Value: proto.String(ex.id)}
+	}
+	return mt
+}
+
+func isTerminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
+		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}
+
+// sandboxDir is Mesos' layout: .../slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>.
+func (a *Agent) sandboxDir(agentID, fwID, exID, containerID string) string {
+	return filepath.Join(a.cfg.WorkDir, "slaves", agentID, "frameworks", fwID, "executors", exID, "runs", containerID)
+}
+
+// runTasks starts tasks from the master: command tasks and task groups of
+// the default executor in containers the agent supervises, tasks of custom
+// executors through their executor (started if not yet running).
+func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo, infos []*mesos.TaskInfo, group bool) {
+	a.mu.Lock()
+	fwID := fwInfo.GetId().GetValue()
+	fw := a.frameworks[fwID]
+	if fw == nil {
+		fw = &framework{id: fwID, executors: map[string]*executor{}, tasks: map[string]*task{}}
+		a.frameworks[fwID] = fw
+	}
+	fw.info = fwInfo
+	fw.shuttingDown = false
+
+	kind := httpExecutor
+	switch {
+	case exInfo == nil:
+		kind = commandExecutor
+		exInfo = commandExecutorInfo(fwInfo, infos[0])
+	case exInfo.GetType() == mesos.ExecutorInfo_DEFAULT:
+		kind = defaultExecutor
+	}
+	exID := exInfo.GetExecutorId().GetValue()
+	ex := fw.executors[exID]
+	fresh := ex == nil
+	if fresh {
+		cid := ids.String()
+		ex = &executor{
+			fw: fw, id: exID, kind: kind, info: exInfo, containerID: cid,
+			directory: a.sandboxDir(a.agentID, fwID, exID, cid), tasks: map[string]*task{}, launched: time.Now(),
+		}
+		ex.resources, _ = resources.New(exInfo.GetResources())
+		fw.executors[exID] = ex
+	}
+	groupID := len(ex.tasks) + len(ex.queued)
+	var added []*task
+	for _, ti := range infos {
+		if _, dup := fw.tasks[ti.GetTaskId().GetValue()]; dup {
+			a.mu.Unlock()
+			a.log.Warn("task already running; duplicate launch ignored", "framework", fwID, "task", ti.GetTaskId().GetValue())
+			return
+		}
+		t := &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: groupID}
+		ex.tasks[ti.GetTaskId().GetValue()] = t
+		fw.tasks[ti.GetTaskId().GetValue()] = t
+		added = append(added, t)
+	}
+	if kind == httpExecutor {
+		if ex.subscribed {
+			ex.stream.Send(launchEvent(infos, group, exInfo))
+		} else {
+			ex.queued = append(ex.queued, queuedLaunch{infos, group})
+		}
+	}
+	a.mu.Unlock()
+
+	if err := os.MkdirAll(ex.directory, 0o755); err != nil {
+		for _, t := range added {
+			a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("creating sandbox: %v", err))
+		}
+		return
+	}
+	a.linkLatest(ex)
+	switch kind {
+	case httpExecutor:
+		if fresh {
+			go a.launchExecutor(ex)
+		} else {
+			a.growExecutor(ex)
+		}
+	default:
+		for _, t := range added {
+			go a.runTaskContainer(t)
+		}
+	}
+}
+
+// linkLatest points runs/latest at the newest run, as Mesos does.
+func (a *Agent) linkLatest(ex *executor) {
+	latest := filepath.Join(filepath.Dir(ex.directory), "latest")
+	tmp := latest + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(ex.directory), tmp); err == nil {
+		_ = os.Rename(tmp, latest)
+	}
+}
+
+func commandExecutorInfo(fwInfo *mesos.FrameworkInfo, ti *mesos.TaskInfo) *mesos.ExecutorInfo {
+	return &mesos.ExecutorInfo{
+		Type:        mesos.ExecutorInfo_CUSTOM.Enum(),
+		ExecutorId:  &mesos.ExecutorID{Value: proto.String(ti.GetTaskId().GetValue())},
+		FrameworkId: fwInfo.GetId(),
+		Command:     ti.GetCommand(),
+		Name:        proto.String("Command Executor (Task: " + ti.GetTaskId().GetValue() + ") (Command: " + commandLine(ti.GetCommand()) + ")"),
+		Source:      proto.String(ti.GetTaskId().GetValue()),
+	}
+}
+
+func commandLine(c *mesos.CommandInfo) string {
+	if c.GetShell() {
+		return "sh -c '" + c.GetValue() + "'"
+	}
+	return "[" + strings.Join(c.GetArguments(), ", ") + "]"
+}
+
+func launchEvent(infos []*mesos.TaskInfo, group bool, exInfo *mesos.ExecutorInfo) *executorapi.Event {
+	if group {
+		return &executorapi.Event{Type: executorapi.Event_LAUNCH_GROUP.Enum(), LaunchGroup: &executorapi.Event_LaunchGroup{
+			TaskGroup: &mesos.TaskGroupInfo{Tasks: infos},
+		}}
+	}
+	return &executorapi.Event{Type: executorapi.Event_LAUNCH.Enum(), Launch: &executorapi.Event_Launch{Task: infos[0]}}
+}
+
+// commandArgv turns a CommandInfo into what exec takes: with shell (the
+// default) "sh -c value"; without, value is the program and arguments its
+// argv.
+func commandArgv(c *mesos.CommandInfo) (argv []string, path string, err error) {
+	if c == nil {
+		return nil, "", errors.New("no command")
+	}
+	if c.GetShell() {
+		if c.GetValue() == "" {
+			return nil, "", errors.New("shell command has no value")
+		}
+		return []string{"/bin/sh", "-c", c.GetValue()}, "", nil
+	}
+	if c.GetValue() == "" {
+		return nil, "", errors.New("command has no value (the program to run)")
+	}
+	argv = c.GetArguments()
+	if len(argv) == 0 {
+		argv = []string{c.GetValue()}
+	}
+	return argv, c.GetValue(), nil
+}
+
+// commandEnv is the environment a command's own variables add, in order.
+func commandEnv(c *mesos.CommandInfo) ([]string, error) {
+	var env []string
+	for _, v := range c.GetEnvironment().GetVariables() {
+		if v.GetType() == mesos.Environment_Variable_SECRET {
+			return nil, fmt.Errorf("environment variable %s: secrets are not supported by this agent", v.GetName())
+		}
+		if v.GetName() == "" || strings.ContainsAny(v.GetName(), "=\x00") {
+			return nil, fmt.Errorf("environment variable name %q is invalid", v.GetName())
+		}
+		env = append(env, v.GetName()+"="+v.GetValue())
+	}
+	return env, nil
+}
+
+func (a *Agent) user(fw *framework, c *mesos.CommandInfo) string {
+	if !a.cfg.SwitchUser || os.Geteuid() != 0 {
+		return ""
+	}
+	if c.GetUser() != "" {
+		return c.GetUser()
+	}
+	return fw.info.GetUser()
+}
+
+func (a *Agent) baseEnv(ex *executor, sandbox string) []string {
+	env := []string{
+		"MESOS_FRAMEWORK_ID=" + ex.fw.id,
+		"MESOS_EXECUTOR_ID=" + ex.id,
+		"MESOS_DIRECTORY=" + sandbox,
+		"MESOS_SANDBOX=" + sandbox,
+		"MESOS_AGENT_ENDPOINT=" + a.Endpoint(),
+		"MESOS_SLAVE_PID=slave(1)@" + a.Endpoint(),
+		"MESOS_CONTAINER_ID=" + ex.containerID,
+	}
+	a.mu.Lock()
+	env = append(env, "MESOS_AGENT_ID="+a.agentID, "MESOS_SLAVE_ID="+a.agentID)
+	a.mu.Unlock()
+	if p := os.Getenv("PATH"); p != "" {
+		env = append(env, "PATH="+p)
+	}
+	return env
+}
+
+func containerConfig(id, sandbox string, ti *mesos.TaskInfo, res resources.Resources) *containerizer.Config {
+	cfg := &containerizer.Config{
+		ID: id, Sandbox: sandbox,
+		Resources: containerizer.Resources{CPUs: res.Scalar("cpus"), MemBytes: uint64(res.Scalar("mem")) << 20, DiskBytes: uint64(res.Scalar("disk")) << 20},
+	}
+	ci := ti.GetContainer()
+	if ci != nil {
+		cfg.Hostname = ci.GetHostname()
+		for _, v := range ci.GetVolumes() {
+			vol := containerizer.Volume{ContainerPath: v.GetContainerPath(), ReadOnly: v.GetMode() == mesos.Volume_RO}
+			switch {
+			case v.GetHostPath() != "":
+				vol.HostPath = v.GetHostPath()
+			case v.GetSource().GetType() == mesos.Volume_Source_HOST_PATH:
+				vol.HostPath = v.GetSource().GetHostPath().GetPath()
+			case v.GetSource().GetType() == mesos.Volume_Source_SANDBOX_PATH:
+				vol.HostPath = filepath.Join(sandbox, v.GetSource().GetSandboxPath().GetPath())
+			}
+			cfg.Volumes = append(cfg.Volumes, vol)
+		}
+	}
+	if labels := ti.GetLabels().GetLabels(); len(labels) > 0 {
+		cfg.Resources.Labels = map[string]string{}
+		for _, l := range labels {
+			cfg.Resources.Labels[l.GetKey()] = l.GetValue()
+		}
+	}
+	return cfg
+}
+
+// runTaskContainer runs one task of a builtin executor in its own container
+// and reports its life: STARTING, RUNNING, then how it ended.
+func (a *Agent) runTaskContainer(t *task) {
+	ex := t.ex
+	a.mu.Lock()
+	if t.killing {
+		a.mu.Unlock()
+		a.finishTask(t, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH, "Task killed before it was launched")
+		return
+	}
+	if ex.kind == commandExecutor {
+		t.containerID, t.sandbox = ex.containerID, ex.directory
+	} else {
+		t.containerID = ids.String()
+		t.sandbox = filepath.Join(ex.directory, "tasks", t.info.GetTaskId().GetValue())
+	}
+	a.mu.Unlock()
+	if ex.kind != commandExecutor {
+		if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
+			a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("creating task sandbox: %v", err))
+			return
+		}
+	}
+	argv, path, err := commandArgv(t.info.GetCommand())
+	if err != nil {
+		a.taskFailedToStart(t, mesos.TaskStatus_REASON_TASK_INVALID, "Invalid command: "+err.Error())
+		return
+	}
+	env, err := commandEnv(t.info.GetCommand())
+	if err != nil {
+		a.taskFailedToStart(t, mesos.TaskStatus_REASON_TASK_INVALID, err.Error())
+		return
+	}
+	res, _ := resources.New(t.info.GetResources())
+	cfg := containerConfig(t.containerID, t.sandbox, t.info, res)
+	cfg.Argv, cfg.Path = argv, path
+	cfg.Env = append(a.baseEnv(ex, t.sandbox), "MESOS_TASK_ID="+t.info.GetTaskId().GetValue())
+	cfg.Env = append(cfg.Env, env...)
+	cfg.User = a.user(ex.fw, t.info.GetCommand())
+
+	a.taskUpdate(t, mesos.TaskState_TASK_STARTING, nil, "", nil)
+	if err := a.cz.Launch(context.Background(), cfg); err != nil {
+		a.mu.Lock()
+		t.containerID = ""
+		a.mu.Unlock()
+		a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
+		return
+	}
+	a.taskUpdate(t, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
+	term, err := a.cz.Wait(context.Background(), t.containerID)
+	if err != nil {
+		a.finishTask(t, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Lost track of the container: "+err.Error())
+		return
+	}
+	a.mu.Lock()
+	killing := t.killing
+	a.mu.Unlock()
+	state, reason := mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED
+	switch {
+	case term.Limitation != nil:
+		reason = limitationReason(term.Limitation.Reason)
+	case term.StatusKnown && term.Status.Exited() && term.Status.ExitStatus() == 0:
+		state, reason = mesos.TaskState_TASK_FINISHED, -1
+	case killing:
+		state, reason = mesos.TaskState_TASK_KILLED, -1
+	}
+	a.finishTask(t, state, reason, term.Message)
+}
+
+func containerStatus(id string) *mesos.ContainerStatus {
+	return &mesos.ContainerStatus{ContainerId: &mesos.ContainerID{Value: proto.String(id)}}
+}
+
+func limitationReason(name string) mesos.TaskStatus_Reason {
+	if v, ok := mesos.TaskStatus_Reason_value[name]; ok {
+		return mesos.TaskStatus_Reason(v)
+	}
+	return mesos.TaskStatus_REASON_CONTAINER_LIMITATION
+}
+
+func (a *Agent) taskFailedToStart(t *task, reason mesos.TaskStatus_Reason, msg string) {
+	a.log.Warn("task failed to start", "task", t.info.GetTaskId().GetValue(), "reason", reason, "message", msg)
+	a.finishTask(t, mesos.TaskState_TASK_FAILED, reason, msg)
+}
+
+// finishTask sends a builtin task's terminal update; with the default
+// executor a task that did not finish takes its group down with it, as
+// Mesos' default executor does.
+func (a *Agent) finishTask(t *task, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
+	var r *mesos.TaskStatus_Reason
+	if reason >= 0 {
+		r = reason.Enum()
+	}
+	var cs *mesos.ContainerStatus
+	if t.containerID != "" {
+		cs = containerStatus(t.containerID)
+	}
+	a.taskUpdate(t, state, r, msg, cs)
+	ex := t.ex
+	a.mu.Lock()
+	var siblings []*task
+	if ex.kind == defaultExecutor && state != mesos.TaskState_TASK_FINISHED {
+		for _, o := range ex.tasks {
+			if o != t && o.group == t.group && !isTerminal(o.state) && !o.killing {
+				siblings = append(siblings, o)
+			}
+		}
+	}
+	allDone := true
+	for _, o := range ex.tasks {
+		allDone = allDone && isTerminal(o.state)
+	}
+	a.mu.Unlock()
+	for _, o := range siblings {
+		a.killTask(ex.fw.id, o.info.GetTaskId().GetValue(), nil)
+	}
+	if allDone && ex.kind != httpExecutor {
+		a.executorEnded(ex, nil)
+	}
+}
+
+// taskUpdate records a new state for a task and queues the update for the
+// scheduler.
+func (a *Agent) taskUpdate(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, cs *mesos.ContainerStatus) {
+	s := &mesos.TaskStatus{
+		TaskId:          t.info.GetTaskId(),
+		State:           state.Enum(),
+		Source:          mesos.TaskStatus_SOURCE_EXECUTOR.Enum(),
+		Reason:          reason,
+		Timestamp:       proto.Float64(float64(time.Now().UnixNano()) / 1e9),
+		Uuid:            ids.UUID(),
+		ExecutorId:      &mesos.ExecutorID{Value: proto.String(t.ex.id)},
+		ContainerStatus: cs,
+	}
+	if msg != "" {
+		s.Message = proto.String(msg)
+	}
+	a.statusUpdate(t, s)
+}
+
+// statusUpdate applies a status to its task and hands it to the update
+// manager (unless the framework is being torn down: nobody would ack).
+func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) {
+	a.mu.Lock()
+	s.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
+	t.state = s.GetState()
+	t.statuses = append(t.statuses, &mesos.TaskStatus{State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
+	fw := t.ex.fw
+	drop := fw.shuttingDown
+	if drop && isTerminal(t.state) {
+		a.forgetTaskLocked(t)
+	}
+	a.mu.Unlock()
+	if drop {
+		return
+	}
+	u := &cluster.StatusUpdate{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)},
+		Status:      s,
+		LatestState: s.State,
+	}
+	if t.ex.kind != commandExecutor {
+		u.ExecutorId = &mesos.ExecutorID{Value: proto.String(t.ex.id)}
+	}
+	a.updates.Update(u)
+}
+
+// updateAcknowledged runs after the scheduler acknowledged an update: the
+// executor hears of it, and an acknowledged terminal task is forgotten.
+func (a *Agent) updateAcknowledged(u *cluster.StatusUpdate) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fw := a.frameworks[u.GetFrameworkId().GetValue()]
+	if fw == nil {
+		return
+	}
+	taskID := u.GetStatus().GetTaskId().GetValue()
+	t := fw.tasks[taskID]
+	if t == nil {
+		for _, ex := range fw.ended {
+			if et := ex.tasks[taskID]; et != nil {
+				t = et
+			}
+		}
+	}
+	if t == nil {
+		return
+	}
+	ex := t.ex
+	if ex.kind == httpExecutor && ex.stream != nil && u.GetStatus().GetSource() == mesos.TaskStatus_SOURCE_EXECUTOR {
+		ex.stream.Send(&executorapi.Event{Type: executorapi.Event_ACKNOWLEDGED.Enum(), Acknowledged: &executorapi.Event_Acknowledged{
+			TaskId: u.GetStatus().GetTaskId(), Uuid: u.GetStatus().GetUuid(),
+		}})
+	}
+	if isTerminal(u.GetStatus().GetState()) {
+		a.forgetTaskLocked(t)
+	}
+}
+
+// forgetTaskLocked drops a terminal task, and its executor and framework
+// once nothing is left of them.
+func (a *Agent) forgetTaskLocked(t *task) {
+	ex, fw := t.ex, t.ex.fw
+	id := t.info.GetTaskId().GetValue()
+	if fw.tasks[id] == t {
+		delete(fw.tasks, id)
+	}
+	delete(ex.tasks, id)
+	if len(ex.tasks) > 0 || !ex.ended {
+		return
+	}
+	for i, e := range fw.ended {
+		if e == ex {
+			fw.ended = append(fw.ended[:i], fw.ended[i+1:]...)
+			break
+		}
+	}
+	if len(fw.executors) == 0 && len(fw.ended) == 0 && len(fw.tasks) == 0 {
+		delete(a.frameworks, fw.id)
+	}
+}
+
+// executorEnded moves an executor whose processes are all gone out of the
+// live set; its tasks stay until their terminal updates are acknowledged.
+func (a *Agent) executorEnded(ex *executor, status *int32) {
+	a.mu.Lock()
+	if ex.ended {
+		a.mu.Unlock()
+		return
+	}
+	ex.ended = true
+	fw := ex.fw
+	if fw.executors[ex.id] == ex {
+		delete(fw.executors, ex.id)
+	}
+	if ex.regTimer != nil {
+		ex.regTimer.Stop()
+	}
+	if ex.stream != nil {
+		ex.stream.Close()
+	}
+	fw.ended = append(fw.ended, ex)
+	a.completed = append(a.completed, ex)
+	if n := len(a.completed); n > 100 {
+		a.completed = a.completed[n-100:]
+	}
+	// Terminal tasks that were already acknowledged are gone; if nothing
+	// is left the executor goes too.
+	if len(ex.tasks) == 0 {
+		a.forgetEndedLocked(ex)
+	}
+	a.mu.Unlock()
+	if ex.kind != commandExecutor {
+		// The master counts custom and default executors' resources.
+		go a.callMaster(&cluster.Call{Type: cluster.Call_EXECUTOR_EXITED.Enum(), ExecutorExited: &cluster.Call_ExecutorExited{
+			FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)},
+			ExecutorId:  &mesos.ExecutorID{Value: proto.String(ex.id)},
+			Status:      status,
+		}})
+	}
+}
+
+func (a *Agent) forgetEndedLocked(ex *executor) {
+	fw := ex.fw
+	for i, e := range fw.ended {
+		if e == ex {
+			fw.ended = append(fw.ended[:i], fw.ended[i+1:]...)
+			break
+		}
+	}
+	if len(fw.executors) == 0 && len(fw.ended) == 0 && len(fw.tasks) == 0 {
+		delete(a.frameworks, fw.id)
+	}
+}
+
+// defaultKillGrace is the grace period of a kill without a KillPolicy (Mesos'
+// command executor default).
+const defaultKillGrace = 3 * time.Second
+
+// killTask kills one task: builtin tasks get SIGTERM, then SIGKILL after
+// the grace period; custom executors get a KILL event.
+func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
+	a.mu.Lock()
+	fw := a.frameworks[fwID]
+	var t *task
+	if fw != nil {
+		t = fw.tasks[taskID]
+	}
+	if t == nil || isTerminal(t.state) {
+		a.mu.Unlock()
+		a.log.Warn("kill for an unknown or finished task ignored", "framework", fwID, "task", taskID)
+		return
+	}
+	ex := t.ex
+	if ex.kind == httpExecutor {
+		if ex.subscribed {
+			ex.stream.Send(&executorapi.Event{Type: executorapi.Event_KILL.Enum(), Kill: &executorapi.Event_Kill{TaskId: t.info.GetTaskId(), KillPolicy: policy}})
+			a.mu.Unlock()
+			return
+		}
+		// Not yet handed to the executor: it never starts.
+		a.dequeueLocked(ex, taskID)
+		a.mu.Unlock()
+		a.taskUpdate(t, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH.Enum(), "Task killed before delivery to the executor", nil)
+		a.mu.Lock()
+		empty := len(ex.queued) == 0 && allTerminal(ex)
+		a.mu.Unlock()
+		if empty {
+			a.shutdownExecutor(ex)
+		}
+		return
+	}
+	if t.killing {
+		a.mu.Unlock()
+		return
+	}
+	t.killing = true
+	cid := t.containerID
+	hasKilling := false
+	for _, c := range fw.info.GetCapabilities() {
+		hasKilling = hasKilling || c.GetType() == mesos.FrameworkInfo_Capability_TASK_KILLING_STATE
+	}
+	a.mu.Unlock()
+	if cid == "" {
+		return // not launched yet; runTaskContainer sees killing
+	}
+	if hasKilling {
+		a.taskUpdate(t, mesos.TaskState_TASK_KILLING, nil, "", nil)
+	}
+	grace := defaultKillGrace
+	if g := policy.GetGracePeriod(); g != nil {
+		grace = time.Duration(g.GetNanoseconds())
+	} else if g := t.info.GetKillPolicy().GetGracePeriod(); g != nil {
+		grace = time.Duration(g.GetNanoseconds())
+	}
+	if grace > 0 {
+		if err := a.cz.Signal(cid, syscall.SIGTERM); err == nil {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), grace)
+				defer cancel()
+				if _, err := a.cz.Wait(ctx, cid); err == nil {
+					return
+				}
+				a.destroy(cid)
+			}()
+			return
+		}
+	}
+	go a.destroy(cid)
+}
+
+func (a *Agent) destroy(cid string) {
+	if _, err := a.cz.Destroy(context.Background(), cid); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Warn("destroying container", "container", cid, "err", err)
+	}
+}
+
+func allTerminal(ex *executor) bool {
+	for _, t := range ex.tasks {
+		if !isTerminal(t.state) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Agent) dequeueLocked(ex *executor, taskID string) {
+	var out []queuedLaunch
+	for _, q := range ex.queued {
+		var keep []*mesos.TaskInfo
+		for _, ti := range q.tasks {
+			if ti.GetTaskId().GetValue() != taskID {
+				keep = append(keep, ti)
+			}
+		}
+		if len(keep) > 0 {
+			out = append(out, queuedLaunch{keep, q.group})
+		}
+	}
+	ex.queued = out
+}
+
+// shutdownExecutor stops an executor: a custom one is asked to shut down
+// and destroyed after the grace period; a builtin one has its tasks killed.
+func (a *Agent) shutdownExecutor(ex *executor) {
+	a.mu.Lock()
+	if ex.kind != httpExecutor {
+		var ids []string
+		for id, t := range ex.tasks {
+			if !isTerminal(t.state) {
+				ids = append(ids, id)
+			}
+		}
+		a.mu.Unlock()
+		for _, id := range ids {
+			a.killTask(ex.fw.id, id, nil)
+		}
+		return
+	}
+	if ex.shuttingDown || ex.ended {
+		a.mu.Unlock()
+		return
+	}
+	ex.shuttingDown = true
+	subscribed := ex.subscribed
+	if subscribed {
+		ex.stream.Send(&executorapi.Event{Type: executorapi.Event_SHUTDOWN.Enum()})
+	}
+	a.mu.Unlock()
+	if !subscribed {
+		go a.destroy(ex.containerID)
+		return
+	}
+	time.AfterFunc(a.cfg.ExecutorShutdownGracePeriod, func() { a.destroy(ex.containerID) })
+}
+
+func (a *Agent) shutdownFramework(fwID string) {
+	a.mu.Lock()
+	fw := a.frameworks[fwID]
+	if fw == nil {
+		a.mu.Unlock()
+		return
+	}
+	fw.shuttingDown = true
+	var exs []*executor
+	for _, ex := range fw.executors {
+		exs = append(exs, ex)
+	}
+	a.mu.Unlock()
+	a.log.Info("shutting down framework", "framework", fwID, "executors", len(exs))
+	a.updates.Drop(fwID)
+	for _, ex := range exs {
+		a.shutdownExecutor(ex)
+	}
+}
+
+func (a *Agent) frameworkMessage(m *cluster.FrameworkMessage) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ex := a.executorLocked(m.GetFrameworkId().GetValue(), m.GetExecutorId().GetValue())
+	if ex == nil || ex.kind != httpExecutor || !ex.subscribed {
+		a.log.Warn("framework message dropped: executor not subscribed", "framework", m.GetFrameworkId().GetValue(), "executor", m.GetExecutorId().GetValue())
+		return
+	}
+	ex.stream.Send(&executorapi.Event{Type: executorapi.Event_MESSAGE.Enum(), Message: &executorapi.Event_Message{Data: m.GetData()}})
+}

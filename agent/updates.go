@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"bytes"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/corral/corral/api/cluster"
+	"github.com/corral/corral/internal/ids"
+)
+
+// updateManager delivers each task's status updates to the master in order:
+// one stream per task, only its head in flight, resent with backoff until the
+// scheduler's acknowledgement (by uuid) arrives. While the master link is
+// down the streams pause, and resume when it returns.
+type updateManager struct {
+	log      *slog.Logger
+	retryMin time.Duration
+	retryMax time.Duration
+	// send posts one update to the master; errors are left to the retry.
+	send func(*cluster.StatusUpdate)
+	// acked is told of every acknowledged update, in order.
+	acked func(*cluster.StatusUpdate)
+
+	mu        sync.Mutex
+	connected bool
+	streams   map[string]*updateStream
+}
+
+type updateStream struct {
+	key     string
+	pending []*cluster.StatusUpdate
+	// done holds the uuids already acknowledged, to tell a duplicate ack
+	// from an unexpected one.
+	done    [][]byte
+	timer   *time.Timer
+	backoff time.Duration
+}
+
+func newUpdateManager(log *slog.Logger, retryMin, retryMax time.Duration, send, acked func(*cluster.StatusUpdate)) *updateManager {
+	return &updateManager{log: log, retryMin: retryMin, retryMax: retryMax, send: send, acked: acked, streams: map[string]*updateStream{}}
+}
+
+func streamKey(fwID, taskID string) string { return fwID + "/" + taskID }
+
+// Update queues an update; it goes out at once if it is the stream's head.
+func (m *updateManager) Update(u *cluster.StatusUpdate) {
+	key := streamKey(u.GetFrameworkId().GetValue(), u.GetStatus().GetTaskId().GetValue())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[key]
+	if s == nil {
+		s = &updateStream{key: key}
+		m.streams[key] = s
+	}
+	s.pending = append(s.pending, u)
+	if len(s.pending) == 1 {
+		m.sendHead(s)
+	}
+}
+
+// sendHead sends the stream's head and arms its retry. Called with m.mu held.
+func (m *updateManager) sendHead(s *updateStream) {
+	if !m.connected || len(s.pending) == 0 {
+		return
+	}
+	if s.backoff == 0 {
+		s.backoff = m.retryMin
+	}
+	head := s.pending[0]
+	go m.send(head)
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.timer = time.AfterFunc(s.backoff, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.streams[s.key] != s || len(s.pending) == 0 || s.pending[0] != head {
+			return
+		}
+		m.log.Info("resending unacknowledged status update", "task", head.GetStatus().GetTaskId().GetValue(),
+			"state", head.GetStatus().GetState(), "uuid", ids.FormatUUID(head.GetStatus().GetUuid()))
+		s.backoff = min(2*s.backoff, m.retryMax)
+		m.sendHead(s)
+	})
+}
+
+// Acknowledge handles the scheduler's acknowledgement of uuid. It reports
+// whether the ack matched the head of the stream.
+func (m *updateManager) Acknowledge(fwID, taskID string, uuid []byte) bool {
+	m.mu.Lock()
+	s := m.streams[streamKey(fwID, taskID)]
+	if s == nil || len(s.pending) == 0 {
+		m.mu.Unlock()
+		m.log.Warn("acknowledgement for a task with no pending updates ignored", "framework", fwID, "task", taskID, "uuid", ids.FormatUUID(uuid))
+		return false
+	}
+	head := s.pending[0]
+	if !bytes.Equal(head.GetStatus().GetUuid(), uuid) {
+		dup := false
+		for _, d := range s.done {
+			dup = dup || bytes.Equal(d, uuid)
+		}
+		m.mu.Unlock()
+		if !dup {
+			m.log.Warn("unexpected acknowledgement ignored", "framework", fwID, "task", taskID, "uuid", ids.FormatUUID(uuid),
+				"expected", ids.FormatUUID(head.GetStatus().GetUuid()))
+		}
+		return false
+	}
+	s.pending = s.pending[1:]
+	s.done = append(s.done, uuid)
+	if len(s.done) > 16 {
+		s.done = s.done[len(s.done)-16:]
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.backoff = 0
+	if len(s.pending) > 0 {
+		m.sendHead(s)
+	} else if isTerminal(head.GetStatus().GetState()) {
+		// A terminal acknowledgement closes the stream.
+		delete(m.streams, s.key)
+	}
+	m.mu.Unlock()
+	m.acked(head)
+	return true
+}
+
+// Pending returns the unacknowledged updates of one task, oldest first.
+func (m *updateManager) Pending(fwID, taskID string) []*cluster.StatusUpdate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.streams[streamKey(fwID, taskID)]; s != nil {
+		return append([]*cluster.StatusUpdate(nil), s.pending...)
+	}
+	return nil
+}
+
+// Connected pauses (false) or resumes (true) delivery; resuming resends
+// every stream's head.
+func (m *updateManager) Connected(up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.connected = up
+	for _, s := range m.streams {
+		if s.timer != nil {
+			s.timer.Stop()
+			s.timer = nil
+		}
+		if up {
+			s.backoff = 0
+			m.sendHead(s)
+		}
+	}
+}
+
+// Drop forgets a framework's streams (it was torn down: nobody will ack).
+func (m *updateManager) Drop(fwID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, s := range m.streams {
+		if len(s.pending) > 0 && s.pending[0].GetFrameworkId().GetValue() == fwID {
+			if s.timer != nil {
+				s.timer.Stop()
+			}
+			delete(m.streams, key)
+		}
+	}
+}

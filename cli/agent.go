@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/corral/corral/agent"
+	"github.com/spf13/cobra"
+
+	// Launchers and isolators register themselves by name.
+	_ "github.com/corral/corral/launcher/posix"
+)
+
+type agentFlags struct {
+	master, workDir, runtimeDir, ip, hostname, resources, isolation, launcher, launcherDir, cgroupsRoot string
+	port                                                                                                int
+	switchUser                                                                                          bool
+	execRegTimeout, execGrace, regBackoff                                                               time.Duration
+}
+
+func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
+	fl := cmd.Flags()
+	if withMaster {
+		fl.StringVar(&f.master, "master", "", "host:port of the master (required)")
+		fl.StringVar(&f.workDir, "work_dir", "", "directory for sandboxes and checkpoints (required)")
+		fl.StringVar(&f.ip, "ip", "127.0.0.1", "IP address the agent listens on and advertises")
+		fl.IntVar(&f.port, "port", 5051, "port of the agent's HTTP API (0 picks a free one)")
+		fl.StringVar(&f.hostname, "hostname", "", "hostname to advertise (default: the system's)")
+	}
+	fl.StringVar(&f.runtimeDir, "runtime_dir", "", "directory for per-container runtime state (default <work_dir>/run)")
+	fl.StringVar(&f.resources, "resources", "", "resources to offer, e.g. 'cpus:4;mem:8192;ports:[31000-32000]' or JSON; what is left out is detected")
+	fl.StringVar(&f.isolation, "isolation", agent.DefaultIsolation, "comma-separated isolators, e.g. cgroups/cpu,cgroups/mem")
+	fl.StringVar(&f.launcher, "launcher", "posix", "container launcher: posix")
+	fl.StringVar(&f.launcherDir, "launcher_dir", "", "directory holding corral-init (default: the corral binary's)")
+	fl.StringVar(&f.cgroupsRoot, "cgroups_root", "corral", "cgroup under each hierarchy that holds the containers")
+	fl.BoolVar(&f.switchUser, "switch_user", true, "run tasks as their framework's user when the agent is root")
+	fl.DurationVar(&f.execRegTimeout, "executor_registration_timeout", time.Minute, "how long a custom executor may take to subscribe")
+	fl.DurationVar(&f.execGrace, "executor_shutdown_grace_period", 5*time.Second, "time an executor gets to shut down")
+	fl.DurationVar(&f.regBackoff, "registration_backoff_factor", time.Second, "initial backoff of (re-)registration with the master")
+}
+
+func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
+	return agent.Config{
+		Master: f.master, WorkDir: f.workDir, RuntimeDir: f.runtimeDir, IP: f.ip, Port: f.port,
+		Hostname: f.hostname, Resources: f.resources, Isolation: f.isolation, Launcher: f.launcher,
+		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
+		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
+		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
+	}
+}
+
+func newAgentCommand() *cobra.Command {
+	var f agentFlags
+	var logging string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: containers, isolation, the v1 executor API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := envFlags(cmd); err != nil {
+				return err
+			}
+			log, err := newLogger(logging)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(f.config(cmd, log))
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			return a.Run(ctx)
+		},
+	}
+	f.bind(cmd, true)
+	cmd.Flags().StringVar(&logging, "logging_level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+	return cmd
+}
+
+func init() { register(newAgentCommand) }

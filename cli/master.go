@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/corral/corral/master"
+	"github.com/spf13/cobra"
+)
+
+type masterFlags struct {
+	ip                string
+	port              int
+	hostname          string
+	heartbeat         time.Duration
+	allocation        time.Duration
+	agentReregTimeout time.Duration
+	logging           string
+}
+
+func (f *masterFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.ip, "ip", "127.0.0.1", "IP address to listen on")
+	cmd.Flags().IntVar(&f.port, "port", 5050, "port to listen on")
+	cmd.Flags().StringVar(&f.hostname, "hostname", "", "hostname to advertise (default: the system's)")
+	cmd.Flags().DurationVar(&f.heartbeat, "heartbeat_interval", 15*time.Second, "interval of HEARTBEAT events on idle event streams")
+	cmd.Flags().DurationVar(&f.allocation, "allocation_interval", time.Second, "period of batch allocation")
+	cmd.Flags().DurationVar(&f.agentReregTimeout, "agent_reregister_timeout", 10*time.Minute, "how long a disconnected agent's tasks are kept before they are reported lost")
+}
+
+func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Config, error) {
+	if net.ParseIP(f.ip) == nil {
+		return master.Config{}, fmt.Errorf("--ip: %q is not an IP address", f.ip)
+	}
+	if f.port <= 0 || f.port > 65535 {
+		return master.Config{}, fmt.Errorf("--port: %d is out of range", f.port)
+	}
+	if f.heartbeat <= 0 {
+		return master.Config{}, fmt.Errorf("--heartbeat_interval must be positive")
+	}
+	return master.Config{
+		Address: net.JoinHostPort(f.ip, strconv.Itoa(f.port)), Hostname: f.hostname,
+		HeartbeatInterval: f.heartbeat, AllocationInterval: f.allocation, AgentReregisterTimeout: f.agentReregTimeout,
+		Flags: flagValues(cmd), Log: log,
+	}, nil
+}
+
+// serveMaster runs the master on its address until ctx ends.
+func serveMaster(ctx context.Context, cfg master.Config) (func() error, error) {
+	ln, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("master listen: %w", err)
+	}
+	m := master.New(cfg)
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go m.Run(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	cfg.Log.Info("master listening", "address", cfg.Address)
+	return func() error {
+		select {
+		case <-ctx.Done():
+		case err := <-errc:
+			return err
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	}, nil
+}
+
+func newMasterCommand() *cobra.Command {
+	var f masterFlags
+	cmd := &cobra.Command{
+		Use:   "master",
+		Short: "Run the master: frameworks, agents, offers (v1 scheduler and operator APIs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := envFlags(cmd); err != nil {
+				return err
+			}
+			log, err := newLogger(f.logging)
+			if err != nil {
+				return err
+			}
+			cfg, err := f.config(cmd, log)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			wait, err := serveMaster(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			return wait()
+		},
+	}
+	f.bind(cmd)
+	cmd.Flags().StringVar(&f.logging, "logging_level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+	return cmd
+}
+
+func init() { register(newMasterCommand) }
