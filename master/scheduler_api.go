@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"time"
@@ -371,7 +372,7 @@ func (m *Master) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) err
 	}
 	a := m.agents[ack.GetAgentId().GetValue()]
 	t := fw.tasks[ack.GetTaskId().GetValue()]
-	if t != nil && t.lastStatus != nil && isTerminal(t.lastStatus.GetState()) && proto.Equal(&mesos.TaskStatus{Uuid: t.lastStatus.Uuid}, &mesos.TaskStatus{Uuid: ack.Uuid}) {
+	if t != nil && t.lastStatus != nil && isTerminal(t.lastStatus.GetState()) && bytes.Equal(t.lastStatus.GetUuid(), ack.GetUuid()) {
 		m.completeTask(t)
 	}
 	if a == nil {
