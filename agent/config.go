@@ -66,7 +66,7 @@ type Config struct {
 }
 
 // DefaultIsolation is what the agent runs with when --isolation is unset.
-const DefaultIsolation = ""
+const DefaultIsolation = "posix/cpu,posix/mem"
 
 func (c *Config) defaults() error {
 	if c.Master == "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	// Launchers and isolators register themselves by name.
+	_ "github.com/corral/corral/isolators/posix"
 	_ "github.com/corral/corral/launcher/posix"
 )
 

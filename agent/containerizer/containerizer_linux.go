@@ -137,9 +137,9 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 			spec.UID, spec.GID, spec.Groups = &uid, &gid, groups
 		}
 	}
-	specPath := filepath.Join(dir, "spec.json")
-	if err := writeJSON(specPath, &spec); err != nil {
-		return err
+	specJSON, err := json.Marshal(&spec)
+	if err != nil {
+		return fmt.Errorf("encoding init spec: %w", err)
 	}
 
 	stdout, err := openLog(filepath.Join(cfg.Sandbox, "stdout"))
@@ -166,7 +166,7 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 	proc, err := c.launcher.Fork(ctx, &ForkSpec{
 		ID:         cfg.ID,
 		Path:       c.initPath,
-		Argv:       []string{"corral-init", specPath},
+		Argv:       []string{"corral-init"},
 		Env:        withDefaultPath(env),
 		Dir:        cfg.Sandbox,
 		Files:      []*os.File{devnull, stdout, stderr, syncR},
@@ -177,6 +177,11 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 		return fmt.Errorf("launcher %s: %w", c.launcher.Name(), err)
 	}
 	ct.proc = proc
+	// The spec is a few hundred bytes, far below the pipe's buffer, and the
+	// init reads it at once, so this write does not block.
+	if _, err := syncW.Write(append(specJSON, '\n')); err != nil {
+		return fmt.Errorf("sending spec to container init: %w", err)
+	}
 	if err := c.writePid(cfg.ID, proc.Pid()); err != nil {
 		return err
 	}
@@ -408,7 +413,9 @@ func (c *Containerizer) writePid(id string, pid int) error {
 	if err != nil {
 		return fmt.Errorf("reading start time of %d: %w", pid, err)
 	}
-	return writeFileAtomic(filepath.Join(c.dir(id), "pid"), []byte(fmt.Sprintf("%d %d\n", pid, st)))
+	// Written in place: the file is new, and a reader that finds it torn (the
+	// agent died mid-write) knows the init never got its go-ahead.
+	return os.WriteFile(filepath.Join(c.dir(id), "pid"), []byte(fmt.Sprintf("%d %d\n", pid, st)), 0o644)
 }
 
 func validateID(id string) error {
@@ -461,23 +468,4 @@ func readStatus(path string) (syscall.WaitStatus, bool) {
 		return 0, false
 	}
 	return syscall.WaitStatus(v), true
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, b)
-}
-
-// writeFileAtomic writes via a temp file and rename so a reader (or a
-// recovering agent) sees the old or the new file, never half of one. Runtime
-// files live on tmpfs and do not outlive a reboot, so no fsync.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -9,9 +9,9 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: corral-init SPEC_PATH (started by the Corral agent, not by hand)")
+	if len(os.Args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: corral-init (started by the Corral agent, not by hand)")
 		os.Exit(containerinit.ExitSetupFailed)
 	}
-	containerinit.Main(os.Args[1])
+	containerinit.Main()
 }

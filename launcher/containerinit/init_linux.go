@@ -1,6 +1,7 @@
 package containerinit
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,9 +13,10 @@ import (
 	"unsafe"
 )
 
-// Main runs the container init with the spec at specPath and never returns.
-func Main(specPath string) {
-	os.Exit(run(specPath))
+// Main runs the container init and never returns. The agent sends the spec
+// as one JSON line on the sync pipe, then one byte as the go-ahead.
+func Main() {
+	os.Exit(run())
 }
 
 func fail(format string, args ...any) int {
@@ -22,17 +24,19 @@ func fail(format string, args ...any) int {
 	return ExitSetupFailed
 }
 
-func run(specPath string) int {
-	raw, err := os.ReadFile(specPath)
+func run() int {
+	sync := bufio.NewReader(os.NewFile(SyncFD, "sync"))
+	raw, err := sync.ReadBytes('\n')
 	if err != nil {
-		return fail("reading spec: %v", err)
+		// The agent gave up on the launch before sending the spec.
+		return ExitAborted
 	}
 	var spec Spec
 	if err := json.Unmarshal(raw, &spec); err != nil {
-		return fail("parsing spec %s: %v", specPath, err)
+		return fail("parsing spec: %v", err)
 	}
 	if len(spec.Argv) == 0 {
-		return fail("spec %s has no command", specPath)
+		return fail("spec has no command")
 	}
 
 	// Signals must be caught before the go-ahead: a kill that arrives while the
@@ -41,7 +45,7 @@ func run(specPath string) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
 		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCHLD, DestroySignal)
 
-	if !awaitGoAhead() {
+	if !awaitGoAhead(sync) {
 		return ExitAborted
 	}
 
@@ -212,12 +216,10 @@ func childrenOf(ppid int) []int {
 	return out
 }
 
-func awaitGoAhead() bool {
-	sync := os.NewFile(SyncFD, "sync")
-	defer sync.Close()
-	var b [1]byte
-	n, _ := sync.Read(b[:])
-	return n == 1
+func awaitGoAhead(sync *bufio.Reader) bool {
+	defer syscall.Close(SyncFD)
+	_, err := sync.ReadByte()
+	return err == nil
 }
 
 func writeStatus(path string, ws syscall.WaitStatus) error {

@@ -10,8 +10,8 @@ package containerinit
 
 import "syscall"
 
-// Spec is what the agent tells the init, written as JSON to the runtime
-// directory before the fork so that argv stays short and nothing leaks into
+// Spec is what the agent tells the init, sent as one JSON line on the sync
+// pipe: no file to write on the launch path, and nothing of it shows in
 // /proc/<pid>/cmdline.
 type Spec struct {
 	// Argv is the task's command line.
@@ -50,8 +50,9 @@ type Mount struct {
 	MkdirTarget bool `json:"mkdir_target,omitempty"`
 }
 
-// SyncFD is the descriptor on which the init waits for the agent's go-ahead:
-// one byte means "isolated, start the task"; EOF means "abort".
+// SyncFD is the descriptor on which the init reads its spec and then waits
+// for the agent's go-ahead: one byte means "isolated, start the task"; EOF
+// means "abort".
 const SyncFD = 3
 
 // ExitAborted is the init's exit code when the agent aborted the launch.

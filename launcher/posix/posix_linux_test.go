@@ -14,7 +14,7 @@ import (
 	"github.com/corral/corral/launcher/posix"
 )
 
-func newContainerizer(t *testing.T) *containerizer.Containerizer {
+func newContainerizer(t testing.TB) *containerizer.Containerizer {
 	t.Helper()
 	bin := testsupport.BinDir(t)
 	c, err := containerizer.New(posix.New(), nil, filepath.Join(bin, "corral-init"), t.TempDir(), nil)

@@ -1,0 +1,124 @@
+// Package posix holds the posix/cpu and posix/mem isolators: they isolate
+// nothing and report a container's usage from /proc, summed over the
+// processes in the container's session (the session its init leads).
+package posix
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/corral/corral/agent/containerizer"
+)
+
+func init() {
+	containerizer.RegisterIsolator("posix/cpu", func(containerizer.Options) (containerizer.Isolator, error) {
+		return &isolator{name: "posix/cpu", cpu: true, sessions: map[string]int{}}, nil
+	})
+	containerizer.RegisterIsolator("posix/mem", func(containerizer.Options) (containerizer.Isolator, error) {
+		return &isolator{name: "posix/mem", sessions: map[string]int{}}, nil
+	})
+}
+
+type isolator struct {
+	name string
+	cpu  bool
+
+	mu       sync.Mutex
+	sessions map[string]int // container ID → session ID (its init's PID)
+}
+
+func (i *isolator) Name() string { return i.name }
+
+func (i *isolator) Recover(context.Context, []*containerizer.Config) error { return nil }
+
+func (i *isolator) Prepare(context.Context, *containerizer.Config) (*containerizer.LaunchInfo, error) {
+	return nil, nil
+}
+
+func (i *isolator) Isolate(_ context.Context, id string, pid int) error {
+	i.mu.Lock()
+	i.sessions[id] = pid
+	i.mu.Unlock()
+	return nil
+}
+
+func (i *isolator) Cleanup(_ context.Context, id string) error {
+	i.mu.Lock()
+	delete(i.sessions, id)
+	i.mu.Unlock()
+	return nil
+}
+
+// Usage implements containerizer.UsageReporter.
+func (i *isolator) Usage(_ context.Context, id string, u *containerizer.Usage) error {
+	i.mu.Lock()
+	sid, ok := i.sessions[id]
+	i.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	s := sessionUsage(sid)
+	if i.cpu {
+		u.CPUsUserTimeSecs, u.CPUsSystemTimeSecs = s.utime, s.stime
+		u.Set["cpus_user_time_secs"], u.Set["cpus_system_time_secs"] = true, true
+	} else {
+		u.MemRSSBytes = s.rss
+		u.Set["mem_rss_bytes"] = true
+	}
+	u.Processes, u.Threads = s.procs, s.threads
+	u.Set["processes"], u.Set["threads"] = true, true
+	return nil
+}
+
+type usage struct {
+	utime, stime   float64
+	rss            uint64
+	procs, threads uint32
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+func sessionUsage(sid int) usage {
+	var out usage
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	page := uint64(os.Getpagesize())
+	want := strconv.Itoa(sid)
+	for _, e := range entries {
+		name := e.Name()
+		if name[0] < '0' || name[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + name + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		k := strings.LastIndexByte(s, ')')
+		if k < 0 {
+			continue
+		}
+		// Fields from 3 (state) on: session is field 6, utime 14, stime 15,
+		// num_threads 20, rss 24.
+		f := strings.Fields(s[k+1:])
+		if len(f) < 22 || f[3] != want {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		th, _ := strconv.ParseUint(f[17], 10, 32)
+		rss, _ := strconv.ParseUint(f[21], 10, 64)
+		out.utime += ut / clockTicks
+		out.stime += st / clockTicks
+		out.threads += uint32(th)
+		out.rss += rss * page
+		out.procs++
+	}
+	return out
+}
