@@ -128,7 +128,10 @@ func TestPosixSignalIsForwarded(t *testing.T) {
 	testsupport.CheckLeaks(t, prefix)
 	c := newContainerizer(t)
 	cfg, sandbox := launch(t, c, prefix, "term", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done")
-	waitFor(t, func() bool { b, _ := os.ReadFile(filepath.Join(sandbox, "stdout")); return strings.Contains(string(b), "ready") })
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(sandbox, "stdout"))
+		return strings.Contains(string(b), "ready")
+	})
 	if err := c.Signal(cfg.ID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
