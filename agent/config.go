@@ -135,13 +135,20 @@ func (c *Config) defaults() error {
 // totalResources is --resources with cpus, mem, disk and ports filled from
 // the host where not given, as Mesos does.
 func totalResources(flag, workDir string) (resources.Resources, error) {
-	given, err := resources.Parse(flag)
+	list, err := resources.ParseList(flag)
 	if err != nil {
 		return nil, fmt.Errorf("--resources: %w", err)
 	}
 	has := map[string]bool{}
-	for _, r := range given {
+	for _, r := range list {
 		has[r.GetName()] = true
+		if (r.GetName() == "cpus" || r.GetName() == "mem") && r.GetScalar().GetValue() <= 0 {
+			return nil, fmt.Errorf("--resources: %s must be positive", r.GetName())
+		}
+	}
+	given, err := resources.New(list)
+	if err != nil {
+		return nil, fmt.Errorf("--resources: %w", err)
 	}
 	var detected []string
 	if !has["cpus"] {

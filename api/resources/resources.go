@@ -130,7 +130,10 @@ func (rs Resources) add(r *mesos.Resource) Resources {
 	if i < 0 {
 		c := proto.Clone(r).(*mesos.Resource)
 		c.AllocationInfo = nil
-		return append(rs, c)
+		// A fresh backing array: the caller's list must never change under it.
+		out := make(Resources, len(rs), len(rs)+1)
+		copy(out, rs)
+		return append(out, c)
 	}
 	cur := proto.Clone(rs[i]).(*mesos.Resource)
 	switch r.GetType() {
@@ -270,11 +273,23 @@ func (rs Resources) String() string {
 // messages, or "name(role):value;..." where value is a scalar, [a-b,c-d]
 // ranges or {x,y} a set.
 func Parse(s string) (Resources, error) {
+	list, err := ParseList(s)
+	if err != nil {
+		return nil, err
+	}
+	return New(list)
+}
+
+// ParseList is Parse without merging: every entry as written, zero values
+// included, so a caller can tell "cpus:0" from no cpus at all.
+func ParseList(s string) ([]*mesos.Resource, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, nil
 	}
-	if strings.HasPrefix(s, "[") && !strings.Contains(strings.SplitN(s, ";", 2)[0], ":[") {
+	// The text form never is valid JSON ("ports:[1-2]" is not), so validity
+	// tells the two forms apart.
+	if strings.HasPrefix(s, "[") && json.Valid([]byte(s)) {
 		return parseJSON(s)
 	}
 	var list []*mesos.Resource
@@ -330,12 +345,15 @@ func Parse(s string) (Resources, error) {
 			}
 			r.Type, r.Scalar = mesos.Value_SCALAR.Enum(), &mesos.Value_Scalar{Value: proto.Float64(v)}
 		}
+		if err := validate(r); err != nil {
+			return nil, err
+		}
 		list = append(list, r)
 	}
-	return New(list)
+	return list, nil
 }
 
-func parseJSON(s string) (Resources, error) {
+func parseJSON(s string) ([]*mesos.Resource, error) {
 	var raw []json.RawMessage
 	if err := json.Unmarshal([]byte(s), &raw); err != nil {
 		return nil, fmt.Errorf("resources JSON: %w", err)
@@ -346,9 +364,12 @@ func parseJSON(s string) (Resources, error) {
 		if err := codec.JSON.Unmarshal(m, r); err != nil {
 			return nil, fmt.Errorf("resources JSON entry %d: %w", i, err)
 		}
+		if err := validate(r); err != nil {
+			return nil, fmt.Errorf("resources JSON entry %d: %w", i, err)
+		}
 		list = append(list, r)
 	}
-	return New(list)
+	return list, nil
 }
 
 func parseRanges(v string) ([]span, error) {

@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMesosDuration(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{5 * time.Second, "5secs"},
+		{15 * time.Minute, "15mins"},
+		{100 * time.Millisecond, "100ms"},
+		{2 * time.Hour, "2hrs"},
+		{48 * time.Hour, "2days"},
+		{14 * 24 * time.Hour, "2weeks"},
+		{1500 * time.Millisecond, "1500ms"},
+		{250 * time.Microsecond, "250us"},
+		{7 * time.Nanosecond, "7ns"},
+	}
+	for _, tc := range tests {
+		if got := mesosDuration(tc.d); got != tc.want {
+			t.Errorf("mesosDuration(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+func TestTotalResources(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		flag    string
+		check   func(t *testing.T, cpus, mem float64, s string)
+		wantErr string
+	}{
+		{flag: "", check: func(t *testing.T, cpus, mem float64, s string) {
+			if cpus < 1 || mem < 1 || !strings.Contains(s, "ports:[31000-32000]") || !strings.Contains(s, "disk:") {
+				t.Errorf("detected %s", s)
+			}
+		}},
+		{flag: "cpus:3;mem:512", check: func(t *testing.T, cpus, mem float64, s string) {
+			if cpus != 3 || mem != 512 {
+				t.Errorf("given cpus:3;mem:512, got %s", s)
+			}
+		}},
+		{flag: "ports:[1000-1001];gpus:1", check: func(t *testing.T, _, _ float64, s string) {
+			if !strings.Contains(s, "ports:[1000-1001]") || strings.Contains(s, "31000") || !strings.Contains(s, "gpus:1") {
+				t.Errorf("got %s", s)
+			}
+		}},
+		{flag: "cpus:abc", wantErr: "--resources"},
+		{flag: "cpus:0", wantErr: "cpus must be positive"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.flag, func(t *testing.T) {
+			r, err := totalResources(tc.flag, dir)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, r.Scalar("cpus"), r.Scalar("mem"), r.String())
+		})
+	}
+}
+
+func TestConfigErrorsNameTheFlag(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		flag string
+	}{
+		{Config{WorkDir: "/tmp/x"}, "--master"},
+		{Config{Master: "m:1"}, "--work_dir"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", IP: "not-an-ip"}, "--ip"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Port: 70000}, "--port"},
+	}
+	for _, tc := range tests {
+		err := tc.cfg.defaults()
+		if err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%+v: err = %v, want it to name %s", tc.cfg, err, tc.flag)
+		}
+	}
+}
