@@ -168,6 +168,13 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		}
 		a.subscribedLocked(ex)
 		a.mu.Unlock()
+		// Updates the executor still holds from before a reconnect: new ones
+		// are taken, known ones are duplicates.
+		for _, u := range call.GetSubscribe().GetUnacknowledgedUpdates() {
+			if code, msg := a.executorUpdate(ex, u.GetStatus()); code != http.StatusAccepted {
+				a.log.Warn("unacknowledged update from re-subscribing executor refused", "executor", exID, "reason", msg)
+			}
+		}
 		a.log.Info("executor subscribed", "framework", fwID, "executor", exID)
 		stream.Serve(w, r, "", &executorapi.Event{Type: executorapi.Event_HEARTBEAT.Enum()}, a.cfg.HeartbeatInterval)
 		a.mu.Lock()
@@ -186,35 +193,11 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		return
 	case executorapi.Call_UPDATE:
 		s := call.GetUpdate().GetStatus()
-		t := ex.tasks[s.GetTaskId().GetValue()]
-		var problem string
-		switch {
-		case s == nil:
-			problem = "Expecting 'update.status' to be present"
-		case t == nil:
-			problem = fmt.Sprintf("Task '%s' is not a task of executor '%s'", s.GetTaskId().GetValue(), exID)
-		case len(s.GetUuid()) != 16:
-			problem = "Status update 'uuid' must be 16 bytes"
-		case s.GetState() == mesos.TaskState_TASK_STAGING:
-			problem = "An executor may not send TASK_STAGING"
-		case isTerminal(t.state):
-			problem = fmt.Sprintf("Task '%s' is already in terminal state %s", s.GetTaskId().GetValue(), t.state)
-		}
 		a.mu.Unlock()
-		if problem != "" {
-			httpapi.Error(w, http.StatusBadRequest, "%s", problem)
+		if status, msg := a.executorUpdate(ex, s); status != http.StatusAccepted {
+			httpapi.Error(w, status, "%s", msg)
 			return
 		}
-		s = proto.Clone(s).(*mesos.TaskStatus)
-		s.Source = mesos.TaskStatus_SOURCE_EXECUTOR.Enum()
-		s.ExecutorId = call.GetExecutorId()
-		if s.Timestamp == nil {
-			s.Timestamp = proto.Float64(float64(time.Now().UnixNano()) / 1e9)
-		}
-		if s.ContainerStatus == nil {
-			s.ContainerStatus = containerStatus(ex.containerID)
-		}
-		a.statusUpdate(t, s)
 	case executorapi.Call_MESSAGE:
 		a.mu.Unlock()
 		if call.Message == nil {
@@ -230,6 +213,58 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// executorUpdate takes a status update from a custom executor and returns
+// the HTTP status to answer with and, for errors, the reason.
+func (a *Agent) executorUpdate(ex *executor, s *mesos.TaskStatus) (int, string) {
+	if s == nil {
+		return http.StatusBadRequest, "Expecting 'update.status' to be present"
+	}
+	if len(s.GetUuid()) != 16 {
+		return http.StatusBadRequest, "Status update 'uuid' must be 16 bytes"
+	}
+	taskID := s.GetTaskId().GetValue()
+	pending, acked := a.updates.Seen(ex.fw.id, taskID, s.GetUuid())
+	if pending {
+		return http.StatusAccepted, ""
+	}
+	a.mu.Lock()
+	t := ex.tasks[taskID]
+	if acked {
+		// Already acknowledged: tell the executor again, it missed it.
+		if ex.stream != nil {
+			ex.stream.Send(&executorapi.Event{Type: executorapi.Event_ACKNOWLEDGED.Enum(), Acknowledged: &executorapi.Event_Acknowledged{
+				TaskId: s.GetTaskId(), Uuid: s.GetUuid(),
+			}})
+		}
+		a.mu.Unlock()
+		return http.StatusAccepted, ""
+	}
+	var problem string
+	switch {
+	case t == nil:
+		problem = fmt.Sprintf("Task '%s' is not a task of executor '%s'", taskID, ex.id)
+	case s.GetState() == mesos.TaskState_TASK_STAGING:
+		problem = "An executor may not send TASK_STAGING"
+	case isTerminal(t.state):
+		problem = fmt.Sprintf("Task '%s' is already in terminal state %s", taskID, t.state)
+	}
+	a.mu.Unlock()
+	if problem != "" {
+		return http.StatusBadRequest, problem
+	}
+	s = proto.Clone(s).(*mesos.TaskStatus)
+	s.Source = mesos.TaskStatus_SOURCE_EXECUTOR.Enum()
+	s.ExecutorId = &mesos.ExecutorID{Value: proto.String(ex.id)}
+	if s.Timestamp == nil {
+		s.Timestamp = proto.Float64(float64(time.Now().UnixNano()) / 1e9)
+	}
+	if s.ContainerStatus == nil {
+		s.ContainerStatus = containerStatus(ex.containerID)
+	}
+	a.statusUpdate(t, s)
+	return http.StatusAccepted, ""
 }
 
 // subscribedLocked greets a subscribing executor and hands it the tasks that

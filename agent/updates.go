@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +131,29 @@ func (m *updateManager) Acknowledge(fwID, taskID string, uuid []byte) bool {
 	return true
 }
 
+// Seen reports whether an update with uuid is queued (pending) or was
+// acknowledged recently (acked): an executor resending it after a reconnect
+// is not sending anything new.
+func (m *updateManager) Seen(fwID, taskID string, uuid []byte) (pending, acked bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[streamKey(fwID, taskID)]
+	if s == nil {
+		return false, false
+	}
+	for _, u := range s.pending {
+		if bytes.Equal(u.GetStatus().GetUuid(), uuid) {
+			return true, false
+		}
+	}
+	for _, d := range s.done {
+		if bytes.Equal(d, uuid) {
+			return false, true
+		}
+	}
+	return false, false
+}
+
 // Pending returns the unacknowledged updates of one task, oldest first.
 func (m *updateManager) Pending(fwID, taskID string) []*cluster.StatusUpdate {
 	m.mu.Lock()
@@ -163,7 +187,7 @@ func (m *updateManager) Drop(fwID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for key, s := range m.streams {
-		if len(s.pending) > 0 && s.pending[0].GetFrameworkId().GetValue() == fwID {
+		if strings.HasPrefix(key, fwID+"/") {
 			if s.timer != nil {
 				s.timer.Stop()
 			}

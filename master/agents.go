@@ -228,7 +228,8 @@ func (m *Master) removeAgent(a *agent) {
 }
 
 // masterUpdate moves a task to a state the master decided and tells the
-// framework.
+// framework. Like Mesos, such updates carry no uuid and need no
+// acknowledgement, so a terminal one completes the task at once.
 func (m *Master) masterUpdate(t *task, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
 	s := &mesos.TaskStatus{
 		TaskId:    &mesos.TaskID{Value: proto.String(t.id)},
@@ -237,7 +238,6 @@ func (m *Master) masterUpdate(t *task, state mesos.TaskState, reason mesos.TaskS
 		Reason:    reason.Enum(),
 		Message:   proto.String(msg),
 		Timestamp: proto.Float64(now()),
-		Uuid:      ids.UUID(),
 	}
 	if t.agent != nil {
 		s.AgentId = &mesos.AgentID{Value: proto.String(t.agent.id)}
@@ -247,6 +247,9 @@ func (m *Master) masterUpdate(t *task, state mesos.TaskState, reason mesos.TaskS
 	}
 	m.applyStatus(t, s, state)
 	t.fw.send(updateEvent(s))
+	if isTerminal(state) {
+		m.completeTask(t)
+	}
 }
 
 // statusUpdate records an agent's status update and forwards it.

@@ -10,7 +10,6 @@ import (
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/api/v1/scheduler"
-	"github.com/corral/corral/internal/ids"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -282,7 +281,6 @@ func rejection(ti *mesos.TaskInfo, state mesos.TaskState, reason mesos.TaskStatu
 		Reason:    reason.Enum(),
 		Message:   proto.String(msg),
 		Timestamp: proto.Float64(now()),
-		Uuid:      ids.UUID(),
 	}
 }
 

@@ -144,8 +144,8 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 		httpapi.Error(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if call.FrameworkId != nil && info.Id != nil && call.GetFrameworkId().GetValue() != info.GetId().GetValue() {
-		httpapi.Error(w, http.StatusBadRequest, "'framework_id' differs from 'subscribe.framework_info.id'")
+	if (call.FrameworkId != nil) != (info.Id != nil) || call.GetFrameworkId().GetValue() != info.GetId().GetValue() {
+		httpapi.Error(w, http.StatusBadRequest, "'framework_id' must be set exactly when 'subscribe.framework_info.id' is, and equal to it")
 		return
 	}
 	stream := httpapi.NewStream(respCodec)
@@ -154,6 +154,15 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 	m.mu.Lock()
 	info = proto.Clone(info).(*mesos.FrameworkInfo)
 	var fw *framework
+	if id := info.GetId().GetValue(); id != "" && m.removed(id) {
+		m.mu.Unlock()
+		// Mesos answers a removed framework with an ERROR event; the stream
+		// then ends and the framework must register anew.
+		stream.Send(errorEvent("Framework has been removed"))
+		stream.Close()
+		stream.Serve(w, r, streamID, nil, 0)
+		return
+	}
 	if id := info.GetId().GetValue(); id != "" {
 		fw = m.frameworks[id]
 		if fw == nil {
@@ -205,6 +214,16 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 	if fw.stream == stream {
 		m.frameworkDisconnected(fw)
 	}
+}
+
+// removed reports whether a framework with this ID was torn down.
+func (m *Master) removed(id string) bool {
+	for _, fw := range m.completedFrameworks {
+		if fw.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 func newFramework(id string, info *mesos.FrameworkInfo) *framework {
@@ -308,8 +327,10 @@ func (m *Master) filter(fw *framework, a *agent, f *mesos.Filters) {
 func (m *Master) revive(fw *framework, roles []string) {
 	if len(roles) == 0 {
 		roles = fw.roles()
-		fw.filters = map[string]time.Time{}
 	}
+	// Filters are kept per agent, not per role: reviving any role clears
+	// them all, which errs toward offering.
+	fw.filters = map[string]time.Time{}
 	for _, r := range roles {
 		delete(fw.suppress, r)
 	}
@@ -323,9 +344,7 @@ func (m *Master) suppress(fw *framework, roles []string) {
 	for _, r := range roles {
 		fw.suppress[r] = true
 	}
-	for _, o := range fw.offers {
-		m.rescind(o)
-	}
+	// Outstanding offers stay valid, as in Mesos: SUPPRESS only stops new ones.
 }
 
 func (m *Master) updateFramework(fw *framework, u *scheduler.Call_UpdateFramework) error {

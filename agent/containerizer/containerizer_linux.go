@@ -48,6 +48,9 @@ func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slo
 	if _, err := os.Stat(initPath); err != nil {
 		return nil, fmt.Errorf("container init %s: %w (set --launcher_dir to the folder holding corral-init)", initPath, err)
 	}
+	if err := checkNamespaces(l, isolators); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(runtimeDir, "containers"), 0o755); err != nil {
 		return nil, fmt.Errorf("runtime dir: %w", err)
 	}
@@ -58,6 +61,20 @@ func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slo
 		launcher: l, isolators: isolators, initPath: initPath, runtime: runtimeDir,
 		log: log, containers: map[string]*container{},
 	}, nil
+}
+
+// checkNamespaces refuses isolators that need namespaces with a launcher
+// that cannot create them (posix).
+func checkNamespaces(l Launcher, isolators []Isolator) error {
+	if nl, ok := l.(NamespaceLauncher); ok && nl.CreatesNamespaces() {
+		return nil
+	}
+	for _, iso := range isolators {
+		if ni, ok := iso.(NamespaceIsolator); ok && ni.NeedsNamespaces() {
+			return fmt.Errorf("isolator %s needs namespaces, which the %s launcher cannot create; use --launcher=linux", iso.Name(), l.Name())
+		}
+	}
+	return nil
 }
 
 func (c *Containerizer) dir(id string) string { return filepath.Join(c.runtime, "containers", id) }

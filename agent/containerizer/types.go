@@ -105,6 +105,22 @@ type UsageReporter interface {
 	Usage(ctx context.Context, id string, s *Usage) error
 }
 
+// NamespaceIsolator is an isolator whose isolation rests on namespaces that
+// the launcher creates from its LaunchInfo.CloneFlags (namespaces/pid,
+// namespaces/ipc, namespaces/uts, filesystem/linux). New refuses it with a
+// launcher that is not a NamespaceLauncher, so the combination fails at
+// start-up rather than at the first launch.
+type NamespaceIsolator interface {
+	NeedsNamespaces() bool
+}
+
+// NamespaceLauncher is a launcher that creates the namespaces asked for in
+// ForkSpec.CloneFlags. A launcher that does not implement it is taken to be
+// unable to.
+type NamespaceLauncher interface {
+	CreatesNamespaces() bool
+}
+
 // Usage is a container's resource statistics, in Mesos' ResourceStatistics
 // terms (the agent converts it to the wire message).
 type Usage struct {
