@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -200,6 +201,7 @@ func (s *Stream) write(rw *recordio.Writer, m proto.Message) bool {
 	if err != nil {
 		// An event we cannot encode is a bug; dropping the stream makes the
 		// client resubscribe rather than silently miss it.
+		slog.Error("event stream: cannot encode event; closing the stream", "event", m.ProtoReflect().Descriptor().FullName(), "err", err)
 		return false
 	}
 	return rw.WriteRecord(b) == nil

@@ -1,0 +1,580 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/v1/mesos"
+	sched "github.com/corral/corral/driver/scheduler"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+)
+
+// Exit codes of corral run.
+const (
+	runExitTaskFailed = 1 // the task did not finish, or the run could not complete
+	runExitUsage      = 2
+)
+
+// runKillGrace is how long corral run waits for a killed task to report a
+// terminal state before it tears the framework down anyway (teardown kills
+// the task too; waiting only gets the final state printed).
+const runKillGrace = 15 * time.Second
+
+type runFlags struct {
+	master, name, command, resources, frameworkName, codec, logging string
+	env                                                             []string
+	killAfter, timeout                                              time.Duration
+}
+
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run --master HOST:PORT --name NAME --command CMD",
+		Short: "Launch one task and follow it to the end (the mesos-execute of Corral)",
+		Long: `Launch one task and follow it to the end.
+
+Each state change is printed on stdout as one line: the state first, then
+the reason in parentheses and the message after a colon when present, e.g.
+  TASK_RUNNING
+  TASK_FAILED (REASON_COMMAND_EXECUTOR_FAILED): Command exited with status 1
+and, once known, "Sandbox: <path>". Logs go to stderr.
+
+Exit status: 0 when the task ends in TASK_FINISHED, 1 when it ends otherwise
+or the run fails, 2 for bad flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := envFlags(cmd); err != nil {
+				return &exitError{code: runExitUsage, err: err}
+			}
+			opts, err := f.options()
+			if err != nil {
+				return &exitError{code: runExitUsage, err: err}
+			}
+			log, err := newLogger(f.logging)
+			if err != nil {
+				return &exitError{code: runExitUsage, err: err}
+			}
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			return opts.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), log, sigs)
+		},
+	}
+	// Unknown or malformed flags are usage errors too.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: runExitUsage, err: err}
+	})
+	fl := cmd.Flags()
+	fl.StringVar(&f.master, "master", "", "HOST:PORT (or URL) of the master (required)")
+	fl.StringVar(&f.name, "name", "", "task name, also the prefix of its ID (required)")
+	fl.StringVar(&f.command, "command", "", "shell command the task runs (required)")
+	fl.StringVar(&f.resources, "resources", "cpus:0.1;mem:32", "resources the task needs, e.g. 'cpus:0.5;mem:128'")
+	fl.StringVar(&f.frameworkName, "framework_name", "corral-run", "name of the framework corral run registers")
+	fl.StringVar(&f.codec, "codec", "json", "media type spoken with the master: json or protobuf")
+	fl.StringArrayVar(&f.env, "env", nil, "KEY=VALUE added to the task's environment (repeatable)")
+	fl.DurationVar(&f.killAfter, "kill_after", 0, "kill the task this long after it is running (e.g. 10s)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "give up (killing the task) after this long overall; 0 waits forever")
+	fl.StringVar(&f.logging, "logging_level", "WARNING", "DEBUG, INFO, WARNING or ERROR (logs go to stderr)")
+	return cmd
+}
+
+func init() { register(newRunCommand) }
+
+// runOptions is a validated corral run.
+type runOptions struct {
+	master    string
+	framework *mesos.FrameworkInfo
+	codec     codec.Codec
+	task      *mesos.TaskInfo // without agent_id, set from the offer
+	want      resources.Resources
+	killAfter time.Duration
+	timeout   time.Duration
+}
+
+func (f *runFlags) options() (*runOptions, error) {
+	for _, req := range []struct{ name, value string }{{"master", f.master}, {"name", f.name}, {"command", f.command}} {
+		if strings.TrimSpace(req.value) == "" {
+			return nil, fmt.Errorf("--%s is required", req.name)
+		}
+	}
+	if strings.ContainsAny(f.name, "/\\") || f.name == "." || f.name == ".." || len(f.name) > 200 {
+		return nil, fmt.Errorf("--name %q: it prefixes the task ID, which names a directory: no '/', '\\', '.', '..' or more than 200 characters", f.name)
+	}
+	if !strings.Contains(f.master, "://") {
+		if _, _, err := net.SplitHostPort(f.master); err != nil {
+			return nil, fmt.Errorf("--master %q: want HOST:PORT or a URL: %w", f.master, err)
+		}
+	}
+	want, err := resources.Parse(f.resources)
+	if err != nil {
+		return nil, fmt.Errorf("--resources: %w", err)
+	}
+	if want.Empty() {
+		return nil, fmt.Errorf("--resources %q: a task needs some resources", f.resources)
+	}
+	var c codec.Codec
+	switch strings.ToLower(f.codec) {
+	case "json":
+		c = codec.JSON
+	case "protobuf":
+		c = codec.Protobuf
+	default:
+		return nil, fmt.Errorf("--codec %q: want json or protobuf", f.codec)
+	}
+	var vars []*mesos.Environment_Variable
+	for _, kv := range f.env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--env %q: want KEY=VALUE", kv)
+		}
+		vars = append(vars, &mesos.Environment_Variable{Name: proto.String(k), Value: proto.String(v)})
+	}
+	if f.killAfter < 0 {
+		return nil, fmt.Errorf("--kill_after %v: must not be negative", f.killAfter)
+	}
+	if f.timeout < 0 {
+		return nil, fmt.Errorf("--timeout %v: must not be negative", f.timeout)
+	}
+	if strings.TrimSpace(f.frameworkName) == "" {
+		return nil, errors.New("--framework_name must not be empty")
+	}
+
+	username := "root"
+	if u, err := user.Current(); err == nil {
+		username = u.Username
+	}
+	hostname, _ := os.Hostname()
+	cmd := &mesos.CommandInfo{Value: proto.String(f.command), Shell: proto.Bool(true)}
+	if len(vars) > 0 {
+		cmd.Environment = &mesos.Environment{Variables: vars}
+	}
+	id := f.name + "-" + randomSuffix()
+	return &runOptions{
+		master: f.master,
+		framework: &mesos.FrameworkInfo{
+			User: proto.String(username), Name: proto.String(f.frameworkName), Hostname: proto.String(hostname),
+			// Nothing fails over to a finished corral run: if it dies, its
+			// task should go with it.
+			FailoverTimeout: proto.Float64(0),
+		},
+		codec: c,
+		task: &mesos.TaskInfo{
+			Name: proto.String(f.name), TaskId: &mesos.TaskID{Value: proto.String(id)},
+			Resources: want, Command: cmd,
+		},
+		want:      want,
+		killAfter: f.killAfter,
+		timeout:   f.timeout,
+	}, nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run launches the task and follows it. Signals on sigs kill the task (a
+// second one gives up waiting); either way the framework is torn down.
+func (o *runOptions) run(ctx context.Context, out, errOut io.Writer, log *slog.Logger, sigs <-chan os.Signal) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rs := &runScheduler{opts: o, out: out, errOut: errOut, log: log, done: make(chan error, 1), running: make(chan struct{})}
+	d, err := sched.New(sched.Config{
+		Master: o.master, Framework: o.framework, Codec: o.codec, Log: log,
+		// Acknowledged inside StatusUpdate, so the terminal update is
+		// acknowledged before the teardown that follows it.
+		ExplicitAcks: true,
+	}, rs)
+	if err != nil {
+		return &exitError{code: runExitUsage, err: err}
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	stop := func() {
+		_ = d.Stop(false)
+		select {
+		case <-runErr:
+		case <-time.After(5 * time.Second):
+		}
+	}
+
+	var timeout, killAfter, killDeadline <-chan time.Time
+	if o.timeout > 0 {
+		t := time.NewTimer(o.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	running := rs.running
+	var abort error // why we are killing the task ourselves
+	for {
+		select {
+		case err := <-rs.done:
+			stop()
+			if abort != nil && err != nil {
+				return &exitError{code: runExitTaskFailed, err: fmt.Errorf("%w; %w", abort, err)}
+			}
+			if err != nil {
+				return &exitError{code: runExitTaskFailed, err: err}
+			}
+			return nil
+		case err := <-runErr:
+			if err == nil {
+				err = errors.New("scheduler driver stopped")
+			}
+			return &exitError{code: runExitTaskFailed, err: err}
+		case <-running:
+			running = nil
+			if o.killAfter > 0 {
+				t := time.NewTimer(o.killAfter)
+				defer t.Stop()
+				killAfter = t.C
+			}
+		case <-killAfter:
+			killAfter = nil
+			log.Info("killing task: --kill_after passed", "kill_after", o.killAfter)
+			rs.kill(ctx, d)
+		case s := <-sigs:
+			if abort != nil {
+				stop()
+				return &exitError{code: runExitTaskFailed, err: fmt.Errorf("%w; gave up waiting for the task after a second %v", abort, s)}
+			}
+			abort = fmt.Errorf("interrupted by %v%s", s, rs.progress())
+			if !rs.kill(ctx, d) {
+				stop()
+				return &exitError{code: runExitTaskFailed, err: abort}
+			}
+			killDeadline = time.After(runKillGrace)
+		case <-timeout:
+			timeout = nil
+			abort = fmt.Errorf("--timeout %v passed%s", o.timeout, rs.progress())
+			if !rs.kill(ctx, d) {
+				stop()
+				return &exitError{code: runExitTaskFailed, err: abort}
+			}
+			killDeadline = time.After(runKillGrace)
+		case <-killDeadline:
+			stop()
+			return &exitError{code: runExitTaskFailed, err: fmt.Errorf("%w; the task did not report a terminal state within %v", abort, runKillGrace)}
+		}
+	}
+}
+
+// runScheduler launches one task on the first offer that fits and reports
+// its states.
+type runScheduler struct {
+	sched.BaseScheduler
+	opts   *runOptions
+	out    io.Writer // state lines
+	errOut io.Writer // human notes
+	log    *slog.Logger
+	done   chan error // the outcome, once
+
+	running     chan struct{} // closed at TASK_RUNNING
+	runningOnce sync.Once
+
+	mu         sync.Mutex
+	registered bool
+	launched   bool
+	agentID    *mesos.AgentID
+	agentURL   *mesos.URL
+	seen       bool // a status of the task arrived
+	lastState  mesos.TaskState
+	sandbox    bool // printed
+	finished   bool
+}
+
+func (s *runScheduler) Registered(_ sched.Driver, id *mesos.FrameworkID, _ *mesos.MasterInfo) {
+	s.mu.Lock()
+	s.registered = true
+	s.mu.Unlock()
+	s.log.Info("framework registered", "framework", id.GetValue())
+}
+
+// progress says what an aborted run was still waiting for, if it had not
+// launched the task yet.
+func (s *runScheduler) progress() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.registered:
+		return " before the master " + s.opts.master + " accepted the framework"
+	case !s.launched:
+		return " before an offer with " + s.opts.want.String() + " arrived"
+	}
+	return ""
+}
+
+func (s *runScheduler) Disconnected(sched.Driver) {
+	s.log.Warn("disconnected from the master; re-subscribing")
+}
+
+func (s *runScheduler) Error(_ sched.Driver, msg string) {
+	s.log.Error("master refused the framework", "message", msg)
+}
+
+func (s *runScheduler) ResourceOffers(d sched.Driver, offers []*mesos.Offer) {
+	ctx := context.Background()
+	s.mu.Lock()
+	launched := s.launched
+	s.mu.Unlock()
+	for _, offer := range offers {
+		if !launched && s.fits(offer) {
+			task := proto.Clone(s.opts.task).(*mesos.TaskInfo)
+			task.AgentId = offer.GetAgentId()
+			if err := d.LaunchTasks(ctx, []*mesos.OfferID{offer.GetId()}, []*mesos.TaskInfo{task}, &mesos.Filters{RefuseSeconds: proto.Float64(3600)}); err != nil {
+				s.finish(fmt.Errorf("launching task %s: %w", task.GetTaskId().GetValue(), err))
+				return
+			}
+			launched = true
+			s.mu.Lock()
+			s.launched, s.agentID, s.agentURL = true, offer.GetAgentId(), offer.GetUrl()
+			s.mu.Unlock()
+			fmt.Fprintf(s.errOut, "Launched task %s on agent %s (%s)\n", task.GetTaskId().GetValue(), offer.GetAgentId().GetValue(), offer.GetHostname())
+			// One task is all we want: no more offers, no more declines.
+			if err := d.SuppressOffers(ctx); err != nil {
+				s.log.Warn("suppressing offers", "err", err)
+			}
+			continue
+		}
+		// Briefly: resources that do not fit now may fit once freed.
+		refuse := 1.0
+		if launched {
+			refuse = 3600
+		}
+		if err := d.DeclineOffer(ctx, offer.GetId(), &mesos.Filters{RefuseSeconds: proto.Float64(refuse)}); err != nil {
+			s.log.Warn("declining offer", "offer", offer.GetId().GetValue(), "err", err)
+		}
+	}
+}
+
+func (s *runScheduler) fits(offer *mesos.Offer) bool {
+	have, err := resources.New(offer.GetResources())
+	if err != nil {
+		s.log.Warn("offer with invalid resources", "offer", offer.GetId().GetValue(), "err", err)
+		return false
+	}
+	return have.Contains(s.opts.want)
+}
+
+func (s *runScheduler) StatusUpdate(d sched.Driver, status *mesos.TaskStatus) {
+	ctx := context.Background()
+	terminal, outcome := s.report(ctx, d, status)
+	// Acknowledged before the outcome is announced: the teardown that
+	// follows ends the subscription the acknowledgement needs.
+	if err := d.AcknowledgeStatusUpdate(ctx, status); err != nil {
+		s.log.Warn("acknowledging status update", "state", status.GetState(), "err", err)
+	}
+	if terminal {
+		s.finish(outcome)
+	}
+}
+
+// report prints a status of our task and tells whether it is terminal and
+// with which outcome (nil for TASK_FINISHED).
+func (s *runScheduler) report(ctx context.Context, d sched.Driver, status *mesos.TaskStatus) (terminal bool, outcome error) {
+	if status.GetTaskId().GetValue() != s.opts.task.GetTaskId().GetValue() {
+		return false, nil
+	}
+	state := status.GetState()
+	s.mu.Lock()
+	changed := !s.seen || state != s.lastState
+	s.seen, s.lastState = true, state
+	wantSandbox := !s.sandbox && status.GetSource() != mesos.TaskStatus_SOURCE_MASTER
+	s.mu.Unlock()
+	if changed {
+		fmt.Fprintln(s.out, stateLine(status))
+	}
+	if wantSandbox {
+		if dir := s.lookupSandbox(ctx, d.FrameworkID().GetValue(), status); dir != "" {
+			s.mu.Lock()
+			s.sandbox = true
+			s.mu.Unlock()
+			fmt.Fprintln(s.out, "Sandbox: "+dir)
+		}
+	}
+	if state == mesos.TaskState_TASK_RUNNING {
+		s.runningOnce.Do(func() { close(s.running) })
+	}
+	if !isTerminalState(state) {
+		return false, nil
+	}
+	if state == mesos.TaskState_TASK_FINISHED {
+		return true, nil
+	}
+	return true, fmt.Errorf("task %s ended in %s", s.opts.task.GetTaskId().GetValue(), stateLine(status))
+}
+
+func (s *runScheduler) finish(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.finished {
+		s.finished = true
+		s.done <- err
+	}
+}
+
+// kill asks for the task to be killed; false when there is no task yet.
+func (s *runScheduler) kill(ctx context.Context, d sched.Driver) bool {
+	s.mu.Lock()
+	launched, agent := s.launched, s.agentID
+	s.mu.Unlock()
+	if !launched {
+		return false
+	}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.KillTask(kctx, s.opts.task.GetTaskId(), agent); err != nil {
+		s.log.Warn("killing task", "err", err)
+	}
+	return true
+}
+
+// stateLine is the stable one-line form of a status: the state first.
+func stateLine(s *mesos.TaskStatus) string {
+	line := s.GetState().String()
+	if s.Reason != nil {
+		line += " (" + s.GetReason().String() + ")"
+	}
+	if m := strings.TrimSpace(s.GetMessage()); m != "" {
+		line += ": " + strings.Join(strings.Fields(m), " ")
+	}
+	return line
+}
+
+func isTerminalState(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
+		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}
+
+// lookupSandbox finds the task's sandbox in the agent's /state (Mesos'
+// shape: frameworks[].executors[].directory, for the executor whose tasks
+// include ours). Mesos' ContainerStatus has no directory, so /state is the
+// only source. "" when not found.
+func (s *runScheduler) lookupSandbox(ctx context.Context, frameworkID string, status *mesos.TaskStatus) string {
+	s.mu.Lock()
+	u := s.agentURL
+	s.mu.Unlock()
+	addr := u.GetAddress()
+	host := addr.GetIp()
+	if host == "" {
+		host = addr.GetHostname()
+	}
+	if host == "" || addr.GetPort() == 0 {
+		return ""
+	}
+	scheme := u.GetScheme()
+	if scheme == "" {
+		scheme = "http"
+	}
+	url := scheme + "://" + net.JoinHostPort(host, strconv.Itoa(int(addr.GetPort()))) + "/state"
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.log.Warn("fetching agent state for the sandbox path", "url", url, "err", err)
+		return ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.log.Warn("fetching agent state for the sandbox path", "url", url, "status", resp.Status)
+		return ""
+	}
+	var st agentState
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&st); err != nil {
+		s.log.Warn("decoding agent state", "url", url, "err", err)
+		return ""
+	}
+	return st.sandbox(frameworkID, status.GetTaskId().GetValue())
+}
+
+// agentState is the part of an agent's /state that locates sandboxes.
+type agentState struct {
+	Frameworks          []stateFramework `json:"frameworks"`
+	CompletedFrameworks []stateFramework `json:"completed_frameworks"`
+	CompletedExecutors  []stateExecutor  `json:"completed_executors_recent"`
+}
+
+type stateFramework struct {
+	ID                 string          `json:"id"`
+	Executors          []stateExecutor `json:"executors"`
+	CompletedExecutors []stateExecutor `json:"completed_executors"`
+}
+
+type stateExecutor struct {
+	ID             string      `json:"id"`
+	FrameworkID    string      `json:"framework_id"`
+	Directory      string      `json:"directory"`
+	Tasks          []stateTask `json:"tasks"`
+	QueuedTasks    []stateTask `json:"queued_tasks"`
+	CompletedTasks []stateTask `json:"completed_tasks"`
+}
+
+type stateTask struct {
+	ID        string `json:"id"`
+	Directory string `json:"directory"` // Corral's: a task's own sandbox in a group
+}
+
+// sandbox is the directory of the task, looked up in every executor list
+// since a short task may already be in a completed one.
+func (st *agentState) sandbox(frameworkID, taskID string) string {
+	var all []stateExecutor
+	for _, fws := range [][]stateFramework{st.Frameworks, st.CompletedFrameworks} {
+		for _, fw := range fws {
+			if frameworkID != "" && fw.ID != "" && fw.ID != frameworkID {
+				continue
+			}
+			all = append(all, fw.Executors...)
+			all = append(all, fw.CompletedExecutors...)
+		}
+	}
+	all = append(all, st.CompletedExecutors...)
+	for _, ex := range all {
+		if frameworkID != "" && ex.FrameworkID != "" && ex.FrameworkID != frameworkID {
+			continue
+		}
+		for _, list := range [][]stateTask{ex.Tasks, ex.QueuedTasks, ex.CompletedTasks} {
+			for _, t := range list {
+				if t.ID != taskID {
+					continue
+				}
+				if t.Directory != "" {
+					return t.Directory
+				}
+				return ex.Directory
+			}
+		}
+	}
+	return ""
+}

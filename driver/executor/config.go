@@ -1,0 +1,146 @@
+package executor
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corral/corral/api/codec"
+)
+
+// Defaults Mesos uses when the agent leaves a setting out.
+const (
+	DefaultShutdownGracePeriod    = 5 * time.Second
+	DefaultRecoveryTimeout        = 15 * time.Minute
+	DefaultSubscriptionBackoffMax = 2 * time.Second
+)
+
+// Config is what an executor learns from the agent through its environment.
+type Config struct {
+	FrameworkID string // MESOS_FRAMEWORK_ID
+	ExecutorID  string // MESOS_EXECUTOR_ID
+	Directory   string // MESOS_DIRECTORY: the sandbox as the agent sees it
+	// Sandbox is MESOS_SANDBOX: the sandbox as the executor sees it (they
+	// differ when the container has its own root file system). It defaults
+	// to Directory.
+	Sandbox string
+	// AgentEndpoint is MESOS_AGENT_ENDPOINT, host:port of the agent's API.
+	AgentEndpoint string
+	// ShutdownGracePeriod is MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD: how long
+	// the agent waits after SHUTDOWN before it kills the executor.
+	ShutdownGracePeriod time.Duration
+	// Checkpoint is MESOS_CHECKPOINT: whether the executor outlives an agent
+	// restart. Without it a lost connection means shutting down.
+	Checkpoint bool
+	// RecoveryTimeout (MESOS_RECOVERY_TIMEOUT) bounds how long a
+	// checkpointing executor tries to re-subscribe after losing its agent.
+	RecoveryTimeout time.Duration
+	// SubscriptionBackoffMax (MESOS_SUBSCRIPTION_BACKOFF_MAX) caps the delay
+	// between re-subscription attempts.
+	SubscriptionBackoffMax time.Duration
+	// Codec encodes calls and events; JSON when nil. CORRAL_EXECUTOR_CODEC
+	// (json or protobuf) sets it from the environment so tests can run an
+	// unmodified executor in either media type.
+	Codec codec.Codec
+}
+
+// FromEnv reads the Config from the MESOS_* variables the agent sets for an
+// executor. An error names the variable that is missing or invalid.
+func FromEnv() (Config, error) {
+	return configFrom(os.LookupEnv)
+}
+
+func configFrom(lookup func(string) (string, bool)) (Config, error) {
+	var c Config
+	required := func(name string, dst *string) error {
+		v, ok := lookup(name)
+		if !ok || v == "" {
+			return fmt.Errorf("executor environment: %s is not set", name)
+		}
+		*dst = v
+		return nil
+	}
+	duration := func(name string, def time.Duration, must bool, dst *time.Duration) error {
+		v, ok := lookup(name)
+		if !ok || v == "" {
+			if must {
+				return fmt.Errorf("executor environment: %s is not set", name)
+			}
+			*dst = def
+			return nil
+		}
+		d, err := ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("executor environment: %s: %w", name, err)
+		}
+		*dst = d
+		return nil
+	}
+	for _, r := range []struct {
+		name string
+		dst  *string
+	}{
+		{"MESOS_FRAMEWORK_ID", &c.FrameworkID},
+		{"MESOS_EXECUTOR_ID", &c.ExecutorID},
+		{"MESOS_DIRECTORY", &c.Directory},
+		{"MESOS_AGENT_ENDPOINT", &c.AgentEndpoint},
+	} {
+		if err := required(r.name, r.dst); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := checkEndpoint(c.AgentEndpoint); err != nil {
+		return Config{}, fmt.Errorf("executor environment: MESOS_AGENT_ENDPOINT: %w", err)
+	}
+	c.Sandbox = c.Directory
+	if v, ok := lookup("MESOS_SANDBOX"); ok && v != "" {
+		c.Sandbox = v
+	}
+	if err := duration("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", DefaultShutdownGracePeriod, false, &c.ShutdownGracePeriod); err != nil {
+		return Config{}, err
+	}
+	switch v, _ := lookup("MESOS_CHECKPOINT"); v {
+	case "1", "true":
+		c.Checkpoint = true
+	case "", "0", "false":
+	default:
+		return Config{}, fmt.Errorf("executor environment: MESOS_CHECKPOINT: want 1 or 0, got %q", v)
+	}
+	// Mesos' own executor library insists on these two when checkpointing:
+	// an agent that forgets them has a bug worth surfacing at once.
+	c.RecoveryTimeout, c.SubscriptionBackoffMax = DefaultRecoveryTimeout, DefaultSubscriptionBackoffMax
+	if c.Checkpoint {
+		if err := duration("MESOS_RECOVERY_TIMEOUT", 0, true, &c.RecoveryTimeout); err != nil {
+			return Config{}, err
+		}
+		if err := duration("MESOS_SUBSCRIPTION_BACKOFF_MAX", 0, true, &c.SubscriptionBackoffMax); err != nil {
+			return Config{}, err
+		}
+	}
+	switch v, _ := lookup("CORRAL_EXECUTOR_CODEC"); strings.ToLower(v) {
+	case "", "json", codec.MediaTypeJSON:
+		c.Codec = codec.JSON
+	case "protobuf", "proto", codec.MediaTypeProtobuf:
+		c.Codec = codec.Protobuf
+	default:
+		return Config{}, fmt.Errorf("executor environment: CORRAL_EXECUTOR_CODEC: want json or protobuf, got %q", v)
+	}
+	return c, nil
+}
+
+func checkEndpoint(ep string) error {
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q: %w", ep, err)
+	}
+	if host == "" {
+		return fmt.Errorf("want host:port, got %q: missing host", ep)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("want host:port, got %q: bad port", ep)
+	}
+	return nil
+}

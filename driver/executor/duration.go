@@ -1,0 +1,70 @@
+package executor
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// mesosUnits are the unit suffixes of Mesos' Duration::parse, largest first
+// so FormatDuration picks the most readable one.
+var mesosUnits = []struct {
+	name string
+	d    time.Duration
+}{
+	{"weeks", 7 * 24 * time.Hour},
+	{"days", 24 * time.Hour},
+	{"hrs", time.Hour},
+	{"mins", time.Minute},
+	{"secs", time.Second},
+	{"ms", time.Millisecond},
+	{"us", time.Microsecond},
+	{"ns", time.Nanosecond},
+}
+
+// ParseDuration parses a duration in Mesos' format: a non-negative decimal
+// number directly followed by one of ns, us, ms, secs, mins, hrs, days or
+// weeks ("5secs", "2.5secs", "15mins"). Go's own format ("5s") is not Mesos'
+// and is rejected, as Mesos' clients reject it.
+func ParseDuration(s string) (time.Duration, error) {
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 && s != "" {
+		return 0, fmt.Errorf("invalid Mesos duration %q: missing unit (ns, us, ms, secs, mins, hrs, days or weeks)", s)
+	}
+	if i <= 0 {
+		return 0, fmt.Errorf("invalid Mesos duration %q: want a number followed by a unit (ns, us, ms, secs, mins, hrs, days, weeks)", s)
+	}
+	num, unit := s[:i], s[i:]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid Mesos duration %q: bad number %q", s, num)
+	}
+	for _, u := range mesosUnits {
+		if u.name != unit {
+			continue
+		}
+		ns := v * float64(u.d)
+		if ns >= math.MaxInt64 {
+			return 0, fmt.Errorf("invalid Mesos duration %q: out of range", s)
+		}
+		return time.Duration(math.Round(ns)), nil
+	}
+	return 0, fmt.Errorf("invalid Mesos duration %q: unknown unit %q (want ns, us, ms, secs, mins, hrs, days or weeks)", s, unit)
+}
+
+// FormatDuration writes d in Mesos' format, using the largest unit that
+// divides it exactly ("5secs", "15mins", "1500ms"). Negative durations have
+// no Mesos spelling and are written as "0ns".
+func FormatDuration(d time.Duration) string {
+	if d <= 0 {
+		return "0ns"
+	}
+	for _, u := range mesosUnits {
+		if d%u.d == 0 {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(d), 10) + "ns" // unreachable: ns divides everything
+}

@@ -1,0 +1,122 @@
+package cgroups
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/corral/corral/agent/containerizer"
+)
+
+// BlkioWeightLabel is the task label that overrides the I/O weight, on the
+// v1 scale 10..1000.
+const BlkioWeightLabel = "corral.blkio.weight"
+
+// defaultBlkioWeight is CFQ's default weight; containers get it unless
+// Extra["cgroups_blkio_weight"] or the label says otherwise.
+const defaultBlkioWeight = 500
+
+// NewBlkio builds cgroups/blkio: a proportional I/O weight, blkio.weight
+// (CFQ) or blkio.bfq.weight (BFQ) on v1, io.weight (io.cost) or
+// io.bfq.weight on v2. Where the host has no proportional I/O scheduler the
+// isolator says so at construction and sets nothing.
+func NewBlkio(o containerizer.Options) (containerizer.Isolator, error) {
+	def := uint64(defaultBlkioWeight)
+	if s := o.Extra["cgroups_blkio_weight"]; s != "" {
+		w, err := parseBlkioWeight(s)
+		if err != nil {
+			return nil, fmt.Errorf("cgroups/blkio: --cgroups_blkio_weight: %w", err)
+		}
+		def = w
+	}
+	b, err := newBase("cgroups/blkio", o, []string{"blkio"}, []string{"io"})
+	if err != nil {
+		return nil, err
+	}
+	p := &blkioPolicy{def: def, log: b}
+	if !b.unified {
+		m := b.mounts["blkio"]
+		switch {
+		case exists(filepath.Join(m, "blkio.weight")):
+			p.v1File = "blkio.weight"
+		case exists(filepath.Join(m, "blkio.bfq.io_service_bytes")):
+			// BFQ's weight file is not on the root cgroup, its statistics are.
+			p.v1File = "blkio.bfq.weight"
+		default:
+			b.log.Warn("no proportional-weight I/O scheduler (CFQ or BFQ) in the blkio hierarchy: I/O weights are not set")
+		}
+	}
+	return newIsolator(b, p), nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func parseBlkioWeight(s string) (uint64, error) {
+	w, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || w < 10 || w > 1000 {
+		return 0, fmt.Errorf("%q is not a weight in 10..1000", s)
+	}
+	return w, nil
+}
+
+// blkioToIOWeight converts a v1 weight (10..1000) to io.weight (1..10000)
+// as runc does.
+func blkioToIOWeight(w uint64) uint64 { return 1 + (w-10)*9999/990 }
+
+type blkioPolicy struct {
+	def    uint64
+	v1File string // empty: nothing to set
+	log    *base
+
+	warnOnce sync.Once
+}
+
+func (p *blkioPolicy) weight(r *containerizer.Resources) (uint64, error) {
+	if s, ok := r.Labels[BlkioWeightLabel]; ok {
+		w, err := parseBlkioWeight(s)
+		if err != nil {
+			return 0, fmt.Errorf("cgroups/blkio: label %s: %w", BlkioWeightLabel, err)
+		}
+		return w, nil
+	}
+	return p.def, nil
+}
+
+func (p *blkioPolicy) check(r *containerizer.Resources) error {
+	_, err := p.weight(r)
+	return err
+}
+
+func (p *blkioPolicy) apply(d dirs, r *containerizer.Resources, _ bool) error {
+	w, err := p.weight(r)
+	if err != nil {
+		return err
+	}
+	if d.unified == "" {
+		if p.v1File == "" {
+			return nil
+		}
+		if p.v1File == "blkio.bfq.weight" {
+			w = min(w, 1000)
+		}
+		return writeFile(d.of("blkio"), p.v1File, strconv.FormatUint(w, 10))
+	}
+	// v2: io.weight when the io.cost controller is built in, else BFQ's.
+	ok, err := writeOptional(d.unified, "io.weight", "default "+strconv.FormatUint(blkioToIOWeight(w), 10))
+	if ok || err != nil {
+		return err
+	}
+	ok, err = writeOptional(d.unified, "io.bfq.weight", strconv.FormatUint(w, 10))
+	if ok || err != nil {
+		return err
+	}
+	p.warnOnce.Do(func() {
+		p.log.log.Warn("no io.weight or io.bfq.weight in the container cgroup: I/O weights are not set")
+	})
+	return nil
+}

@@ -1,0 +1,133 @@
+package cgroups
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+
+	ocgroups "github.com/opencontainers/cgroups"
+
+	"github.com/corral/corral/agent/containerizer"
+)
+
+// Mesos' constants (slave/containerizer/mesos/isolators/cgroups/constants.hpp).
+const (
+	cpuSharesPerCPU = 1024
+	minCPUShares    = 2
+	cfsPeriodUs     = 100000 // 100 ms
+	minCFSQuotaUs   = 1000   // 1 ms
+	// userHZ is the unit of cpuacct.stat, 100 on every Linux architecture
+	// Go supports.
+	userHZ = 100
+)
+
+// NewCPU builds cgroups/cpu: cpu shares (v1) or weight (v2) from cpus and,
+// with Extra["cgroups_enable_cfs"]="true", a hard CFS quota. On v1 it owns
+// the cpu and cpuacct hierarchies (co-mounted or not).
+func NewCPU(o containerizer.Options) (containerizer.Isolator, error) {
+	cfs, err := parseBool(o, "cgroups_enable_cfs")
+	if err != nil {
+		return nil, fmt.Errorf("cgroups/cpu: %w", err)
+	}
+	b, err := newBase("cgroups/cpu", o, []string{"cpu", "cpuacct"}, []string{"cpu"})
+	if err != nil {
+		return nil, err
+	}
+	return newIsolator(b, &cpuPolicy{cfs: cfs}), nil
+}
+
+type cpuPolicy struct{ cfs bool }
+
+func cpuShares(cpus float64) uint64 {
+	return max(minCPUShares, uint64(cpus*cpuSharesPerCPU))
+}
+
+func cfsQuotaUs(cpus float64) uint64 {
+	return max(minCFSQuotaUs, uint64(cpus*cfsPeriodUs))
+}
+
+// cpuWeight converts shares to a v2 weight exactly as runc does.
+func cpuWeight(shares uint64) uint64 { return ocgroups.ConvertCPUSharesToCgroupV2Value(shares) }
+
+func (p *cpuPolicy) check(r *containerizer.Resources) error {
+	if math.IsNaN(r.CPUs) || math.IsInf(r.CPUs, 0) || r.CPUs < 0 {
+		return fmt.Errorf("cgroups/cpu: invalid cpus %v", r.CPUs)
+	}
+	return nil
+}
+
+func (p *cpuPolicy) apply(d dirs, r *containerizer.Resources, initial bool) error {
+	if r.CPUs == 0 {
+		// No cpus resource: the kernel's defaults stand.
+		return nil
+	}
+	shares := cpuShares(r.CPUs)
+	if d.unified != "" {
+		if err := writeFile(d.unified, "cpu.weight", strconv.FormatUint(cpuWeight(shares), 10)); err != nil {
+			return err
+		}
+		if p.cfs {
+			return writeFile(d.unified, "cpu.max", fmt.Sprintf("%d %d", cfsQuotaUs(r.CPUs), cfsPeriodUs))
+		}
+		return nil
+	}
+	dir := d.of("cpu")
+	if err := writeFile(dir, "cpu.shares", strconv.FormatUint(shares, 10)); err != nil {
+		return err
+	}
+	if p.cfs {
+		if initial {
+			if err := writeFile(dir, "cpu.cfs_period_us", strconv.Itoa(cfsPeriodUs)); err != nil {
+				return err
+			}
+		}
+		return writeFile(dir, "cpu.cfs_quota_us", strconv.FormatUint(cfsQuotaUs(r.CPUs), 10))
+	}
+	return nil
+}
+
+func (p *cpuPolicy) usage(d dirs, r *containerizer.Resources, u *containerizer.Usage) error {
+	if r.CPUs > 0 {
+		u.CPUsLimit = r.CPUs
+		u.Set["cpus_limit"] = true
+	}
+	if d.unified != "" {
+		st, err := readKV(d.unified, "cpu.stat")
+		if err != nil {
+			return fmt.Errorf("cgroups/cpu: %w", err)
+		}
+		u.CPUsUserTimeSecs = float64(st["user_usec"]) / 1e6
+		u.CPUsSystemTimeSecs = float64(st["system_usec"]) / 1e6
+		u.Set["cpus_user_time_secs"], u.Set["cpus_system_time_secs"] = true, true
+		setThrottling(u, st, "throttled_usec", 1e6)
+		return nil
+	}
+	acct, err := readKV(d.of("cpuacct"), "cpuacct.stat")
+	if err != nil {
+		return fmt.Errorf("cgroups/cpu: %w", err)
+	}
+	u.CPUsUserTimeSecs = float64(acct["user"]) / userHZ
+	u.CPUsSystemTimeSecs = float64(acct["system"]) / userHZ
+	u.Set["cpus_user_time_secs"], u.Set["cpus_system_time_secs"] = true, true
+	st, err := readKV(d.of("cpu"), "cpu.stat")
+	if err != nil {
+		return fmt.Errorf("cgroups/cpu: %w", err)
+	}
+	setThrottling(u, st, "throttled_time", 1e9)
+	return nil
+}
+
+func setThrottling(u *containerizer.Usage, st map[string]uint64, throttledKey string, perSec float64) {
+	if n, ok := st["nr_periods"]; ok {
+		u.CPUsNrPeriods = uint32(n)
+		u.Set["cpus_nr_periods"] = true
+	}
+	if n, ok := st["nr_throttled"]; ok {
+		u.CPUsNrThrottled = uint32(n)
+		u.Set["cpus_nr_throttled"] = true
+	}
+	if n, ok := st[throttledKey]; ok {
+		u.CPUsThrottledTimeSecs = float64(n) / perSec
+		u.Set["cpus_throttled_time_secs"] = true
+	}
+}

@@ -1,0 +1,504 @@
+package cgroups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corral/corral/agent/containerizer"
+)
+
+// minMemory is the smallest hard limit set, as Mesos' MIN_MEMORY: a smaller
+// mem resource is raised to it.
+const minMemory = 32 << 20
+
+// ReasonMemory is the TaskStatus reason of a container OOM-killed at its
+// limit.
+const ReasonMemory = "REASON_CONTAINER_LIMITATION_MEMORY"
+
+// NewMem builds cgroups/mem: a hard memory limit from mem, swap off, an
+// optional soft limit (Extra["cgroups_memory_soft_limit"]="true": v1
+// memory.soft_limit_in_bytes, v2 memory.high), and OOM detection.
+func NewMem(o containerizer.Options) (containerizer.Isolator, error) {
+	return newMem(o)
+}
+
+func newMem(o containerizer.Options) (*Mem, error) {
+	soft, err := parseBool(o, "cgroups_memory_soft_limit")
+	if err != nil {
+		return nil, fmt.Errorf("cgroups/mem: %w", err)
+	}
+	b, err := newBase("cgroups/mem", o, []string{"memory"}, []string{"memory"})
+	if err != nil {
+		return nil, err
+	}
+	p := &memPolicy{soft: soft}
+	if !b.unified {
+		// Without swap accounting (swapaccount=0) there is no memsw file and
+		// a container may swap; say so once.
+		_, err := os.Stat(filepath.Join(b.mounts["memory"], "memory.memsw.limit_in_bytes"))
+		p.memsw = err == nil
+		if !p.memsw {
+			b.log.Warn("no memory.memsw.limit_in_bytes (swap accounting off): containers' swap is not limited")
+		}
+	}
+	m := &Mem{isolator: newIsolator(b, p), pol: p, watches: map[string]*oomWatch{}, wds: map[int]*oomWatch{}}
+	return m, nil
+}
+
+type memPolicy struct {
+	soft  bool
+	memsw bool // v1: memory.memsw.limit_in_bytes exists
+}
+
+func memLimit(r *containerizer.Resources) uint64 {
+	if r.MemBytes == 0 {
+		return 0
+	}
+	return max(r.MemBytes, minMemory)
+}
+
+func (p *memPolicy) check(*containerizer.Resources) error { return nil }
+
+func (p *memPolicy) apply(d dirs, r *containerizer.Resources, initial bool) error {
+	lim := memLimit(r)
+	if d.unified != "" {
+		dir := d.unified
+		if initial {
+			// The container dies whole on OOM, and never swaps.
+			if _, err := writeOptional(dir, "memory.oom.group", "1"); err != nil {
+				return err
+			}
+			if _, err := writeOptional(dir, "memory.swap.max", "0"); err != nil {
+				return err
+			}
+		}
+		if lim == 0 {
+			return nil
+		}
+		v := strconv.FormatUint(lim, 10)
+		if p.soft {
+			if err := writeFile(dir, "memory.high", v); err != nil {
+				return err
+			}
+		}
+		return writeFile(dir, "memory.max", v)
+	}
+	dir := d.of("memory")
+	if lim == 0 {
+		return nil
+	}
+	v := strconv.FormatUint(lim, 10)
+	// v1 wants limit_in_bytes <= memsw.limit_in_bytes at every step: when
+	// growing, raise memsw first; when shrinking, lower the limit first.
+	memswFirst := false
+	if !initial && p.memsw {
+		cur, err := readUint(dir, "memory.limit_in_bytes")
+		if err != nil {
+			return err
+		}
+		memswFirst = lim > cur
+	}
+	steps := []string{"memory.limit_in_bytes"}
+	if p.memsw {
+		if memswFirst {
+			steps = []string{"memory.memsw.limit_in_bytes", "memory.limit_in_bytes"}
+		} else {
+			steps = append(steps, "memory.memsw.limit_in_bytes")
+		}
+	}
+	for _, f := range steps {
+		if err := writeFile(dir, f, v); err != nil {
+			if errors.Is(err, unix.EBUSY) {
+				return fmt.Errorf("cgroups/mem: cannot set the limit to %s below the container's usage: %w", bytesString(lim), err)
+			}
+			return err
+		}
+	}
+	if p.soft {
+		return writeFile(dir, "memory.soft_limit_in_bytes", v)
+	}
+	return nil
+}
+
+func (p *memPolicy) usage(d dirs, _ *containerizer.Resources, u *containerizer.Usage) error {
+	if d.unified != "" {
+		dir := d.unified
+		cur, err := readUint(dir, "memory.current")
+		if err != nil {
+			return fmt.Errorf("cgroups/mem: %w", err)
+		}
+		st, err := readKV(dir, "memory.stat")
+		if err != nil {
+			return fmt.Errorf("cgroups/mem: %w", err)
+		}
+		u.MemTotalBytes, u.MemRSSBytes, u.MemCacheBytes = cur, st["anon"], st["file"]
+		u.Set["mem_total_bytes"], u.Set["mem_rss_bytes"], u.Set["mem_cache_bytes"] = true, true, true
+		if sw, err := readUint(dir, "memory.swap.current"); err == nil {
+			u.MemSwapBytes = sw
+			u.Set["mem_swap_bytes"] = true
+		}
+		setLimit(u, dir, "memory.max", &u.MemLimitBytes, "mem_limit_bytes")
+		setLimit(u, dir, "memory.high", &u.MemSoftLimitBytes, "mem_soft_limit_bytes")
+		return nil
+	}
+	dir := d.of("memory")
+	cur, err := readUint(dir, "memory.usage_in_bytes")
+	if err != nil {
+		return fmt.Errorf("cgroups/mem: %w", err)
+	}
+	st, err := readKV(dir, "memory.stat")
+	if err != nil {
+		return fmt.Errorf("cgroups/mem: %w", err)
+	}
+	// The total_* entries include nested cgroups, as Mesos reads them.
+	u.MemTotalBytes, u.MemRSSBytes, u.MemCacheBytes = cur, st["total_rss"], st["total_cache"]
+	u.Set["mem_total_bytes"], u.Set["mem_rss_bytes"], u.Set["mem_cache_bytes"] = true, true, true
+	if sw, ok := st["total_swap"]; ok {
+		u.MemSwapBytes = sw
+		u.Set["mem_swap_bytes"] = true
+	}
+	setLimit(u, dir, "memory.limit_in_bytes", &u.MemLimitBytes, "mem_limit_bytes")
+	setLimit(u, dir, "memory.soft_limit_in_bytes", &u.MemSoftLimitBytes, "mem_soft_limit_bytes")
+	return nil
+}
+
+// setLimit fills a limit field unless the file says "no limit".
+func setLimit(u *containerizer.Usage, dir, file string, field *uint64, name string) {
+	if v, err := readUint(dir, file); err == nil && v != unlimited {
+		*field = v
+		u.Set[name] = true
+	}
+}
+
+// Mem is the cgroups/mem isolator. Besides the Isolator interfaces it
+// reports OOM kills (containerizer.Watcher), can be asked for a limitation
+// it has not delivered yet (Finalize), and reads memory pressure (Pressure).
+type Mem struct {
+	*isolator
+	pol *memPolicy
+
+	wmu     sync.Mutex
+	watches map[string]*oomWatch
+	// v2: one inotify instance watches every container's memory.events;
+	// wds maps its watch descriptors to the containers.
+	inoFD int
+	ino   *os.File
+	wds   map[int]*oomWatch
+}
+
+type oomWatch struct {
+	id     string
+	dir    string
+	mem    uint64 // the requested limit, for the message
+	report func(containerizer.Limitation)
+	fired  bool
+	efd    *os.File // v1: the OOM eventfd
+	wd     int      // v2: the inotify watch descriptor, -1 when none
+}
+
+// Watch implements containerizer.Watcher. v1: an eventfd registered for
+// memory.oom_control through cgroup.event_control; v2: inotify on
+// memory.events. Both are read through Go's poller: no thread and no
+// polling loop per container. A container that was OOM-killed before the
+// watch began (while the agent was down) is reported at once.
+func (m *Mem) Watch(id string, report func(containerizer.Limitation)) error {
+	st, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	w := &oomWatch{id: id, dir: st.d.of("memory"), mem: memLimit(&st.res), report: report, wd: -1}
+	m.wmu.Lock()
+	old := m.watches[id]
+	m.wmu.Unlock()
+	if old != nil {
+		m.unwatch(old)
+	}
+	if m.unified {
+		err = m.watchV2(w)
+	} else {
+		err = m.watchV1(w)
+	}
+	if err != nil {
+		return fmt.Errorf("cgroups/mem: watching for OOM in %s: %w", w.dir, err)
+	}
+	m.check(w)
+	return nil
+}
+
+func (m *Mem) watchV1(w *oomWatch) error {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	ctl, err := os.Open(filepath.Join(w.dir, "memory.oom_control"))
+	if err != nil {
+		unix.Close(efd)
+		return err
+	}
+	// The registration holds its own reference to oom_control.
+	err = writeFile(w.dir, "cgroup.event_control", fmt.Sprintf("%d %d", efd, ctl.Fd()))
+	ctl.Close()
+	if err != nil {
+		unix.Close(efd)
+		return err
+	}
+	f := os.NewFile(uintptr(efd), "oom-eventfd:"+w.id)
+	w.efd = f
+	m.wmu.Lock()
+	m.watches[w.id] = w
+	m.wmu.Unlock()
+	go func() {
+		buf := make([]byte, 8)
+		for {
+			// The kernel signals the eventfd on an OOM and when the cgroup
+			// is removed; check tells them apart. Closing f ends the loop.
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			m.check(w)
+		}
+	}()
+	return nil
+}
+
+func (m *Mem) watchV2(w *oomWatch) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if m.ino == nil {
+		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+		if err != nil {
+			return fmt.Errorf("inotify: %w", err)
+		}
+		m.inoFD, m.ino = fd, os.NewFile(uintptr(fd), "cgroups-mem-inotify")
+		go m.readInotify(m.ino)
+	}
+	wd, err := unix.InotifyAddWatch(m.inoFD, filepath.Join(w.dir, "memory.events"), unix.IN_MODIFY)
+	if err != nil {
+		return fmt.Errorf("inotify on memory.events: %w", err)
+	}
+	w.wd = wd
+	m.wds[wd] = w
+	m.watches[w.id] = w
+	return nil
+}
+
+func (m *Mem) readInotify(f *os.File) {
+	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	for {
+		n, err := f.Read(buf)
+		if err != nil {
+			return
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			m.wmu.Lock()
+			w := m.wds[int(ev.Wd)]
+			if ev.Mask&unix.IN_IGNORED != 0 {
+				delete(m.wds, int(ev.Wd))
+				if w != nil {
+					w.wd = -1
+				}
+				w = nil
+			}
+			m.wmu.Unlock()
+			if w != nil {
+				m.check(w)
+			}
+		}
+	}
+}
+
+// check reports the container's OOM kill if there was one and it is not yet
+// reported.
+func (m *Mem) check(w *oomWatch) {
+	n, err := m.oomKills(w.dir)
+	if err != nil || n == 0 {
+		return
+	}
+	m.wmu.Lock()
+	if w.fired || m.watches[w.id] != w {
+		m.wmu.Unlock()
+		return
+	}
+	w.fired = true
+	m.wmu.Unlock()
+	w.report(containerizer.Limitation{Reason: ReasonMemory, Message: m.message(w)})
+}
+
+// oomKills reads how many processes the OOM killer killed in the container.
+func (m *Mem) oomKills(dir string) (uint64, error) {
+	if m.unified {
+		ev, err := readKV(dir, "memory.events")
+		if err != nil {
+			return 0, err
+		}
+		return ev["oom_kill"] + ev["oom_group_kill"], nil
+	}
+	oc, err := readKV(dir, "memory.oom_control")
+	if err != nil {
+		return 0, err
+	}
+	if n, ok := oc["oom_kill"]; ok {
+		return n, nil
+	}
+	// Kernels before 4.13 have no counter; an event on a cgroup that
+	// still exists is an OOM.
+	return oc["under_oom"] + 1, nil
+}
+
+// message names the limit and the peak usage, as Mesos does.
+func (m *Mem) message(w *oomWatch) string {
+	limFile, peakFiles := "memory.limit_in_bytes", []string{"memory.max_usage_in_bytes"}
+	if m.unified {
+		limFile, peakFiles = "memory.max", []string{"memory.peak", "memory.current"}
+	}
+	lim, err := readUint(w.dir, limFile)
+	if err != nil || lim == unlimited {
+		lim = w.mem
+	}
+	msg := "Memory limit exceeded: Requested: " + bytesString(lim)
+	for _, f := range peakFiles {
+		if peak, err := readUint(w.dir, f); err == nil {
+			msg += " Maximum Used: " + bytesString(peak)
+			break
+		}
+	}
+	return msg
+}
+
+// Finalize reports an OOM kill that the watch has not delivered yet. The
+// containerizer should call it after the container's init exited and before
+// the launcher removes the container's cgroup: on v2 the kernel's
+// notification may still be in flight when the task's death is seen. On v1
+// Cleanup does the same, since the memory cgroup is ours until then.
+func (m *Mem) Finalize(_ context.Context, id string) {
+	m.wmu.Lock()
+	w := m.watches[id]
+	m.wmu.Unlock()
+	if w != nil {
+		m.check(w)
+	}
+}
+
+func (m *Mem) unwatch(w *oomWatch) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if m.watches[w.id] == w {
+		delete(m.watches, w.id)
+	}
+	if w.efd != nil {
+		w.efd.Close()
+		w.efd = nil
+	}
+	if w.wd >= 0 {
+		_, _ = unix.InotifyRmWatch(m.inoFD, uint32(w.wd))
+		delete(m.wds, w.wd)
+		w.wd = -1
+	}
+}
+
+// Cleanup implements containerizer.Isolator: a last look for an OOM kill
+// (v1), then the watch and the cgroup go.
+func (m *Mem) Cleanup(ctx context.Context, id string) error {
+	m.wmu.Lock()
+	w := m.watches[id]
+	m.wmu.Unlock()
+	if w != nil {
+		m.check(w)
+		m.unwatch(w)
+	}
+	return m.isolator.Cleanup(ctx, id)
+}
+
+// PSI is one line of a pressure file (some or full).
+type PSI struct {
+	Avg10, Avg60, Avg300 float64
+	// TotalMicros is the total stall time in microseconds.
+	TotalMicros uint64
+}
+
+// Pressure is a cgroup's memory pressure stall information.
+type Pressure struct {
+	Some, Full PSI
+}
+
+// Pressure reads the container's memory.pressure (cgroup v2 with PSI). It
+// returns an error wrapping fs.ErrNotExist where there is none (cgroup v1,
+// or a kernel without PSI).
+func (m *Mem) Pressure(id string) (*Pressure, error) {
+	st, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.unified {
+		return nil, fmt.Errorf("cgroups/mem: per-container memory pressure needs cgroup v2: %w", fs.ErrNotExist)
+	}
+	b, err := os.ReadFile(filepath.Join(st.d.unified, "memory.pressure"))
+	if err != nil {
+		return nil, err
+	}
+	return parsePressure(string(b))
+}
+
+func parsePressure(s string) (*Pressure, error) {
+	p := &Pressure{}
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		var dst *PSI
+		switch f[0] {
+		case "some":
+			dst = &p.Some
+		case "full":
+			dst = &p.Full
+		default:
+			continue
+		}
+		for _, kv := range f[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			var err error
+			switch k {
+			case "avg10":
+				dst.Avg10, err = strconv.ParseFloat(v, 64)
+			case "avg60":
+				dst.Avg60, err = strconv.ParseFloat(v, 64)
+			case "avg300":
+				dst.Avg300, err = strconv.ParseFloat(v, 64)
+			case "total":
+				dst.TotalMicros, err = strconv.ParseUint(v, 10, 64)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("parsing pressure %q: %w", line, err)
+			}
+		}
+	}
+	return p, nil
+}
+
+// bytesString formats a byte count as Mesos' Bytes does: the largest unit
+// that loses nothing ("64MB", "1536KB", "12345B").
+func bytesString(b uint64) string {
+	if b == 0 {
+		return "0B"
+	}
+	units := []string{"B", "KB", "MB", "GB", "TB"}
+	i := 0
+	for i < len(units)-1 && b%1024 == 0 {
+		b /= 1024
+		i++
+	}
+	return strconv.FormatUint(b, 10) + units[i]
+}

@@ -1,0 +1,86 @@
+package cgroups
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/corral/corral/agent/containerizer"
+)
+
+// PidsLabel is the task label that overrides the pids limit: a positive
+// number or "max".
+const PidsLabel = "corral.pids.max"
+
+// NewPids builds cgroups/pids: pids.max from Extra["cgroups_pids_max"] (a
+// positive number; empty or "max" for no limit, the default as in Mesos),
+// overridden per task by the corral.pids.max label. The limit counts
+// threads as well as processes.
+func NewPids(o containerizer.Options) (containerizer.Isolator, error) {
+	def, err := parsePidsMax(o.Extra["cgroups_pids_max"])
+	if err != nil {
+		return nil, fmt.Errorf("cgroups/pids: --cgroups_pids_max: %w", err)
+	}
+	b, err := newBase("cgroups/pids", o, []string{"pids"}, []string{"pids"})
+	if err != nil {
+		return nil, err
+	}
+	return newIsolator(b, &pidsPolicy{def: def}), nil
+}
+
+func parsePidsMax(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "max" || s == "unlimited" {
+		return "max", nil
+	}
+	n, err := strconv.ParseUint(s, 10, 31)
+	if err != nil || n == 0 {
+		return "", fmt.Errorf("%q is not a positive number or \"max\"", s)
+	}
+	return strconv.FormatUint(n, 10), nil
+}
+
+type pidsPolicy struct{ def string }
+
+func (p *pidsPolicy) limit(r *containerizer.Resources) (string, error) {
+	if v, ok := r.Labels[PidsLabel]; ok {
+		l, err := parsePidsMax(v)
+		if err != nil {
+			return "", fmt.Errorf("cgroups/pids: label %s: %w", PidsLabel, err)
+		}
+		return l, nil
+	}
+	return p.def, nil
+}
+
+func (p *pidsPolicy) check(r *containerizer.Resources) error {
+	_, err := p.limit(r)
+	return err
+}
+
+func (p *pidsPolicy) apply(d dirs, r *containerizer.Resources, initial bool) error {
+	l, err := p.limit(r)
+	if err != nil {
+		return err
+	}
+	if initial && l == "max" && d.unified == "" {
+		return nil // a new v1 cgroup starts at max
+	}
+	return writeFile(d.of("pids"), "pids.max", l)
+}
+
+func (p *pidsPolicy) usage(d dirs, _ *containerizer.Resources, u *containerizer.Usage) error {
+	dir := d.of("pids")
+	procs, err := countLines(dir, "cgroup.procs")
+	if err != nil {
+		return fmt.Errorf("cgroups/pids: %w", err)
+	}
+	// pids.current counts tasks, i.e. threads.
+	threads, err := readUint(dir, "pids.current")
+	if err != nil {
+		return fmt.Errorf("cgroups/pids: %w", err)
+	}
+	u.Processes, u.Threads = procs, uint32(threads)
+	u.Set["processes"], u.Set["threads"] = true, true
+	return nil
+}

@@ -1,0 +1,99 @@
+// Package namespaces holds the namespaces/pid, namespaces/ipc and
+// namespaces/uts isolators. Each only asks for clone flags and in-namespace
+// set-up steps (a fresh /proc, a private /dev/shm, a hostname) that the
+// container init applies; none has state or files of its own to clean up.
+// They need a launcher that creates namespaces (--launcher=linux):
+// containerizer.New refuses them with posix.
+package namespaces
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/launcher/containerinit"
+)
+
+// ShmSizeKey is the Options.Extra key giving the size of the private /dev/shm
+// of namespaces/ipc (tmpfs size= syntax: bytes or with k, m, g; Mesos'
+// --default_container_shm_size). Empty keeps tmpfs' default (half of RAM;
+// pages are charged to the container's memory cgroup either way).
+const ShmSizeKey = "default_container_shm_size"
+
+// MaxHostname is the kernel's limit on a hostname (HOST_NAME_MAX).
+const MaxHostname = 64
+
+func init() {
+	containerizer.RegisterIsolator("namespaces/pid", func(containerizer.Options) (containerizer.Isolator, error) {
+		return &isolator{name: "namespaces/pid", prepare: preparePID}, nil
+	})
+	containerizer.RegisterIsolator("namespaces/ipc", func(o containerizer.Options) (containerizer.Isolator, error) {
+		if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("namespaces/ipc: /dev/shm is not a directory on this host (%v); it is the mount point of the private one", err)
+		}
+		li := containerizer.LaunchInfo{
+			CloneFlags: syscall.CLONE_NEWIPC | syscall.CLONE_NEWNS,
+			Mounts: []containerinit.Mount{{
+				Source: "shm", Target: "/dev/shm", FSType: "tmpfs",
+				Flags: syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC,
+				Data:  "mode=1777",
+			}},
+		}
+		if size := o.Extra[ShmSizeKey]; size != "" {
+			li.Mounts[0].Data += ",size=" + size
+		}
+		return &isolator{name: "namespaces/ipc", prepare: func(*containerizer.Config) (*containerizer.LaunchInfo, error) {
+			out := li
+			return &out, nil
+		}}, nil
+	})
+	containerizer.RegisterIsolator("namespaces/uts", func(containerizer.Options) (containerizer.Isolator, error) {
+		return &isolator{name: "namespaces/uts", prepare: prepareUTS}, nil
+	})
+}
+
+// preparePID: a new PID namespace in which the init is PID 1 and the task its
+// child, with a /proc of its own (which needs a mount namespace).
+func preparePID(*containerizer.Config) (*containerizer.LaunchInfo, error) {
+	return &containerizer.LaunchInfo{
+		CloneFlags:  syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+		RemountProc: true,
+	}, nil
+}
+
+// prepareUTS: a new UTS namespace named after ContainerInfo.hostname, else
+// after the container ID (cut to the kernel's limit).
+func prepareUTS(c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+	name := c.Hostname
+	if name == "" {
+		name = c.ID
+		if len(name) > MaxHostname {
+			name = name[:MaxHostname]
+		}
+	} else if len(name) > MaxHostname {
+		return nil, fmt.Errorf("hostname %q is longer than %d bytes", name, MaxHostname)
+	}
+	return &containerizer.LaunchInfo{CloneFlags: syscall.CLONE_NEWUTS, Hostname: name}, nil
+}
+
+type isolator struct {
+	name    string
+	prepare func(*containerizer.Config) (*containerizer.LaunchInfo, error)
+}
+
+func (i *isolator) Name() string { return i.name }
+
+// NeedsNamespaces implements containerizer.NamespaceIsolator.
+func (i *isolator) NeedsNamespaces() bool { return true }
+
+func (i *isolator) Recover(context.Context, []*containerizer.Config) error { return nil }
+
+func (i *isolator) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+	return i.prepare(c)
+}
+
+func (i *isolator) Isolate(context.Context, string, int) error { return nil }
+
+func (i *isolator) Cleanup(context.Context, string) error { return nil }
