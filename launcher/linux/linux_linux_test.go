@@ -167,10 +167,26 @@ func TestRecoverDestroysOrphans(t *testing.T) {
 		if n := len(procsIn(l.CgroupPath(knownID))); n < 2 {
 			t.Fatalf("known container has %d processes after recovery", n)
 		}
+		// The containerizer forgets a container once it has ended, so the
+		// wait must be under way before the recovered launcher kills it.
+		type result struct {
+			term *containerizer.Termination
+			err  error
+		}
+		ended := make(chan result, 1)
+		go func() {
+			term, err := c.Wait(context.Background(), knownID)
+			ended <- result{term, err}
+		}()
+		time.Sleep(200 * time.Millisecond)
 		if err := l2.Destroy(context.Background(), knownID); err != nil {
 			t.Fatal(err)
 		}
-		term := wait(t, c, knownID)
+		r := <-ended
+		if r.err != nil {
+			t.Fatalf("wait %s: %v", knownID, r.err)
+		}
+		term := r.term
 		if term.Status.Signal() != syscall.SIGKILL {
 			t.Fatalf("known container ended %+v, want killed by the recovered launcher", term)
 		}
