@@ -33,6 +33,7 @@ protos=(
   api/v1/master/master.proto
   api/v1/agent/agent.proto
   api/cluster/*.proto
+  agent/checkpoint/*.proto
 )
 
 protoc -I . --go_out=. --go_opt=module=github.com/corral/corral "${protos[@]}"

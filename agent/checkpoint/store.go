@@ -1,0 +1,601 @@
+// Package checkpoint is the agent's durable record of what it runs, kept
+// under <work_dir>/meta in Mesos' layout so that an agent killed at any
+// instruction comes back knowing every framework, executor, container, task
+// and unacknowledged status update it had:
+//
+//	meta/boot_id                                     the boot the agent last recovered in
+//	meta/slaves/latest -> <agent>                    symlink: the agent ID to recover
+//	meta/slaves/<agent>/slave.info                   mesos.v1.AgentInfo
+//	  frameworks/<fw>/framework.info                 mesos.v1.FrameworkInfo
+//	    executors/<ex>/executor.info                 mesos.v1.ExecutorInfo
+//	      runs/<container>/run.info                  RunInfo (no pid: cgroups and pidfds find processes)
+//	      runs/<container>/completed                 sentinel: the run ended
+//	        tasks/<task>/task.info                   TaskRecord
+//	        tasks/<task>/task.updates                append-only StatusUpdate and ack records
+//
+// Every whole file is written to a temporary file in the same directory,
+// fsynced, renamed over the old one and its directory fsynced, so a reader
+// sees the old content or the new, never a mix. Every record is framed with
+// its length and a CRC32C (record.go) so what a crash or a bad disk leaves
+// behind is detected and reported, never trusted.
+package checkpoint
+
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/corral/corral/api/cluster"
+	"github.com/corral/corral/api/v1/mesos"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultBootIDPath is where Linux publishes the random ID of this boot.
+const DefaultBootIDPath = "/proc/sys/kernel/random/boot_id"
+
+const (
+	metaDir           = "meta"
+	bootIDFile        = "boot_id"
+	slavesDir         = "slaves"
+	latestLink        = "latest"
+	trashDir          = ".trash"
+	agentInfoFile     = "slave.info"
+	frameworksDir     = "frameworks"
+	frameworkInfoFile = "framework.info"
+	executorsDir      = "executors"
+	executorInfoFile  = "executor.info"
+	runsDir           = "runs"
+	runInfoFile       = "run.info"
+	runCompletedFile  = "completed"
+	tasksDir          = "tasks"
+	taskInfoFile      = "task.info"
+	taskUpdatesFile   = "task.updates"
+	// tmpSuffix names the file a whole-file write goes to before its
+	// rename: "<name>.tmp". One fixed name per file (writes of one file are
+	// serialized) means a crash leftover is overwritten by the next write of
+	// that file and goes with its entity's directory, so recovery never has
+	// to list directories to hunt for leftovers — and never reads them.
+	tmpSuffix = ".tmp"
+)
+
+// Options configures a Store.
+type Options struct {
+	Log *slog.Logger
+	// BootIDPath overrides DefaultBootIDPath (tests simulate reboots).
+	BootIDPath string
+}
+
+// Store reads and writes the checkpoints under one work_dir. Its methods are
+// safe for concurrent use; writes to one file (one task's update stream)
+// are serialized, writes to different files run in parallel.
+type Store struct {
+	dir        string
+	bootIDPath string
+	log        *slog.Logger
+	// fileMu serializes writes per file (appends to one update stream,
+	// rewrites of one info file through its fixed temp name). Striped by
+	// path hash rather than a map of per-file locks, so nothing grows or
+	// needs pruning as tasks come and go.
+	fileMu [64]sync.Mutex
+	// noSync skips fsyncs. Only this package's tests and benchmark set-up
+	// use it, to build large trees quickly; nothing outside can set it.
+	noSync bool
+}
+
+// Key names a checkpointed entity by its chain of IDs. Each method uses
+// the fields down to its level (PutExecutor: Agent, Framework, Executor) and
+// ignores the rest.
+type Key struct {
+	Agent     string
+	Framework string
+	Executor  string
+	// Container is the run: the executor's container ID.
+	Container string
+	Task      string
+}
+
+// Open returns the store of workDir, creating <workDir>/meta if needed.
+func Open(workDir string, o Options) (*Store, error) {
+	s := &Store{dir: filepath.Join(workDir, metaDir), bootIDPath: o.BootIDPath, log: o.Log}
+	if s.bootIDPath == "" {
+		s.bootIDPath = DefaultBootIDPath
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoint directory %s: %w", s.dir, err)
+	}
+	// mkdirs, not MkdirAll: a new meta/ must be durable in work_dir before
+	// anything durable is written inside it.
+	if err := s.mkdirs(s.dir); err != nil {
+		return nil, err
+	}
+	if err := s.mkdirs(filepath.Join(s.dir, trashDir)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Dir is <work_dir>/meta.
+func (s *Store) Dir() string { return s.dir }
+
+// CurrentBootID is the ID of the running boot.
+func (s *Store) CurrentBootID() (string, error) {
+	b, err := os.ReadFile(s.bootIDPath)
+	if err != nil {
+		return "", fmt.Errorf("reading boot id: %w", err)
+	}
+	id := string(bytes.TrimSpace(b))
+	if id == "" {
+		return "", fmt.Errorf("reading boot id: %s is empty", s.bootIDPath)
+	}
+	return id, nil
+}
+
+// WriteBootID records the current boot. The agent calls it once recovery
+// is complete: a later Recover that finds another boot id knows the node
+// rebooted in between and that no process of a recorded run survived.
+func (s *Store) WriteBootID(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	id, err := s.CurrentBootID()
+	if err != nil {
+		return err
+	}
+	// The payload is the id's text as the kernel gives it; framing it like
+	// every other file still makes a torn write detectable.
+	return s.writeFile(s.dir, bootIDFile, frame(kindValue, []byte(id)))
+}
+
+// WriteAgentInfo records the agent's info (its ID set) and makes that ID
+// the one Recover restores.
+func (s *Store) WriteAgentInfo(ctx context.Context, info *mesos.AgentInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	id := info.GetId().GetValue()
+	dir, err := s.path(Key{Agent: id}, levelAgent)
+	if err != nil {
+		return err
+	}
+	if err := s.putMessage(dir, agentInfoFile, info); err != nil {
+		return err
+	}
+	// latest moves only after slave.info is durable, so it never points
+	// at an agent without one.
+	link := filepath.Join(s.dir, slavesDir, latestLink)
+	if cur, err := os.Readlink(link); err == nil && cur == id {
+		return nil
+	}
+	tmp := filepath.Join(s.dir, slavesDir, "."+latestLink+tmpSuffix)
+	defer s.lock(tmp).Unlock()
+	_ = os.Remove(tmp)
+	if err := os.Symlink(id, tmp); err != nil {
+		return fmt.Errorf("checkpointing %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("checkpointing %s: %w", link, err)
+	}
+	return s.syncDir(filepath.Dir(link))
+}
+
+// ReadAgentInfo returns the info of the latest agent; the error wraps
+// fs.ErrNotExist when none was recorded.
+func (s *Store) ReadAgentInfo() (*mesos.AgentInfo, error) {
+	link := filepath.Join(s.dir, slavesDir, latestLink)
+	id, err := os.Readlink(link)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", link, err)
+	}
+	dir, err := s.path(Key{Agent: id}, levelAgent)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", link, err)
+	}
+	info := &mesos.AgentInfo{}
+	if _, err := readMessage(filepath.Join(dir, agentInfoFile), nil, info); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// PutFramework records a framework (FrameworkInfo.checkpoint frameworks).
+func (s *Store) PutFramework(ctx context.Context, k Key, info *mesos.FrameworkInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if id := info.GetId().GetValue(); id != k.Framework {
+		return fmt.Errorf("checkpointing framework %q: info has id %q", k.Framework, id)
+	}
+	dir, err := s.path(k, levelFramework)
+	if err != nil {
+		return err
+	}
+	return s.putMessage(dir, frameworkInfoFile, info)
+}
+
+// PutExecutor records an executor of a recorded framework.
+func (s *Store) PutExecutor(ctx context.Context, k Key, info *mesos.ExecutorInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if id := info.GetExecutorId().GetValue(); id != k.Executor {
+		return fmt.Errorf("checkpointing executor %q: info has id %q", k.Executor, id)
+	}
+	dir, err := s.path(k, levelExecutor)
+	if err != nil {
+		return err
+	}
+	return s.putMessage(dir, executorInfoFile, info)
+}
+
+// PutRun records a run (container) of an executor before it is launched,
+// and again whenever its launch changes (an Update of its resources).
+func (s *Store) PutRun(ctx context.Context, k Key, info *RunInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if id := info.GetContainerId().GetValue(); id != k.Container {
+		return fmt.Errorf("checkpointing run %q: info has container id %q", k.Container, id)
+	}
+	dir, err := s.path(k, levelRun)
+	if err != nil {
+		return err
+	}
+	return s.putMessage(dir, runInfoFile, info)
+}
+
+// MarkRunCompleted records that a run's processes are all gone, so
+// recovery neither waits for its executor nor looks for its container.
+func (s *Store) MarkRunCompleted(ctx context.Context, k Key) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir, err := s.path(k, levelRun)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, runInfoFile)); err != nil {
+		return fmt.Errorf("marking run completed: %w", err)
+	}
+	return s.writeFile(dir, runCompletedFile, frame(kindValue, nil))
+}
+
+// PutTask records a task before the agent acts on it, and again when its
+// record changes (its container ID is assigned).
+func (s *Store) PutTask(ctx context.Context, k Key, rec *TaskRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if id := rec.GetInfo().GetTaskId().GetValue(); id != k.Task {
+		return fmt.Errorf("checkpointing task %q: record has task id %q", k.Task, id)
+	}
+	dir, err := s.path(k, levelTask)
+	if err != nil {
+		return err
+	}
+	return s.putMessage(dir, taskInfoFile, rec)
+}
+
+// AppendUpdate appends a status update to its task's stream; it is
+// durable when AppendUpdate returns, before the update is forwarded. The
+// task must have been recorded with PutTask.
+func (s *Store) AppendUpdate(ctx context.Context, k Key, u *cluster.StatusUpdate) error {
+	if id := u.GetStatus().GetTaskId().GetValue(); id != k.Task {
+		return fmt.Errorf("checkpointing update of task %q: update is for task %q", k.Task, id)
+	}
+	if len(u.GetStatus().GetUuid()) == 0 {
+		// Only updates that will be acknowledged belong in the stream.
+		return fmt.Errorf("checkpointing update of task %q: update has no uuid", k.Task)
+	}
+	return s.appendRecord(ctx, k, kindUpdate, u)
+}
+
+// AppendAck appends the acknowledgement of the update with uuid to its
+// task's stream, before the update is dropped from the retry queue.
+func (s *Store) AppendAck(ctx context.Context, k Key, uuid []byte) error {
+	if len(uuid) == 0 {
+		return fmt.Errorf("checkpointing acknowledgement for task %q: empty uuid", k.Task)
+	}
+	return s.appendRecord(ctx, k, kindAck, &mesos.UUID{Value: uuid})
+}
+
+// RemoveFramework removes a framework's checkpoints with everything under
+// them. Removing what is not there is not an error.
+func (s *Store) RemoveFramework(ctx context.Context, k Key) error {
+	return s.removeLevel(ctx, k, levelFramework)
+}
+
+// RemoveExecutor removes an executor's checkpoints with all its runs.
+func (s *Store) RemoveExecutor(ctx context.Context, k Key) error {
+	return s.removeLevel(ctx, k, levelExecutor)
+}
+
+// RemoveRun removes one run's checkpoints with its tasks.
+func (s *Store) RemoveRun(ctx context.Context, k Key) error {
+	return s.removeLevel(ctx, k, levelRun)
+}
+
+// RemoveTask removes one task's record and update stream.
+func (s *Store) RemoveTask(ctx context.Context, k Key) error {
+	return s.removeLevel(ctx, k, levelTask)
+}
+
+type level int
+
+const (
+	levelAgent level = iota
+	levelFramework
+	levelExecutor
+	levelRun
+	levelTask
+)
+
+// path is the directory of k's entity at lvl. IDs become path components,
+// and executor and task IDs come from frameworks: anything that could step
+// out of the tree ("..", "a/b") or that the kernel would refuse is
+// rejected here rather than trusted.
+func (s *Store) path(k Key, lvl level) (string, error) {
+	if err := validID("agent", k.Agent); err != nil {
+		return "", err
+	}
+	if k.Agent == latestLink || strings.HasPrefix(k.Agent, ".") {
+		return "", fmt.Errorf("agent id %q is reserved", k.Agent)
+	}
+	parts := make([]string, 0, 12)
+	parts = append(parts, s.dir, slavesDir, k.Agent)
+	steps := [...]struct{ what, dir, id string }{
+		{"framework", frameworksDir, k.Framework},
+		{"executor", executorsDir, k.Executor},
+		{"container", runsDir, k.Container},
+		{"task", tasksDir, k.Task},
+	}
+	for _, st := range steps[:lvl] {
+		if err := validID(st.what, st.id); err != nil {
+			return "", err
+		}
+		parts = append(parts, st.dir, st.id)
+	}
+	return filepath.Join(parts...), nil
+}
+
+func validID(what, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%s id is empty", what)
+	case id == "." || id == "..":
+		return fmt.Errorf("%s id %q is not a valid path component", what, id)
+	case len(id) > 255:
+		return fmt.Errorf("%s id is %d bytes, more than a file name may have", what, len(id))
+	case strings.ContainsAny(id, "/\x00"):
+		return fmt.Errorf("%s id %q contains '/' or NUL", what, id)
+	}
+	return nil
+}
+
+func (s *Store) putMessage(dir, name string, m proto.Message) error {
+	b, err := marshalFrame(kindValue, m)
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", filepath.Join(dir, name), err)
+	}
+	return s.writeFile(dir, name, b)
+}
+
+// writeFile replaces dir/name with data: temp file, fsync, rename, fsync of
+// the directory. Readers (and a recovery after a crash at any point) see the
+// old file or the new one, never the temp file.
+func (s *Store) writeFile(dir, name string, data []byte) (err error) {
+	path := filepath.Join(dir, name)
+	if err := s.mkdirs(dir); err != nil {
+		return err
+	}
+	tmp := path + tmpSuffix
+	defer s.lock(tmp).Unlock()
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("checkpointing %s: %w", path, err)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if !s.noSync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return s.syncDir(dir)
+}
+
+// mkdirs creates dir and any missing parents under the store, fsyncing
+// each parent that gained an entry: without that, a power cut could lose
+// the new directory together with the durable files inside it.
+func (s *Store) mkdirs(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	switch {
+	case err == nil:
+		return s.syncDir(filepath.Dir(dir))
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	case errors.Is(err, fs.ErrNotExist) && len(dir) > len(s.dir): // never above meta/
+		if err := s.mkdirs(filepath.Dir(dir)); err != nil {
+			return err
+		}
+		return s.mkdirs(dir)
+	}
+	return fmt.Errorf("checkpoint directory %s: %w", dir, err)
+}
+
+func (s *Store) syncDir(dir string) error {
+	if s.noSync {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// appendRecord appends one framed record to a task's update stream and
+// makes it durable.
+func (s *Store) appendRecord(ctx context.Context, k Key, kind byte, m proto.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir, err := s.path(k, levelTask)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, taskUpdatesFile)
+	rec, err := marshalFrame(kind, m)
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	mu := s.lock(path)
+	defer mu.Unlock()
+	// No O_CREATE of directories: a stream without its task.info would be
+	// an update for a task the agent never recorded.
+	if _, err := os.Stat(filepath.Join(dir, taskInfoFile)); err != nil {
+		return fmt.Errorf("checkpointing %s: task not recorded: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	if _, err := f.Write(rec); err != nil {
+		// A short write (ENOSPC, EIO) would leave half a record that a
+		// later successful append buries in the middle of the stream; cut
+		// it off so the stream stays a clean sequence of whole records.
+		if terr := f.Truncate(st.Size()); terr != nil {
+			err = errors.Join(err, terr)
+		}
+		return fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	if !s.noSync {
+		// After a failed fsync the page cache may no longer hold what was
+		// written; the caller must not act on this update (checkpoint
+		// before act) and should treat the store as failed.
+		if err := datasync(f); err != nil {
+			return fmt.Errorf("checkpointing %s: %w", path, err)
+		}
+	}
+	if st.Size() == 0 {
+		// The first record created the file: its directory entry must be
+		// durable too.
+		return s.syncDir(dir)
+	}
+	return nil
+}
+
+// lock locks the stripe of path and returns it.
+func (s *Store) lock(path string) *sync.Mutex {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(path); i++ {
+		h = (h ^ uint32(path[i])) * 16777619
+	}
+	mu := &s.fileMu[h%uint32(len(s.fileMu))]
+	mu.Lock()
+	return mu
+}
+
+// removeLevel removes an entity's directory. It first renames it into
+// meta/.trash — one atomic, fsynced step — so a crash in the middle of
+// deleting a large tree never leaves a half-removed entity that recovery
+// would take for a damaged one; Recover empties the trash.
+func (s *Store) removeLevel(ctx context.Context, k Key, lvl level) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir, err := s.path(k, lvl)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	holder, err := os.MkdirTemp(filepath.Join(s.dir, trashDir), "rm-")
+	if err != nil {
+		return fmt.Errorf("removing %s: %w", dir, err)
+	}
+	if err := os.Rename(dir, filepath.Join(holder, "x")); err != nil {
+		os.Remove(holder)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("removing %s: %w", dir, err)
+	}
+	if err := s.syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(holder); err != nil {
+		// The entity is already gone from the tree; what is left in the
+		// trash is removed by the next Recover.
+		s.log.Warn("emptying checkpoint trash", "path", holder, "err", err)
+	}
+	return nil
+}
+
+// readValue reads a whole-file checkpoint and returns its payload, which
+// aliases the returned buffer. The file must be exactly one whole record.
+func readValue(path string, buf []byte) (payload, b []byte, err error) {
+	b, err = readFile(path, buf)
+	if err != nil {
+		return nil, b, err
+	}
+	kind, payload, n, fe := parseFrame(b)
+	switch {
+	case fe != nil:
+		return nil, b, &CorruptError{Path: path, Torn: fe.torn, Reason: fe.reason}
+	case kind != kindValue:
+		return nil, b, &CorruptError{Path: path, Reason: fmt.Sprintf("record kind %d in a whole-file checkpoint", kind)}
+	case n != len(b):
+		return nil, b, &CorruptError{Path: path, Offset: int64(n), Reason: fmt.Sprintf("%d bytes after the record", len(b)-n)}
+	}
+	return payload, b, nil
+}
+
+// readMessage reads a whole-file checkpoint into m; it returns the buffer
+// for reuse.
+func readMessage(path string, buf []byte, m proto.Message) ([]byte, error) {
+	payload, b, err := readValue(path, buf)
+	if err != nil {
+		return b, err
+	}
+	// Unmarshal copies what it keeps, so the buffer can be reused.
+	if err := proto.Unmarshal(payload, m); err != nil {
+		return b, &CorruptError{Path: path, Reason: "unmarshalling: " + err.Error()}
+	}
+	return b, nil
+}
