@@ -20,7 +20,6 @@
 // behind is detected and reported, never trusted.
 package checkpoint
 
-
 import (
 	"bytes"
 	"context"
