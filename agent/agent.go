@@ -78,7 +78,7 @@ func New(cfg Config) (*Agent, error) {
 }
 
 func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
-	opts := containerizer.Options{RuntimeDir: cfg.RuntimeDir, CgroupsRoot: cfg.CgroupsRoot}
+	opts := cfg.containerOptions()
 	l, err := containerizer.NewLauncher(cfg.Launcher, opts)
 	if err != nil {
 		return nil, fmt.Errorf("--launcher: %w", err)

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/resources"
 	"golang.org/x/sys/unix"
 )
@@ -36,13 +38,40 @@ type Config struct {
 	Resources string
 	// Isolation is the comma-separated isolator list (--isolation).
 	Isolation string
-	// Launcher is posix or linux (--launcher).
+	// Launcher is posix or linux (--launcher); empty picks linux when it is
+	// compiled in and usable (root, cgroups mounted), else posix, as Mesos
+	// does.
 	Launcher string
 	// LauncherDir holds corral-init (--launcher_dir).
 	LauncherDir string
 	// CgroupsRoot names the agent's cgroup under each hierarchy
 	// (--cgroups_root).
 	CgroupsRoot string
+	// CgroupsHierarchy is where cgroups are mounted (--cgroups_hierarchy,
+	// default /sys/fs/cgroup): a cgroup2 mount, or the folder of the v1
+	// hierarchies.
+	CgroupsHierarchy string
+	// CgroupsEnableCFS adds a hard CFS quota to cgroups/cpu's shares
+	// (--cgroups_enable_cfs).
+	CgroupsEnableCFS bool
+	// CgroupsAllowSwap lets containers swap (--cgroups_limit_swap=false);
+	// by default cgroups/mem limits memory and swap together, so they
+	// never do. (Inverted so that a zero Config keeps swap off.)
+	CgroupsAllowSwap bool
+	// CgroupsMemorySoftLimit also sets a soft limit at the container's mem
+	// (--cgroups_memory_soft_limit: v1 soft_limit_in_bytes, v2 memory.high).
+	CgroupsMemorySoftLimit bool
+	// CgroupsPidsMax is cgroups/pids' default pids.max, a positive number or
+	// "max" (--cgroups_pids_max; empty is "max"). A task overrides it with
+	// the label corral.pids.max.
+	CgroupsPidsMax string
+	// CgroupsBlkioWeight is cgroups/blkio's default weight, 10..1000
+	// (--cgroups_blkio_weight; 0 keeps the isolator's default, 500).
+	CgroupsBlkioWeight uint
+	// DefaultContainerShmSize sizes namespaces/ipc's private /dev/shm
+	// (--default_container_shm_size, tmpfs size= syntax; empty is tmpfs'
+	// default).
+	DefaultContainerShmSize string
 	// SwitchUser runs tasks as their framework's (or command's) user when
 	// the agent is root (--switch_user).
 	SwitchUser bool
@@ -95,9 +124,6 @@ func (c *Config) defaults() error {
 	if c.Hostname == "" {
 		c.Hostname, _ = os.Hostname()
 	}
-	if c.Launcher == "" {
-		c.Launcher = "posix"
-	}
 	if c.LauncherDir == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -107,6 +133,9 @@ func (c *Config) defaults() error {
 	}
 	if c.CgroupsRoot == "" {
 		c.CgroupsRoot = "corral"
+	}
+	if err := c.checkCgroupFlags(); err != nil {
+		return err
 	}
 	if c.ExecutorRegistrationTimeout <= 0 {
 		c.ExecutorRegistrationTimeout = time.Minute
@@ -129,7 +158,79 @@ func (c *Config) defaults() error {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Launcher == "" {
+		// Mesos' rule: the linux launcher when the agent can run it (root,
+		// cgroups mounted), else posix.
+		c.Launcher = "posix"
+		if err := containerizer.LauncherUsable("linux", c.containerOptions()); err != nil {
+			c.Log.Info("using the posix launcher", "why not linux", err.Error())
+		} else {
+			c.Launcher = "linux"
+		}
+		// /flags shows what the agent runs with, not the empty default.
+		if c.Flags != nil {
+			c.Flags["launcher"] = c.Launcher
+		}
+	}
 	return nil
+}
+
+// checkCgroupFlags validates the cgroups flags whatever the isolation, so a
+// bad value is refused at start-up with the flag's name.
+func (c *Config) checkCgroupFlags() error {
+	if c.CgroupsHierarchy != "" && !filepath.IsAbs(c.CgroupsHierarchy) {
+		return fmt.Errorf("--cgroups_hierarchy: %q is not an absolute path", c.CgroupsHierarchy)
+	}
+	if r := c.CgroupsRoot; strings.HasPrefix(r, "/") || r == "." || r == ".." || strings.HasPrefix(r, "../") || strings.Contains(r, "/../") || strings.HasSuffix(r, "/..") {
+		return fmt.Errorf("--cgroups_root: %q is not a relative cgroup path such as \"corral\"", r)
+	}
+	if p := strings.TrimSpace(c.CgroupsPidsMax); p != "" && p != "max" {
+		n, err := strconv.ParseUint(p, 10, 31)
+		if err != nil || n == 0 {
+			return fmt.Errorf("--cgroups_pids_max: %q is not a positive number or \"max\"", c.CgroupsPidsMax)
+		}
+	}
+	if w := c.CgroupsBlkioWeight; w != 0 && (w < 10 || w > 1000) {
+		return fmt.Errorf("--cgroups_blkio_weight: %d is not a weight in 10..1000", w)
+	}
+	if s := c.DefaultContainerShmSize; s != "" && !validTmpfsSize(s) {
+		return fmt.Errorf("--default_container_shm_size: %q is not a size such as 64m", s)
+	}
+	return nil
+}
+
+// validTmpfsSize accepts tmpfs' size= syntax: a number of bytes with an
+// optional k, m, g (or t, p, e) suffix, or a percentage of RAM.
+func validTmpfsSize(s string) bool {
+	num := strings.TrimRight(s, "kKmMgGtTpPeE%")
+	if len(s)-len(num) > 1 {
+		return false
+	}
+	v, err := strconv.ParseUint(num, 10, 64)
+	return err == nil && v > 0
+}
+
+// containerOptions are the launcher's and isolators' settings: the flags
+// each reads from Options.Extra, by flag name.
+func (c *Config) containerOptions() containerizer.Options {
+	extra := map[string]string{
+		"cgroups_enable_cfs":        strconv.FormatBool(c.CgroupsEnableCFS),
+		"cgroups_limit_swap":        strconv.FormatBool(!c.CgroupsAllowSwap),
+		"cgroups_memory_soft_limit": strconv.FormatBool(c.CgroupsMemorySoftLimit),
+	}
+	if c.CgroupsHierarchy != "" {
+		extra["cgroups_hierarchy"] = c.CgroupsHierarchy
+	}
+	if c.CgroupsPidsMax != "" {
+		extra["cgroups_pids_max"] = strings.TrimSpace(c.CgroupsPidsMax)
+	}
+	if c.CgroupsBlkioWeight != 0 {
+		extra["cgroups_blkio_weight"] = strconv.FormatUint(uint64(c.CgroupsBlkioWeight), 10)
+	}
+	if c.DefaultContainerShmSize != "" {
+		extra["default_container_shm_size"] = c.DefaultContainerShmSize
+	}
+	return containerizer.Options{RuntimeDir: c.RuntimeDir, CgroupsRoot: c.CgroupsRoot, Extra: extra}
 }
 
 // totalResources is --resources with cpus, mem, disk and ports filled from

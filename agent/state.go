@@ -13,8 +13,14 @@ import (
 )
 
 // serveState is Mesos' agent /state: frameworks, their executors with
-// sandbox directories, and tasks.
-func (a *Agent) serveState(w http.ResponseWriter, _ *http.Request) {
+// sandbox directories, and tasks. Each running container's usage is added
+// as "statistics" (ResourceStatistics fields, as /monitor/statistics has
+// them) to its executor's entry, or to its task's for tasks that run in
+// containers of their own (task groups).
+func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
+	// Usage is read before the agent's lock is taken: it reads cgroup files
+	// and must not hold up task updates.
+	usage := a.containerUsage(r.Context())
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	frameworks := []map[string]any{}
@@ -27,11 +33,11 @@ func (a *Agent) serveState(w http.ResponseWriter, _ *http.Request) {
 		fw := a.frameworks[id]
 		executors := []map[string]any{}
 		for _, ex := range fw.executors {
-			executors = append(executors, a.executorJSON(ex))
+			executors = append(executors, a.executorJSON(ex, usage))
 		}
 		completed := []map[string]any{}
 		for _, ex := range fw.ended {
-			completed = append(completed, a.executorJSON(ex))
+			completed = append(completed, a.executorJSON(ex, nil))
 		}
 		frameworks = append(frameworks, map[string]any{
 			"id": fw.id, "name": fw.info.GetName(), "user": fw.info.GetUser(), "hostname": fw.info.GetHostname(),
@@ -42,7 +48,7 @@ func (a *Agent) serveState(w http.ResponseWriter, _ *http.Request) {
 	}
 	completedExecutors := []map[string]any{}
 	for _, ex := range a.completed {
-		completedExecutors = append(completedExecutors, a.executorJSON(ex))
+		completedExecutors = append(completedExecutors, a.executorJSON(ex, nil))
 	}
 	masterHost := ""
 	if a.masterInfo != nil {
@@ -66,7 +72,7 @@ func (a *Agent) serveState(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-func (a *Agent) executorJSON(ex *executor) map[string]any {
+func (a *Agent) executorJSON(ex *executor, usage map[string]map[string]any) map[string]any {
 	var tasks, queued, done []map[string]any
 	var used resources.Resources
 	for _, t := range ex.tasks {
@@ -78,6 +84,12 @@ func (a *Agent) executorJSON(ex *executor) map[string]any {
 		if t.sandbox != "" {
 			j["directory"] = t.sandbox
 		}
+		if t.containerID != "" && t.containerID != ex.containerID {
+			j["container_id"] = t.containerID
+			if u, ok := usage[t.containerID]; ok {
+				j["statistics"] = u
+			}
+		}
 		switch {
 		case isTerminal(t.state):
 			done = append(done, j)
@@ -88,13 +100,49 @@ func (a *Agent) executorJSON(ex *executor) map[string]any {
 			tasks = append(tasks, j)
 		}
 	}
-	return map[string]any{
+	j := map[string]any{
 		"id": ex.id, "name": ex.info.GetName(), "source": ex.info.GetSource(), "framework_id": ex.fw.id,
 		"container": ex.containerID, "directory": ex.directory, "type": executorType(ex.kind),
 		"resources": executorResources(ex).StateJSON(),
 		"tasks":     orEmpty(tasks), "queued_tasks": orEmpty(queued), "completed_tasks": orEmpty(done),
 		"registered_time": float64(ex.launched.UnixNano()) / 1e9,
 	}
+	if u, ok := usage[ex.containerID]; ok {
+		j["statistics"] = u
+	}
+	return j
+}
+
+// containerUsage reads the statistics of every running container, by
+// container ID, in /monitor/statistics' shape.
+func (a *Agent) containerUsage(ctx context.Context) map[string]map[string]any {
+	a.mu.Lock()
+	var ids []string
+	for _, fw := range a.frameworks {
+		for _, ex := range fw.executors {
+			ids = append(ids, ex.containerIDs()...)
+		}
+	}
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out := make(map[string]map[string]any, len(ids))
+	for _, id := range ids {
+		if u, err := a.cz.Usage(ctx, id); err == nil {
+			out[id] = statisticsJSON(u)
+		}
+	}
+	return out
+}
+
+// statisticsJSON is one container's ResourceStatistics as Mesos' JSON has
+// it: the fields the isolators filled and a timestamp.
+func statisticsJSON(u *containerizer.Usage) map[string]any {
+	stats := map[string]any{"timestamp": float64(time.Now().UnixNano()) / 1e9}
+	for name, v := range usageFields(u) {
+		stats[name] = v
+	}
+	return stats
 }
 
 func executorType(k executorKind) string {
@@ -139,13 +187,9 @@ func (a *Agent) serveStatistics(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue
 		}
-		stats := map[string]any{"timestamp": float64(time.Now().UnixNano()) / 1e9}
-		for name, v := range usageFields(u) {
-			stats[name] = v
-		}
 		out = append(out, map[string]any{
 			"executor_id": e.ex.id, "executor_name": e.ex.info.GetName(), "framework_id": e.ex.fw.id,
-			"source": e.ex.info.GetSource(), "container_id": e.cid, "statistics": stats,
+			"source": e.ex.info.GetSource(), "container_id": e.cid, "statistics": statisticsJSON(u),
 		})
 	}
 	httpapi.WriteJSON(w, out)
@@ -176,6 +220,16 @@ func usageFields(u *containerizer.Usage) map[string]any {
 	for name, v := range all {
 		if u.Set[name] {
 			out[name] = v
+		}
+	}
+	if u.Set["mem_pressure"] {
+		// Not in Mesos' ResourceStatistics: cgroup v2's memory PSI, named
+		// after the file's fields.
+		for kind, p := range map[string]containerizer.PSI{"some": u.MemPressureSome, "full": u.MemPressureFull} {
+			out["mem_pressure_"+kind+"_avg10"] = p.Avg10
+			out["mem_pressure_"+kind+"_avg60"] = p.Avg60
+			out["mem_pressure_"+kind+"_avg300"] = p.Avg300
+			out["mem_pressure_"+kind+"_total_secs"] = float64(p.TotalMicros) / 1e6
 		}
 	}
 	return out

@@ -7,15 +7,22 @@ import (
 	"github.com/corral/corral/agent"
 	"github.com/spf13/cobra"
 
-	// Launchers and isolators register themselves by name.
+	// Launchers and isolators register themselves by name; every one is
+	// compiled in and --launcher/--isolation pick among them.
+	_ "github.com/corral/corral/isolators/cgroups"
+	_ "github.com/corral/corral/isolators/filesystem"
+	_ "github.com/corral/corral/isolators/namespaces"
 	_ "github.com/corral/corral/isolators/posix"
+	_ "github.com/corral/corral/launcher/linux"
 	_ "github.com/corral/corral/launcher/posix"
 )
 
 type agentFlags struct {
 	master, workDir, runtimeDir, ip, hostname, resources, isolation, launcher, launcherDir, cgroupsRoot string
+	cgroupsHierarchy, cgroupsPidsMax, shmSize                                                           string
 	port                                                                                                int
-	switchUser                                                                                          bool
+	cgroupsBlkioWeight                                                                                  uint
+	switchUser, cgroupsEnableCFS, cgroupsLimitSwap, cgroupsSoftLimit                                    bool
 	execRegTimeout, execGrace, regBackoff                                                               time.Duration
 }
 
@@ -31,9 +38,16 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.StringVar(&f.runtimeDir, "runtime_dir", "", "directory for per-container runtime state (default <work_dir>/run)")
 	fl.StringVar(&f.resources, "resources", "", "resources to offer, e.g. 'cpus:4;mem:8192;ports:[31000-32000]' or JSON; what is left out is detected")
 	fl.StringVar(&f.isolation, "isolation", agent.DefaultIsolation, "comma-separated isolators, e.g. cgroups/cpu,cgroups/mem")
-	fl.StringVar(&f.launcher, "launcher", "posix", "container launcher: posix")
+	fl.StringVar(&f.launcher, "launcher", "", "container launcher: linux (a cgroup per container, namespaces) or posix (a session per container); default linux when running as root with cgroups mounted, else posix")
 	fl.StringVar(&f.launcherDir, "launcher_dir", "", "directory holding corral-init (default: the corral binary's)")
 	fl.StringVar(&f.cgroupsRoot, "cgroups_root", "corral", "cgroup under each hierarchy that holds the containers")
+	fl.StringVar(&f.cgroupsHierarchy, "cgroups_hierarchy", "/sys/fs/cgroup", "where cgroups are mounted: a cgroup2 mount, or the folder of the v1 hierarchies")
+	fl.BoolVar(&f.cgroupsEnableCFS, "cgroups_enable_cfs", false, "cgroups/cpu: also set a hard CFS quota of cpus × 100ms per 100ms")
+	fl.BoolVar(&f.cgroupsLimitSwap, "cgroups_limit_swap", true, "cgroups/mem: limit memory and swap together, so containers never swap (false: swap unlimited)")
+	fl.BoolVar(&f.cgroupsSoftLimit, "cgroups_memory_soft_limit", false, "cgroups/mem: also set a soft limit at mem (v1 soft_limit_in_bytes, v2 memory.high)")
+	fl.StringVar(&f.cgroupsPidsMax, "cgroups_pids_max", "max", "cgroups/pids: default pids.max of a container (a task overrides it with the label corral.pids.max)")
+	fl.UintVar(&f.cgroupsBlkioWeight, "cgroups_blkio_weight", 500, "cgroups/blkio: default I/O weight, 10..1000 (the label corral.blkio.weight overrides it)")
+	fl.StringVar(&f.shmSize, "default_container_shm_size", "", "namespaces/ipc: size of a container's private /dev/shm, e.g. 64m (default: tmpfs' half of RAM)")
 	fl.BoolVar(&f.switchUser, "switch_user", true, "run tasks as their framework's user when the agent is root")
 	fl.DurationVar(&f.execRegTimeout, "executor_registration_timeout", time.Minute, "how long a custom executor may take to subscribe")
 	fl.DurationVar(&f.execGrace, "executor_shutdown_grace_period", 5*time.Second, "time an executor gets to shut down")
@@ -45,6 +59,9 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		Master: f.master, WorkDir: f.workDir, RuntimeDir: f.runtimeDir, IP: f.ip, Port: f.port,
 		Hostname: f.hostname, Resources: f.resources, Isolation: f.isolation, Launcher: f.launcher,
 		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
+		CgroupsHierarchy: f.cgroupsHierarchy, CgroupsEnableCFS: f.cgroupsEnableCFS, CgroupsAllowSwap: !f.cgroupsLimitSwap,
+		CgroupsMemorySoftLimit: f.cgroupsSoftLimit, CgroupsPidsMax: f.cgroupsPidsMax, CgroupsBlkioWeight: f.cgroupsBlkioWeight,
+		DefaultContainerShmSize:     f.shmSize,
 		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
 		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
 	}

@@ -29,7 +29,16 @@ type Containerizer struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
+	// ended keeps how recently ended containers ended, oldest first in
+	// endedOrder, so that a Wait coming after the end (a task that exits
+	// before its launcher's caller gets to Wait) still learns it.
+	ended      map[string]*Termination
+	endedOrder []string
 }
+
+// maxEnded bounds how many ended containers' terminations are kept for a
+// late Wait.
+const maxEnded = 4096
 
 type container struct {
 	cfg  *Config
@@ -51,6 +60,13 @@ func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slo
 	if err := checkNamespaces(l, isolators); err != nil {
 		return nil, err
 	}
+	for _, iso := range isolators {
+		if lc, ok := iso.(LauncherChecker); ok {
+			if err := lc.CheckLauncher(l); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(runtimeDir, "containers"), 0o755); err != nil {
 		return nil, fmt.Errorf("runtime dir: %w", err)
 	}
@@ -59,7 +75,7 @@ func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slo
 	}
 	return &Containerizer{
 		launcher: l, isolators: isolators, initPath: initPath, runtime: runtimeDir,
-		log: log, containers: map[string]*container{},
+		log: log, containers: map[string]*container{}, ended: map[string]*Termination{},
 	}, nil
 }
 
@@ -95,6 +111,8 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 		return fmt.Errorf("container %s already exists", cfg.ID)
 	}
 	c.containers[cfg.ID] = ct
+	// A new container of an old ID: Wait must not find the old one's end.
+	delete(c.ended, cfg.ID)
 	c.mu.Unlock()
 
 	prepared := 0
@@ -258,6 +276,13 @@ func (c *Containerizer) reap(ct *container) {
 func (c *Containerizer) finish(ct *container, term *Termination) {
 	id := ct.cfg.ID
 	ctx := context.Background()
+	// Last looks while the container's cgroups still exist (an OOM kill
+	// whose notification is still in flight).
+	for _, iso := range c.isolators {
+		if f, ok := iso.(Finalizer); ok {
+			f.Finalize(ctx, id)
+		}
+	}
 	// Whatever the task left running dies with it.
 	if err := c.launcher.Destroy(ctx, id); err != nil {
 		c.log.Warn("destroying container processes", "container", id, "err", err)
@@ -281,6 +306,16 @@ func (c *Containerizer) finish(ct *container, term *Termination) {
 	ct.term = term
 	c.mu.Lock()
 	delete(c.containers, id)
+	c.ended[id] = term
+	c.endedOrder = append(c.endedOrder, id)
+	for len(c.endedOrder) > maxEnded {
+		old := c.endedOrder[0]
+		c.endedOrder = c.endedOrder[1:]
+		// Only if no newer container of that ID replaced the entry.
+		if _, live := c.containers[old]; !live && c.ended[old] != nil && !containsID(c.endedOrder, old) {
+			delete(c.ended, old)
+		}
+	}
 	c.mu.Unlock()
 	close(ct.done)
 }
@@ -308,11 +343,26 @@ func unixSignalName(s syscall.Signal) string {
 	return strings.ToUpper(name[:1]) + name[1:]
 }
 
-// Wait returns how the container ended, blocking until it has.
+func containsID(list []string, id string) bool {
+	for _, v := range list {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Wait returns how the container ended, blocking until it has. A container
+// that ended recently is still known to Wait; one never launched (or long
+// forgotten) is an error wrapping os.ErrNotExist.
 func (c *Containerizer) Wait(ctx context.Context, id string) (*Termination, error) {
 	c.mu.Lock()
 	ct, ok := c.containers[id]
+	term := c.ended[id]
 	c.mu.Unlock()
+	if !ok && term != nil {
+		return term, nil
+	}
 	if !ok {
 		return nil, fmt.Errorf("container %s: %w", id, os.ErrNotExist)
 	}
@@ -351,18 +401,32 @@ func (c *Containerizer) Destroy(ctx context.Context, id string) (*Termination, e
 	if err := c.launcher.Destroy(ctx, id); err != nil {
 		return nil, fmt.Errorf("destroying container %s: %w", id, err)
 	}
-	// An init that does not finish in time (stopped, or wedged in the
-	// kernel) is killed outright; what it leaves is the launcher's to find.
+	// The destroy is repeated until the init is gone: a launcher that asks
+	// the init to do the killing (posix) can find it still starting, before
+	// its signal handler is in place (Launch returns once the init is
+	// released, not once it runs), and the request is then lost. An init
+	// that does not finish in time (stopped, or wedged in the kernel) is
+	// killed outright; what it leaves is the launcher's to find.
 	grace := time.NewTimer(destroyGrace)
 	defer grace.Stop()
-	select {
-	case <-ct.done:
-		return ct.term, nil
-	case <-grace.C:
-		c.log.Warn("container init did not exit after destroy; killing it", "container", id)
-		_ = ct.proc.Signal(syscall.SIGKILL)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	again := time.NewTicker(destroyRepeat)
+	defer again.Stop()
+wait:
+	for {
+		select {
+		case <-ct.done:
+			return ct.term, nil
+		case <-again.C:
+			if err := c.launcher.Destroy(ctx, id); err != nil {
+				c.log.Warn("repeating destroy", "container", id, "err", err)
+			}
+		case <-grace.C:
+			c.log.Warn("container init did not exit after destroy; killing it", "container", id)
+			_ = ct.proc.Signal(syscall.SIGKILL)
+			break wait
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	select {
 	case <-ct.done:
@@ -374,6 +438,10 @@ func (c *Containerizer) Destroy(ctx context.Context, id string) (*Termination, e
 
 // destroyGrace is how long a container init gets to kill its container.
 const destroyGrace = 10 * time.Second
+
+// destroyRepeat is how often Destroy repeats the launcher's destroy while the
+// container's init has not exited.
+const destroyRepeat = 100 * time.Millisecond
 
 // Update changes the container's limits in place.
 func (c *Containerizer) Update(ctx context.Context, id string, r Resources) error {

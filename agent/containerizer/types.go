@@ -105,6 +105,22 @@ type UsageReporter interface {
 	Usage(ctx context.Context, id string, s *Usage) error
 }
 
+// Finalizer is an isolator that must look at a container once more after its
+// init has exited but before the launcher removes the container's cgroup:
+// the cgroups/mem isolator reads memory.events there, since on cgroup v2 the
+// OOM notification may still be in flight when the init's exit is seen.
+type Finalizer interface {
+	Finalize(ctx context.Context, id string)
+}
+
+// LauncherChecker is an isolator that works only with some launchers (the
+// cgroups isolators on cgroup v2 write into the linux launcher's cgroup).
+// New asks it about the chosen launcher, so a bad combination fails at
+// start-up with the isolator's reason rather than at the first launch.
+type LauncherChecker interface {
+	CheckLauncher(l Launcher) error
+}
+
 // NamespaceIsolator is an isolator whose isolation rests on namespaces that
 // the launcher creates from its LaunchInfo.CloneFlags (namespaces/pid,
 // namespaces/ipc, namespaces/uts, filesystem/linux). New refuses it with a
@@ -136,13 +152,26 @@ type Usage struct {
 	MemSwapBytes          uint64
 	MemLimitBytes         uint64
 	MemSoftLimitBytes     uint64
-	DiskUsedBytes         uint64
-	DiskLimitBytes        uint64
-	Processes             uint32
-	Threads               uint32
+	// MemPressureSome and MemPressureFull are the container's memory
+	// pressure stall information (cgroup v2 memory.pressure), set as
+	// "mem_pressure" where the kernel has it. Not in Mesos'
+	// ResourceStatistics; the agent emits them as mem_pressure_* fields.
+	MemPressureSome PSI
+	MemPressureFull PSI
+	DiskUsedBytes   uint64
+	DiskLimitBytes  uint64
+	Processes       uint32
+	Threads         uint32
 	// Set records which fields were filled, by their Mesos names
 	// (cpus_user_time_secs, mem_rss_bytes, ...).
 	Set map[string]bool
+}
+
+// PSI is one line ("some" or "full") of a pressure stall file.
+type PSI struct {
+	Avg10, Avg60, Avg300 float64
+	// TotalMicros is the total stall time in microseconds.
+	TotalMicros uint64
 }
 
 // Limitation is a limit the kernel or an isolator enforced on a container.
@@ -206,10 +235,36 @@ type Options struct {
 }
 
 var (
-	registryMu sync.RWMutex
-	launchers  = map[string]func(Options) (Launcher, error){}
-	isolators  = map[string]func(Options) (Isolator, error){}
+	registryMu     sync.RWMutex
+	launchers      = map[string]func(Options) (Launcher, error){}
+	launcherChecks = map[string]func(Options) error{}
+	isolators      = map[string]func(Options) (Isolator, error){}
 )
+
+// RegisterLauncherCheck gives a registered launcher a cheap test of whether
+// it can run on this host (privileges, mounts) without building it; the
+// agent uses it to pick its default launcher as Mesos does.
+func RegisterLauncherCheck(name string, check func(Options) error) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	launcherChecks[name] = check
+}
+
+// LauncherUsable reports why the launcher registered as name cannot run
+// here, or nil when it can. A launcher that is not compiled in is unusable.
+func LauncherUsable(name string, o Options) error {
+	registryMu.RLock()
+	_, ok := launchers[name]
+	check := launcherChecks[name]
+	registryMu.RUnlock()
+	if !ok {
+		return fmt.Errorf("launcher %q is not compiled in", name)
+	}
+	if check == nil {
+		return nil
+	}
+	return check(o)
+}
 
 // RegisterLauncher makes a launcher available by name (database/sql style:
 // compile it in and it is selectable with --launcher).

@@ -329,8 +329,13 @@ func (d *HTTPDriver) session(ctx context.Context) (subscribed bool, err error) {
 		if err != nil {
 			return subscribed, err
 		}
-		// Nothing is delivered after Stop, even events already read.
+		// Nothing is delivered after Stop, even events already read. The
+		// stream stays open until Stop's TEARDOWN is out (Stop then ends
+		// ctx): closed first, the master would take it for a disconnect and
+		// could remove a framework without failover_timeout before the
+		// TEARDOWN arrives, which it would then refuse with 403.
 		if d.isStopped() {
+			<-ctx.Done()
 			return subscribed, nil
 		}
 		if err := d.dispatch(ctx, client, ev, &subscribed); err != nil {

@@ -25,6 +25,11 @@ import (
 // unifiedMount is where the cgroup v2 hierarchy is mounted on a unified host.
 const unifiedMount = "/sys/fs/cgroup"
 
+// HierarchyKey is the Options.Extra key of Mesos' --cgroups_hierarchy, shared
+// with the linux launcher: on a unified host the cgroup2 mount the
+// containers' cgroups are under.
+const HierarchyKey = "cgroups_hierarchy"
+
 // DefaultRoot is the cgroup that holds every container when
 // Options.CgroupsRoot is empty (Mesos' --cgroups_root default is "mesos").
 const DefaultRoot = "corral"
@@ -35,8 +40,6 @@ type hostInfo struct {
 	unified bool
 	// v1 maps a v1 controller to its hierarchy's mount point.
 	v1 map[string]string
-	// v2 holds the controllers the v2 root offers (cgroup.controllers).
-	v2 map[string]bool
 }
 
 var (
@@ -51,19 +54,12 @@ func detectHost() (*hostInfo, error) {
 }
 
 func readHost() (*hostInfo, error) {
-	h := &hostInfo{v1: map[string]string{}, v2: map[string]bool{}}
+	h := &hostInfo{v1: map[string]string{}}
 	switch cgroupsv3.Mode() {
 	case cgroupsv3.Unavailable:
 		return nil, fmt.Errorf("no cgroup file system mounted at %s", unifiedMount)
 	case cgroupsv3.Unified:
 		h.unified = true
-		b, err := os.ReadFile(filepath.Join(unifiedMount, "cgroup.controllers"))
-		if err != nil {
-			return nil, fmt.Errorf("reading the cgroup v2 controllers: %w", err)
-		}
-		for _, c := range strings.Fields(string(b)) {
-			h.v2[c] = true
-		}
 		return h, nil
 	}
 	// Legacy or hybrid: the controllers are v1 hierarchies, found in
@@ -100,6 +96,19 @@ func readHost() (*hostInfo, error) {
 		}
 	}
 	return h, sc.Err()
+}
+
+// v2Controllers reads the controllers a cgroup2 hierarchy offers.
+func v2Controllers(mount string) (map[string]bool, error) {
+	b, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the cgroup v2 controllers: %w", err)
+	}
+	out := map[string]bool{}
+	for _, c := range strings.Fields(string(b)) {
+		out[c] = true
+	}
+	return out, nil
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space...).
@@ -141,6 +150,10 @@ type base struct {
 	name    string
 	root    string
 	unified bool
+	// mount is the cgroup2 hierarchy on a unified host (Mesos'
+	// --cgroups_hierarchy, default /sys/fs/cgroup); the linux launcher
+	// makes the containers' cgroups below it.
+	mount string
 	// ctrls are the v1 controllers this isolator owns, the primary first;
 	// mounts maps them to their hierarchy's mount point.
 	ctrls  []string
@@ -164,20 +177,28 @@ func newBase(name string, o containerizer.Options, v1ctrls, v2ctrls []string) (*
 	}
 	b := &base{name: name, root: root, unified: h.unified, mounts: map[string]string{}, log: slog.Default().With("isolator", name)}
 	if h.unified {
+		b.mount = unifiedMount
+		if m := o.Extra[HierarchyKey]; m != "" {
+			b.mount = filepath.Clean(m)
+		}
+		avail, err := v2Controllers(b.mount)
+		if err != nil {
+			return nil, fmt.Errorf("%s: --%s: %w", name, HierarchyKey, err)
+		}
 		var missing []string
 		for _, c := range v2ctrls {
-			if !h.v2[c] {
+			if !avail[c] {
 				missing = append(missing, c)
 			}
 		}
 		if len(missing) > 0 {
-			have := make([]string, 0, len(h.v2))
-			for c := range h.v2 {
+			have := make([]string, 0, len(avail))
+			for c := range avail {
 				have = append(have, c)
 			}
 			sort.Strings(have)
 			return nil, fmt.Errorf("%s: cgroup v2 controller(s) %s not available (%s/cgroup.controllers has: %s)",
-				name, strings.Join(missing, ", "), unifiedMount, strings.Join(have, " "))
+				name, strings.Join(missing, ", "), b.mount, strings.Join(have, " "))
 		}
 		return b, nil
 	}
@@ -216,7 +237,7 @@ func (d dirs) of(ctrl string) string {
 
 func (b *base) dirsFor(id string) dirs {
 	if b.unified {
-		return dirs{unified: filepath.Join(unifiedMount, b.root, id)}
+		return dirs{unified: filepath.Join(b.mount, b.root, id)}
 	}
 	d := dirs{v1: make(map[string]string, len(b.ctrls))}
 	for _, c := range b.ctrls {
@@ -264,7 +285,7 @@ func (b *base) attach(id string, pid int) error {
 // v2Ready checks that the linux launcher made the container's cgroup and put
 // the init in it.
 func (b *base) v2Ready(id string, pid int) (string, error) {
-	dir := filepath.Join(unifiedMount, b.root, id)
+	dir := filepath.Join(b.mount, b.root, id)
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("container cgroup %s: %w: cgroups isolators on cgroup v2 need --launcher=linux", dir, err)
 	}
@@ -445,6 +466,16 @@ func newIsolator(b *base, p policy) *isolator {
 
 // Name implements containerizer.Isolator.
 func (i *isolator) Name() string { return i.name }
+
+// CheckLauncher implements containerizer.LauncherChecker: on cgroup v2 a
+// container has one cgroup, the linux launcher's, and the isolators only
+// write into it; on v1 they make their own and work with any launcher.
+func (i *isolator) CheckLauncher(l containerizer.Launcher) error {
+	if i.unified && l.Name() != "linux" {
+		return fmt.Errorf("%s on cgroup v2 needs --launcher=linux (the container's cgroup is the launcher's), not %s", i.name, l.Name())
+	}
+	return nil
+}
 
 func (i *isolator) get(id string) (*ctr, error) {
 	i.mu.Lock()
@@ -677,10 +708,11 @@ func parseKV(s string) map[string]uint64 {
 	return out
 }
 
-func parseBool(o containerizer.Options, key string) (bool, error) {
+// parseBool reads a boolean flag from Options.Extra, def when it is unset.
+func parseBool(o containerizer.Options, key string, def bool) (bool, error) {
 	v, ok := o.Extra[key]
 	if !ok || v == "" {
-		return false, nil
+		return def, nil
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {

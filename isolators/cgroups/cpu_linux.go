@@ -21,11 +21,16 @@ const (
 	userHZ = 100
 )
 
+// EnableCFSKey is the Options.Extra key of Mesos' --cgroups_enable_cfs:
+// "true" adds a hard CFS bandwidth limit (quota = cpus × period) to the
+// proportional shares.
+const EnableCFSKey = "cgroups_enable_cfs"
+
 // NewCPU builds cgroups/cpu: cpu shares (v1) or weight (v2) from cpus and,
 // with Extra["cgroups_enable_cfs"]="true", a hard CFS quota. On v1 it owns
 // the cpu and cpuacct hierarchies (co-mounted or not).
 func NewCPU(o containerizer.Options) (containerizer.Isolator, error) {
-	cfs, err := parseBool(o, "cgroups_enable_cfs")
+	cfs, err := parseBool(o, EnableCFSKey, false)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups/cpu: %w", err)
 	}
@@ -100,21 +105,65 @@ func (p *cpuPolicy) usage(d dirs, r *containerizer.Resources, u *containerizer.U
 		u.CPUsSystemTimeSecs = float64(st["system_usec"]) / 1e6
 		u.Set["cpus_user_time_secs"], u.Set["cpus_system_time_secs"] = true, true
 		setThrottling(u, st, "throttled_usec", 1e6)
+		setCounts(u, d.unified, "cgroup.threads")
 		return nil
 	}
-	acct, err := readKV(d.of("cpuacct"), "cpuacct.stat")
-	if err != nil {
-		return fmt.Errorf("cgroups/cpu: %w", err)
+	acctDir := d.of("cpuacct")
+	// The user/system split (cpuacct.usage_user/_sys in ns, or
+	// cpuacct.stat in USER_HZ ticks) is sampled at the scheduler tick and
+	// can be far off for a throttled task; cpuacct.usage is the exact total.
+	// The split is scaled to the total, as the kernel's cputime_adjust does
+	// for /proc/<pid>/stat and cgroup v2's cpu.stat.
+	var user, sys float64
+	uu, uerr := readUint(acctDir, "cpuacct.usage_user")
+	us, serr := readUint(acctDir, "cpuacct.usage_sys")
+	if uerr == nil && serr == nil {
+		user, sys = float64(uu)/1e9, float64(us)/1e9
+	} else {
+		acct, err := readKV(acctDir, "cpuacct.stat")
+		if err != nil {
+			return fmt.Errorf("cgroups/cpu: %w", err)
+		}
+		user, sys = float64(acct["user"])/userHZ, float64(acct["system"])/userHZ
 	}
-	u.CPUsUserTimeSecs = float64(acct["user"]) / userHZ
-	u.CPUsSystemTimeSecs = float64(acct["system"]) / userHZ
+	if total, err := readUint(acctDir, "cpuacct.usage"); err == nil && total != unlimited {
+		t := float64(total) / 1e9
+		if user+sys > 0 {
+			user, sys = t*user/(user+sys), t*sys/(user+sys)
+		} else {
+			user = t
+		}
+	}
+	u.CPUsUserTimeSecs, u.CPUsSystemTimeSecs = user, sys
 	u.Set["cpus_user_time_secs"], u.Set["cpus_system_time_secs"] = true, true
 	st, err := readKV(d.of("cpu"), "cpu.stat")
 	if err != nil {
 		return fmt.Errorf("cgroups/cpu: %w", err)
 	}
 	setThrottling(u, st, "throttled_time", 1e9)
+	// Mesos' cgroups/cpu reports the container's processes and threads
+	// too, from the cpu hierarchy's cgroup.procs and tasks.
+	setCounts(u, d.of("cpu"), "tasks")
 	return nil
+}
+
+// setCounts fills processes and threads from a cgroup's cgroup.procs and its
+// thread list (tasks on v1, cgroup.threads on v2), unless another isolator
+// (cgroups/pids) already did.
+func setCounts(u *containerizer.Usage, dir, threadsFile string) {
+	if u.Set["processes"] {
+		return
+	}
+	procs, err := countLines(dir, "cgroup.procs")
+	if err != nil {
+		return
+	}
+	threads, err := countLines(dir, threadsFile)
+	if err != nil {
+		return
+	}
+	u.Processes, u.Threads = procs, threads
+	u.Set["processes"], u.Set["threads"] = true, true
 }
 
 func setThrottling(u *containerizer.Usage, st map[string]uint64, throttledKey string, perSec float64) {

@@ -25,15 +25,33 @@ const minMemory = 32 << 20
 // limit.
 const ReasonMemory = "REASON_CONTAINER_LIMITATION_MEMORY"
 
-// NewMem builds cgroups/mem: a hard memory limit from mem, swap off, an
-// optional soft limit (Extra["cgroups_memory_soft_limit"]="true": v1
-// memory.soft_limit_in_bytes, v2 memory.high), and OOM detection.
+// Options.Extra keys of cgroups/mem (flag names).
+const (
+	// LimitSwapKey: "true" (the default) limits memory and swap together,
+	// so a container never swaps (v1 memory.memsw.limit_in_bytes = the
+	// limit, v2 memory.swap.max = 0); "false" leaves swap unlimited. Mesos'
+	// --cgroups_limit_swap, whose default is false there: Corral turns swap
+	// off unless told otherwise.
+	LimitSwapKey = "cgroups_limit_swap"
+	// SoftLimitKey: "true" also sets a soft limit at mem (v1
+	// memory.soft_limit_in_bytes, v2 memory.high, where the kernel throttles
+	// and reclaims before the hard limit's OOM kill).
+	SoftLimitKey = "cgroups_memory_soft_limit"
+)
+
+// NewMem builds cgroups/mem: a hard memory limit from mem, swap off by
+// default (LimitSwapKey), an optional soft limit (SoftLimitKey), OOM
+// detection, and on v2 memory.oom.group so a container dies whole.
 func NewMem(o containerizer.Options) (containerizer.Isolator, error) {
 	return newMem(o)
 }
 
 func newMem(o containerizer.Options) (*Mem, error) {
-	soft, err := parseBool(o, "cgroups_memory_soft_limit")
+	soft, err := parseBool(o, SoftLimitKey, false)
+	if err != nil {
+		return nil, fmt.Errorf("cgroups/mem: %w", err)
+	}
+	limitSwap, err := parseBool(o, LimitSwapKey, true)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups/mem: %w", err)
 	}
@@ -41,8 +59,8 @@ func newMem(o containerizer.Options) (*Mem, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &memPolicy{soft: soft}
-	if !b.unified {
+	p := &memPolicy{soft: soft, limitSwap: limitSwap}
+	if !b.unified && limitSwap {
 		// Without swap accounting (swapaccount=0) there is no memsw file and
 		// a container may swap; say so once.
 		_, err := os.Stat(filepath.Join(b.mounts["memory"], "memory.memsw.limit_in_bytes"))
@@ -56,8 +74,11 @@ func newMem(o containerizer.Options) (*Mem, error) {
 }
 
 type memPolicy struct {
-	soft  bool
-	memsw bool // v1: memory.memsw.limit_in_bytes exists
+	soft      bool
+	limitSwap bool
+	// memsw: v1 memory.memsw.limit_in_bytes is written (swap limited and
+	// the kernel accounts swap).
+	memsw bool
 }
 
 func memLimit(r *containerizer.Resources) uint64 {
@@ -74,12 +95,17 @@ func (p *memPolicy) apply(d dirs, r *containerizer.Resources, initial bool) erro
 	if d.unified != "" {
 		dir := d.unified
 		if initial {
-			// The container dies whole on OOM, and never swaps.
+			// The container dies whole on OOM: a task half killed (a
+			// worker gone, its supervisor left) is worse than a clean end.
 			if _, err := writeOptional(dir, "memory.oom.group", "1"); err != nil {
 				return err
 			}
-			if _, err := writeOptional(dir, "memory.swap.max", "0"); err != nil {
-				return err
+			if p.limitSwap {
+				// memory.swap.max is absent without swap accounting
+				// (CONFIG_MEMCG_SWAP off): nothing to limit then.
+				if _, err := writeOptional(dir, "memory.swap.max", "0"); err != nil {
+					return err
+				}
 			}
 		}
 		if lim == 0 {
@@ -149,6 +175,13 @@ func (p *memPolicy) usage(d dirs, _ *containerizer.Resources, u *containerizer.U
 		}
 		setLimit(u, dir, "memory.max", &u.MemLimitBytes, "mem_limit_bytes")
 		setLimit(u, dir, "memory.high", &u.MemSoftLimitBytes, "mem_soft_limit_bytes")
+		// memory.pressure is absent on kernels without PSI (or psi=0).
+		if b, err := os.ReadFile(filepath.Join(dir, "memory.pressure")); err == nil {
+			if some, full, err := parsePressure(string(b)); err == nil {
+				u.MemPressureSome, u.MemPressureFull = some, full
+				u.Set["mem_pressure"] = true
+			}
+		}
 		return nil
 	}
 	dir := d.of("memory")
@@ -260,12 +293,12 @@ func (m *Mem) watchV1(w *oomWatch) error {
 	go func() {
 		buf := make([]byte, 8)
 		for {
-			// The kernel signals the eventfd on an OOM and when the cgroup
-			// is removed; check tells them apart. Closing f ends the loop.
+			// The kernel signals the eventfd when the cgroup goes OOM and
+			// when it is removed. Closing f ends the loop.
 			if _, err := f.Read(buf); err != nil {
 				return
 			}
-			m.check(w)
+			m.oomEvent(w)
 		}
 	}()
 	return nil
@@ -326,6 +359,23 @@ func (m *Mem) check(w *oomWatch) {
 	if err != nil || n == 0 {
 		return
 	}
+	m.fire(w)
+}
+
+// oomEvent handles a v1 OOM eventfd notification. The kernel sends it when
+// the cgroup's OOM killer is about to run (memcg1_oom_prepare), before the
+// kill is counted in oom_kill, and no second one follows the kill; so the
+// event itself is the OOM, as in Mesos. The other cause of an event, the
+// cgroup's removal, is told apart by the cgroup being gone.
+func (m *Mem) oomEvent(w *oomWatch) {
+	if _, err := os.Stat(filepath.Join(w.dir, "memory.oom_control")); err != nil {
+		return
+	}
+	m.fire(w)
+}
+
+// fire reports the OOM once per watch.
+func (m *Mem) fire(w *oomWatch) {
 	m.wmu.Lock()
 	if w.fired || m.watches[w.id] != w {
 		m.wmu.Unlock()
@@ -352,9 +402,9 @@ func (m *Mem) oomKills(dir string) (uint64, error) {
 	if n, ok := oc["oom_kill"]; ok {
 		return n, nil
 	}
-	// Kernels before 4.13 have no counter; an event on a cgroup that
-	// still exists is an OOM.
-	return oc["under_oom"] + 1, nil
+	// Kernels before 4.13 have no counter: only a cgroup under OOM right
+	// now is known to have had one (the eventfd reports the others).
+	return oc["under_oom"], nil
 }
 
 // message names the limit and the peak usage, as Mesos does.
@@ -421,49 +471,38 @@ func (m *Mem) Cleanup(ctx context.Context, id string) error {
 	return m.isolator.Cleanup(ctx, id)
 }
 
-// PSI is one line of a pressure file (some or full).
-type PSI struct {
-	Avg10, Avg60, Avg300 float64
-	// TotalMicros is the total stall time in microseconds.
-	TotalMicros uint64
-}
-
-// Pressure is a cgroup's memory pressure stall information.
-type Pressure struct {
-	Some, Full PSI
-}
-
 // Pressure reads the container's memory.pressure (cgroup v2 with PSI). It
 // returns an error wrapping fs.ErrNotExist where there is none (cgroup v1,
 // or a kernel without PSI).
-func (m *Mem) Pressure(id string) (*Pressure, error) {
+func (m *Mem) Pressure(id string) (some, full containerizer.PSI, err error) {
 	st, err := m.get(id)
 	if err != nil {
-		return nil, err
+		return some, full, err
 	}
 	if !m.unified {
-		return nil, fmt.Errorf("cgroups/mem: per-container memory pressure needs cgroup v2: %w", fs.ErrNotExist)
+		return some, full, fmt.Errorf("cgroups/mem: per-container memory pressure needs cgroup v2: %w", fs.ErrNotExist)
 	}
 	b, err := os.ReadFile(filepath.Join(st.d.unified, "memory.pressure"))
 	if err != nil {
-		return nil, err
+		return some, full, err
 	}
 	return parsePressure(string(b))
 }
 
-func parsePressure(s string) (*Pressure, error) {
-	p := &Pressure{}
+// parsePressure parses a PSI file: "some avg10=0.00 avg60=0.00 avg300=0.00
+// total=0" and the same for "full".
+func parsePressure(s string) (some, full containerizer.PSI, err error) {
 	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			continue
 		}
-		var dst *PSI
+		var dst *containerizer.PSI
 		switch f[0] {
 		case "some":
-			dst = &p.Some
+			dst = &some
 		case "full":
-			dst = &p.Full
+			dst = &full
 		default:
 			continue
 		}
@@ -481,11 +520,11 @@ func parsePressure(s string) (*Pressure, error) {
 				dst.TotalMicros, err = strconv.ParseUint(v, 10, 64)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("parsing pressure %q: %w", line, err)
+				return some, full, fmt.Errorf("parsing pressure %q: %w", line, err)
 			}
 		}
 	}
-	return p, nil
+	return some, full, nil
 }
 
 // bytesString formats a byte count as Mesos' Bytes does: the largest unit

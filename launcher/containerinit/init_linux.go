@@ -25,6 +25,14 @@ func fail(format string, args ...any) int {
 }
 
 func run() int {
+	// Signals are caught first thing: a kill (or the agent's DestroySignal)
+	// that arrives while the task starts is forwarded rather than lost. One
+	// that comes while the Go runtime is still starting, before this line,
+	// is dropped; the agent repeats its destroy until the init exits.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCHLD, DestroySignal)
+
 	sync := bufio.NewReader(os.NewFile(SyncFD, "sync"))
 	raw, err := sync.ReadBytes('\n')
 	if err != nil {
@@ -38,12 +46,6 @@ func run() int {
 	if len(spec.Argv) == 0 {
 		return fail("spec has no command")
 	}
-
-	// Signals must be caught before the go-ahead: a kill that arrives while the
-	// task starts is forwarded rather than lost.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCHLD, DestroySignal)
 
 	if !awaitGoAhead(sync) {
 		return ExitAborted

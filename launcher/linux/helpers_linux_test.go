@@ -13,6 +13,7 @@ import (
 	"github.com/corral/corral/launcher/linux"
 	"golang.org/x/sys/unix"
 
+	_ "github.com/corral/corral/isolators/cgroups"
 	_ "github.com/corral/corral/isolators/filesystem"
 	_ "github.com/corral/corral/isolators/namespaces"
 )
@@ -94,8 +95,14 @@ func newLauncher(t testing.TB, m mode, prefix string) *linux.Launcher {
 func newContainerizer(t testing.TB, l containerizer.Launcher, isolation ...string) *containerizer.Containerizer {
 	t.Helper()
 	var isos []containerizer.Isolator
+	// The isolators' cgroups go under the launcher's (test-named) root too.
+	o := containerizer.Options{}
+	if ll, ok := l.(*linux.Launcher); ok {
+		o.CgroupsRoot = ll.CgroupsRoot()
+		t.Cleanup(func() { removeIsolatorRoots(t, o.CgroupsRoot) })
+	}
 	for _, name := range isolation {
-		iso, err := containerizer.NewIsolator(name, containerizer.Options{})
+		iso, err := containerizer.NewIsolator(name, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,6 +183,18 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func procsIn(dir string) []string {
 	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	return strings.Fields(string(b))
+}
+
+// removeIsolatorRoots removes the (by now empty) cgroups root that the v1
+// cgroups isolators made in each hierarchy.
+func removeIsolatorRoots(t testing.TB, root string) {
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range entries {
+		dir := filepath.Join("/sys/fs/cgroup", e.Name(), root)
+		if err := unix.Rmdir(dir); err != nil && err != unix.ENOENT && err != unix.ENOTDIR {
+			t.Errorf("removing %s: %v", dir, err)
+		}
+	}
 }
 
 func exists(p string) bool {

@@ -71,6 +71,36 @@ func init() {
 	containerizer.RegisterLauncher(Name, func(o containerizer.Options) (containerizer.Launcher, error) {
 		return New(o)
 	})
+	containerizer.RegisterLauncherCheck(Name, Usable)
+}
+
+// Usable reports why the linux launcher cannot run here, or nil when it can:
+// it needs root and a cgroup2 mount at the hierarchy or a cgroup v1 freezer
+// hierarchy below it. It only looks (two statfs calls); it creates nothing.
+func Usable(o containerizer.Options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the linux launcher needs root")
+	}
+	hier := hierarchy(o)
+	v2, _, err := fsType(hier)
+	if err != nil {
+		return fmt.Errorf("--cgroups_hierarchy: %w", err)
+	}
+	if v2 {
+		return nil
+	}
+	fz := filepath.Join(hier, "freezer")
+	if _, v1, err := fsType(fz); err != nil || !v1 {
+		return fmt.Errorf("--cgroups_hierarchy: %s is neither a cgroup2 mount nor holds a cgroup v1 freezer hierarchy at %s", hier, fz)
+	}
+	return nil
+}
+
+func hierarchy(o containerizer.Options) string {
+	if h := o.Extra[HierarchyKey]; h != "" {
+		return filepath.Clean(h)
+	}
+	return DefaultHierarchy
 }
 
 // Launcher starts every container in a cgroup of its own.
@@ -99,10 +129,7 @@ type ctr struct {
 // New builds a linux launcher: it detects the cgroup mode, creates the
 // cgroups root and, on v2, enables the controllers below it.
 func New(o containerizer.Options) (*Launcher, error) {
-	hier := DefaultHierarchy
-	if h := o.Extra[HierarchyKey]; h != "" {
-		hier = h
-	}
+	hier := hierarchy(o)
 	root := o.CgroupsRoot
 	if root == "" {
 		root = DefaultCgroupsRoot
@@ -114,14 +141,14 @@ func New(o containerizer.Options) (*Launcher, error) {
 	l := &Launcher{root: root, ctrs: map[string]*ctr{}}
 	v2, _, err := fsType(hier)
 	if err != nil {
-		return nil, fmt.Errorf("linux launcher: %w", err)
+		return nil, fmt.Errorf("linux launcher: --cgroups_hierarchy: %w", err)
 	}
 	if v2 {
 		l.v2, l.base = true, hier
 	} else {
 		fz := filepath.Join(hier, "freezer")
 		if _, v1, err := fsType(fz); err != nil || !v1 {
-			return nil, fmt.Errorf("linux launcher: %s is neither a cgroup2 mount nor holds a cgroup v1 freezer hierarchy at %s (mount one, or use --launcher=posix)", hier, fz)
+			return nil, fmt.Errorf("linux launcher: --cgroups_hierarchy: %s is neither a cgroup2 mount nor holds a cgroup v1 freezer hierarchy at %s (mount one, or use --launcher=posix)", hier, fz)
 		}
 		l.base = fz
 	}
@@ -144,6 +171,10 @@ func (l *Launcher) CreatesNamespaces() bool { return true }
 
 // CgroupV2 reports whether the launcher works on the unified hierarchy.
 func (l *Launcher) CgroupV2() bool { return l.v2 }
+
+// CgroupsRoot is the cgroups root the launcher works under, relative to
+// each hierarchy ("corral"); the cgroups isolators use the same.
+func (l *Launcher) CgroupsRoot() string { return l.root }
 
 // CgroupPath returns the container's tracking cgroup directory.
 func (l *Launcher) CgroupPath(id string) string { return filepath.Join(l.rootDir, id) }

@@ -433,3 +433,24 @@ func isolation(t testing.TB) []string {
 }
 
 func firstLine(err error) string { return strings.SplitN(fmt.Sprint(err), "\n", 2)[0] }
+
+// A container that ends before anyone waits for it (a task that exits at
+// once) still has its end told to a later Wait.
+func TestWaitAfterEnd(t *testing.T) {
+	m := firstMode(t)
+	c, _, prefix := setup(t, m)
+	id := prefix + "quick"
+	launch(t, c, &containerizer.Config{ID: id}, "exit 3")
+	waitFor(t, "container ended", func() bool {
+		for _, cid := range c.Containers() {
+			if cid == id {
+				return false
+			}
+		}
+		return true
+	})
+	term := wait(t, c, id)
+	if !term.StatusKnown || !term.Status.Exited() || term.Status.ExitStatus() != 3 {
+		t.Fatalf("termination %+v, want exit 3", term)
+	}
+}

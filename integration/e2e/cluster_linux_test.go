@@ -1,0 +1,674 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/v1/mesos"
+	sched "github.com/corral/corral/driver/scheduler"
+	"github.com/corral/corral/internal/testsupport"
+	"google.golang.org/protobuf/proto"
+)
+
+// Generous bounds: the tests run on small, busy machines. Nothing asserts
+// on time; these only turn a hang into a failure.
+const (
+	startTimeout = 60 * time.Second
+	taskTimeout  = 2 * time.Minute
+	stopTimeout  = 60 * time.Second
+)
+
+// agentResources is what the test agent offers: more than the host has, so
+// that a 100-task batch fits in one offer (posix isolation does not enforce
+// it).
+const agentResources = "cpus:64;mem:65536;disk:8192"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testExecutorDir != "" {
+		_ = os.RemoveAll(testExecutorDir)
+	}
+	os.Exit(code)
+}
+
+// needsRoot skips an end-to-end test as non-root (testsupport.RequireRoot)
+// and with -short (make test-unit), saying why.
+func needsRoot(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("end-to-end test on real binaries; skipped with -short")
+	}
+	testsupport.RequireRoot(tb)
+}
+
+// corralBin is the corral binary under test.
+func corralBin(tb testing.TB) string {
+	tb.Helper()
+	p := filepath.Join(testsupport.BinDir(tb), "corral")
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("corral binary: %v", err)
+	}
+	return p
+}
+
+var (
+	testExecutorOnce sync.Once
+	testExecutorDir  string
+	testExecutorPath string
+	testExecutorErr  error
+)
+
+// testExecutorBin is integration/testexecutor: taken from the binary
+// directory when it is there (the VM tier ships it), else built once.
+func testExecutorBin(tb testing.TB) string {
+	tb.Helper()
+	if p := filepath.Join(testsupport.BinDir(tb), "testexecutor"); fileExists(p) {
+		return p
+	}
+	testExecutorOnce.Do(func() {
+		testExecutorDir, testExecutorErr = os.MkdirTemp("", "corral-e2e-testexecutor-")
+		if testExecutorErr != nil {
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		out := filepath.Join(testExecutorDir, "testexecutor")
+		cmd := exec.Command("go", "build", "-o", out, "./integration/testexecutor")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			testExecutorErr = fmt.Errorf("go build ./integration/testexecutor: %v\n%s", err, b)
+			return
+		}
+		testExecutorPath = out
+	})
+	if testExecutorErr != nil {
+		tb.Fatalf("building the test executor: %v", testExecutorErr)
+	}
+	return testExecutorPath
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// cluster is one `corral local` process: master and agent on loopback.
+type cluster struct {
+	master  string // 127.0.0.1:port
+	workDir string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+}
+
+// startCluster runs `corral local` with its work dir named by prefix (so
+// every sandbox path, and with it every task's environment, carries it) and
+// waits until its agent has registered. It stops the cluster in a cleanup;
+// call testsupport.CheckLeaks(tb, prefix) before, so that the leak check
+// runs after the stop.
+func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
+	tb.Helper()
+	needsRoot(tb)
+	bin := corralBin(tb)
+	dir := tb.TempDir()
+	workDir := filepath.Join(dir, prefix+"work")
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port := freePort(tb)
+		c := &cluster{
+			master:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			workDir: workDir,
+			logPath: filepath.Join(dir, fmt.Sprintf("corral-local-%d.log", attempt)),
+			exited:  make(chan struct{}),
+		}
+		logf, err := os.Create(c.logPath)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		args := append([]string{"local", "--port", strconv.Itoa(port), "--work_dir", workDir,
+			"--resources", agentResources, "--logging_level", "INFO"}, extra...)
+		c.cmd = exec.Command(bin, args...)
+		c.cmd.Stdout, c.cmd.Stderr = logf, logf
+		if err := c.cmd.Start(); err != nil {
+			logf.Close()
+			tb.Fatalf("starting corral local: %v", err)
+		}
+		logf.Close()
+		go func() {
+			c.waitErr = c.cmd.Wait()
+			close(c.exited)
+		}()
+		if err := c.waitReady(); err != nil {
+			c.stop()
+			lastErr = err
+			if strings.Contains(c.logTail(), "address already in use") {
+				continue // the free port was taken meanwhile
+			}
+			tb.Fatalf("corral local did not come up: %v\n%s", err, c.logTail())
+		}
+		tb.Cleanup(func() {
+			if err := c.stop(); err != nil {
+				tb.Errorf("stopping corral local: %v", err)
+			}
+			if tb.Failed() {
+				tb.Logf("corral local log (%s):\n%s", c.logPath, c.logTail())
+			}
+		})
+		return c
+	}
+	tb.Fatalf("corral local did not come up: %v", lastErr)
+	return nil
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitReady waits until the master lists an active agent.
+func (c *cluster) waitReady() error {
+	deadline := time.Now().Add(startTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-c.exited:
+			return fmt.Errorf("corral local exited: %v", c.waitErr)
+		default:
+		}
+		var st struct {
+			Slaves []struct {
+				Active bool `json:"active"`
+			} `json:"slaves"`
+		}
+		if last = c.getJSON("/state", &st); last == nil {
+			for _, s := range st.Slaves {
+				if s.Active {
+					return nil
+				}
+			}
+			last = fmt.Errorf("no active agent yet")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %v: %v", startTimeout, last)
+}
+
+func (c *cluster) getJSON(path string, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.master+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// stop sends SIGTERM (the agent destroys its containers on the way out)
+// and waits; SIGKILL only if it hangs, which is an error.
+func (c *cluster) stop() error {
+	select {
+	case <-c.exited:
+		return nil // already stopped, or died: waitReady or the test says why
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+		if c.waitErr != nil {
+			return fmt.Errorf("corral local exited with %v after SIGTERM", c.waitErr)
+		}
+		return nil
+	case <-time.After(stopTimeout):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("corral local ignored SIGTERM for %v; killed", stopTimeout)
+	}
+}
+
+func (c *cluster) logTail() string {
+	b, _ := os.ReadFile(c.logPath)
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// sandbox is the latest run directory of an executor (for a command task,
+// the executor ID is the task ID).
+func (c *cluster) sandbox(tb testing.TB, executorID string) string {
+	tb.Helper()
+	matches, _ := filepath.Glob(filepath.Join(c.workDir, "slaves", "*", "frameworks", "*", "executors", executorID, "runs", "latest"))
+	if len(matches) != 1 {
+		tb.Fatalf("sandbox of executor %s: found %v", executorID, matches)
+	}
+	dir, err := filepath.EvalSymlinks(matches[0])
+	if err != nil {
+		tb.Fatalf("sandbox of executor %s: %v", executorID, err)
+	}
+	return dir
+}
+
+func readFile(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatalf("reading %s: %v", path, err)
+	}
+	return string(b)
+}
+
+// framework is a scheduler on driver/scheduler: it keeps the offers it
+// gets, launches queued tasks on them as soon as they fit, and records
+// every status update (acknowledged implicitly by the driver).
+type framework struct {
+	tb         testing.TB
+	d          *sched.HTTPDriver
+	runErr     chan error
+	registered chan struct{}
+	regOnce    sync.Once
+	stopOnce   sync.Once
+	updates    chan *mesos.TaskStatus
+
+	mu        sync.Mutex
+	offers    map[string]*mesos.Offer // held, not yet used
+	pending   []*mesos.TaskInfo
+	executors map[string]bool // executors already launched
+}
+
+var codecs = []struct {
+	name  string
+	codec codec.Codec
+}{
+	{"json", codec.JSON},
+	{"protobuf", codec.Protobuf},
+}
+
+// newFramework subscribes a framework and waits for SUBSCRIBED; it is
+// torn down in a cleanup (which kills whatever it still runs).
+func newFramework(tb testing.TB, c *cluster, name string, cdc codec.Codec) *framework {
+	tb.Helper()
+	f := &framework{
+		tb: tb, runErr: make(chan error, 1), registered: make(chan struct{}),
+		updates: make(chan *mesos.TaskStatus, 10000),
+		offers:  map[string]*mesos.Offer{}, executors: map[string]bool{},
+	}
+	d, err := sched.New(sched.Config{
+		Master: c.master, Codec: cdc,
+		Framework: &mesos.FrameworkInfo{
+			User: proto.String("root"), Name: proto.String(name), FailoverTimeout: proto.Float64(0),
+		},
+		Log: slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}, f)
+	if err != nil {
+		tb.Fatalf("scheduler driver: %v", err)
+	}
+	f.d = d
+	go func() { f.runErr <- d.Run(context.Background()) }()
+	tb.Cleanup(f.stop)
+	select {
+	case <-f.registered:
+	case err := <-f.runErr:
+		tb.Fatalf("scheduler driver ended before SUBSCRIBED: %v", err)
+	case <-time.After(startTimeout):
+		tb.Fatalf("no SUBSCRIBED within %v", startTimeout)
+	}
+	return f
+}
+
+// stop tears the framework down (the master kills its tasks and shuts its
+// executors down) and waits for the driver to end. It may be called more
+// than once.
+func (f *framework) stop() {
+	f.stopOnce.Do(func() {
+		if err := f.d.Stop(false); err != nil {
+			f.tb.Errorf("scheduler driver Stop: %v", err)
+		}
+		select {
+		case err := <-f.runErr:
+			if err != nil {
+				f.tb.Errorf("scheduler driver Run: %v", err)
+			}
+		case <-time.After(stopTimeout):
+			f.tb.Errorf("scheduler driver did not stop within %v", stopTimeout)
+		}
+	})
+}
+
+// testWriter sends the driver's logs to the test log.
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Logf("%s", bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}
+
+func (f *framework) Registered(sched.Driver, *mesos.FrameworkID, *mesos.MasterInfo) {
+	f.regOnce.Do(func() { close(f.registered) })
+}
+
+func (f *framework) Reregistered(sched.Driver, *mesos.MasterInfo) {}
+
+func (f *framework) Disconnected(sched.Driver) {
+	f.mu.Lock()
+	f.offers = map[string]*mesos.Offer{}
+	f.mu.Unlock()
+}
+
+func (f *framework) ResourceOffers(_ sched.Driver, offers []*mesos.Offer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range offers {
+		f.offers[o.GetId().GetValue()] = o
+	}
+	f.launchLocked()
+}
+
+func (f *framework) OfferRescinded(_ sched.Driver, id *mesos.OfferID) {
+	f.mu.Lock()
+	delete(f.offers, id.GetValue())
+	f.mu.Unlock()
+}
+
+func (f *framework) StatusUpdate(_ sched.Driver, s *mesos.TaskStatus) {
+	f.updates <- s
+}
+
+func (f *framework) FrameworkMessage(sched.Driver, *mesos.ExecutorID, *mesos.AgentID, []byte) {}
+func (f *framework) AgentLost(sched.Driver, *mesos.AgentID)                                   {}
+func (f *framework) ExecutorLost(sched.Driver, *mesos.ExecutorID, *mesos.AgentID, int)        {}
+func (f *framework) Error(_ sched.Driver, msg string) {
+	f.tb.Logf("master refused the framework: %s", msg)
+}
+
+// launch queues tasks; they go out on the offers held now or on the next
+// ones that fit.
+func (f *framework) launch(tasks ...*mesos.TaskInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending = append(f.pending, tasks...)
+	f.launchLocked()
+}
+
+// launchLocked packs pending tasks into the held offers, one ACCEPT per
+// agent with all of its offers. Leftovers come back at once (no filter).
+func (f *framework) launchLocked() {
+	if len(f.pending) == 0 {
+		return
+	}
+	byAgent := map[string][]*mesos.Offer{}
+	for _, o := range f.offers {
+		byAgent[o.GetAgentId().GetValue()] = append(byAgent[o.GetAgentId().GetValue()], o)
+	}
+	for agentID, offers := range byAgent {
+		var pool resources.Resources
+		var ids []*mesos.OfferID
+		for _, o := range offers {
+			r, err := resources.New(o.GetResources())
+			if err != nil {
+				f.tb.Errorf("offer %s has invalid resources: %v", o.GetId().GetValue(), err)
+				continue
+			}
+			pool = pool.Plus(r)
+			ids = append(ids, o.GetId())
+		}
+		var take, keep []*mesos.TaskInfo
+		newExecutors := map[string]bool{}
+		for _, ti := range f.pending {
+			need, _ := resources.New(ti.GetResources())
+			exID := ti.GetExecutor().GetExecutorId().GetValue()
+			if ti.Executor != nil && !f.executors[exID] && !newExecutors[exID] {
+				exRes, _ := resources.New(ti.GetExecutor().GetResources())
+				need = need.Plus(exRes)
+			}
+			if !pool.Contains(need) {
+				keep = append(keep, ti)
+				continue
+			}
+			pool = pool.Minus(need)
+			if ti.Executor != nil {
+				newExecutors[exID] = true
+			}
+			t := proto.Clone(ti).(*mesos.TaskInfo)
+			t.AgentId = &mesos.AgentID{Value: proto.String(agentID)}
+			take = append(take, t)
+		}
+		if len(take) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := f.d.LaunchTasks(ctx, ids, take, &mesos.Filters{RefuseSeconds: proto.Float64(0)})
+		cancel()
+		if err != nil {
+			f.tb.Logf("LaunchTasks: %v; retrying on the next offers", err)
+			continue
+		}
+		for _, id := range ids {
+			delete(f.offers, id.GetValue())
+		}
+		for id := range newExecutors {
+			f.executors[id] = true
+		}
+		f.pending = keep
+	}
+}
+
+func (f *framework) kill(tb testing.TB, taskID string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.d.KillTask(ctx, &mesos.TaskID{Value: proto.String(taskID)}, nil); err != nil {
+		tb.Fatalf("KillTask %s: %v", taskID, err)
+	}
+}
+
+// history is what a task went through.
+type history struct {
+	states []mesos.TaskState
+	last   *mesos.TaskStatus
+	uuids  []string
+}
+
+func (h *history) String() string {
+	var s []string
+	for _, st := range h.states {
+		s = append(s, st.String())
+	}
+	return strings.Join(s, " → ")
+}
+
+// await reads updates until every listed task satisfies done, and returns
+// each task's history (every task seen in the meantime is recorded).
+func (f *framework) await(tb testing.TB, ids []string, done func(*mesos.TaskStatus) bool) map[string]*history {
+	tb.Helper()
+	out := map[string]*history{}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	left := len(want)
+	timeout := time.NewTimer(taskTimeout)
+	defer timeout.Stop()
+	for left > 0 {
+		select {
+		case s := <-f.updates:
+			id := s.GetTaskId().GetValue()
+			h := out[id]
+			if h == nil {
+				h = &history{}
+				out[id] = h
+			}
+			// Delivery is at least once: a resent update (same uuid) is
+			// not a new state.
+			if u := string(s.GetUuid()); u != "" && slices.Contains(h.uuids, u) {
+				continue
+			} else if u != "" {
+				h.uuids = append(h.uuids, u)
+			}
+			h.states = append(h.states, s.GetState())
+			h.last = s
+			if want[id] && done(s) {
+				delete(want, id)
+				left--
+			}
+		case err := <-f.runErr:
+			f.runErr <- err
+			tb.Fatalf("scheduler driver ended: %v", err)
+		case <-timeout.C:
+			var missing []string
+			for id := range want {
+				missing = append(missing, id+" ("+historyOf(out, id)+")")
+			}
+			tb.Fatalf("after %v, %d tasks still not there: %s", taskTimeout, left, strings.Join(missing, ", "))
+		}
+	}
+	return out
+}
+
+func historyOf(m map[string]*history, id string) string {
+	if h := m[id]; h != nil {
+		return h.String()
+	}
+	return "no update"
+}
+
+// awaitTerminal waits for every listed task's terminal state.
+func (f *framework) awaitTerminal(tb testing.TB, ids ...string) map[string]*history {
+	tb.Helper()
+	return f.await(tb, ids, func(s *mesos.TaskStatus) bool { return terminal(s.GetState()) })
+}
+
+func terminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
+		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}
+
+func mustResources(tb testing.TB, s string) resources.Resources {
+	tb.Helper()
+	r, err := resources.Parse(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// commandTask is a shell command task.
+func commandTask(tb testing.TB, id, command string) *mesos.TaskInfo {
+	return &mesos.TaskInfo{
+		Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)},
+		Resources: mustResources(tb, "cpus:0.1;mem:32"),
+		Command:   &mesos.CommandInfo{Value: proto.String(command), Shell: proto.Bool(true)},
+	}
+}
+
+// processesOf lists the live (non-zombie) processes whose command line or
+// environment holds s, e.g. a container ID or a sandbox path, as "PID:
+// command line".
+func processesOf(s string) []string {
+	var out []string
+	self := strconv.Itoa(os.Getpid())
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid := e.Name()
+		if pid == self || pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		environ, _ := os.ReadFile(filepath.Join("/proc", pid, "environ"))
+		if !bytes.Contains(cmdline, []byte(s)) && !bytes.Contains(environ, []byte(s)) {
+			continue
+		}
+		if st := procState(pid); st == "Z" || st == "" {
+			continue
+		}
+		out = append(out, pid+": "+strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return out
+}
+
+// procState is the state letter of /proc/PID/status, "" when gone.
+func procState(pid string) string {
+	f, err := os.Open(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "State:"); ok {
+			if fs := strings.Fields(v); len(fs) > 0 {
+				return fs[0]
+			}
+		}
+	}
+	return ""
+}
+
+// runCorral runs `corral run` to its end and returns its stdout, stderr and
+// exit code.
+func runCorral(tb testing.TB, args ...string) (stdout, stderr string, code int) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), taskTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, corralBin(tb), append([]string{"run"}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		tb.Fatalf("corral run %v did not end within %v\nstdout:\n%s\nstderr:\n%s", args, taskTimeout, out.String(), errOut.String())
+	}
+	code = 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			tb.Fatalf("corral run: %v", err)
+		}
+		code = ee.ExitCode()
+	}
+	return out.String(), errOut.String(), code
+}
+
+// sandboxLine is the "Sandbox: <path>" corral run prints.
+func sandboxLine(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if p, ok := strings.CutPrefix(line, "Sandbox: "); ok {
+			return strings.TrimSpace(p)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,262 @@
+package linux_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/internal/testsupport"
+	"github.com/corral/corral/launcher/linux"
+	"github.com/corral/corral/launcher/posix"
+)
+
+// BenchmarkLinuxContainers measures the linux launcher, to quote against
+// BenchmarkPosixContainers (launcher/posix) and issue 3's targets:
+//
+//   - single: one container at a time, launch → destroy, for clean per-call
+//     latencies (launch p50/p99, destroy p50/p99);
+//   - batch: CORRAL_BENCH_CONTAINERS (default 1000) containers launched one
+//     after another and kept running, then destroyed all at once: launch
+//     p50/p99 under a growing load, the totals, and per container the
+//     processes, PSS and agent RSS they cost.
+//
+// Each runs bare (the launcher alone: a cgroup per container) and fully
+// isolated (cgroups/cpu,mem,pids + namespaces/pid,ipc,uts +
+// filesystem/linux). Run with -benchtime 1x; figures are printed.
+func BenchmarkLinuxContainers(b *testing.B) {
+	testsupport.RequireRoot(b)
+	m := modes()
+	mode := m[0] // v1 where there is a freezer hierarchy, as the agent picks
+	if mode.hierarchy == "" {
+		mode = m[1]
+	}
+	if mode.hierarchy == "" {
+		b.Skip("no usable cgroup hierarchy")
+	}
+	n := 1000
+	if s := os.Getenv("CORRAL_BENCH_CONTAINERS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 10 {
+			b.Fatalf("CORRAL_BENCH_CONTAINERS=%q: want a number >= 10", s)
+		}
+		n = v
+	}
+	// The same single-container loop on the posix launcher, for the
+	// launcher's own cost.
+	b.Run("posix-baseline/single", func(b *testing.B) {
+		prefix := testsupport.Prefix(b)
+		testsupport.CheckLeaks(b, prefix)
+		c, err := containerizer.New(posix.New(), nil, filepath.Join(testsupport.BinDir(b), "corral-init"), b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for iter := 0; iter < b.N; iter++ {
+			benchSingle(b, c, prefix, iter, min(n, 200), "posix launcher", "none")
+		}
+	})
+	for _, setup := range []struct {
+		name      string
+		isolation []string
+	}{
+		{"bare", nil},
+		{"isolated", []string{"cgroups/cpu", "cgroups/mem", "cgroups/pids", "namespaces/pid", "namespaces/ipc", "namespaces/uts", "filesystem/linux"}},
+	} {
+		b.Run(setup.name+"/single", func(b *testing.B) {
+			c, prefix := benchContainerizer(b, mode, setup.isolation)
+			for iter := 0; iter < b.N; iter++ {
+				benchSingle(b, c, prefix, iter, min(n, 200), "linux launcher, "+setup.name, mode.name)
+			}
+		})
+		b.Run(setup.name+"/batch", func(b *testing.B) {
+			c, prefix := benchContainerizer(b, mode, setup.isolation)
+			for iter := 0; iter < b.N; iter++ {
+				benchBatch(b, c, prefix, iter, n, setup.name, mode.name)
+			}
+		})
+	}
+}
+
+// benchContainerizer is setup() for a benchmark: a launcher and isolators on
+// a cgroups root of the benchmark's own, removed at the end.
+func benchContainerizer(b *testing.B, m mode, isolation []string) (*containerizer.Containerizer, string) {
+	prefix := testsupport.Prefix(b)
+	testsupport.CheckLeaks(b, prefix)
+	root := prefix + "root"
+	o := containerizer.Options{CgroupsRoot: root, Extra: map[string]string{linux.HierarchyKey: m.hierarchy}}
+	l, err := linux.New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := l.RemoveRoot(); err != nil {
+			b.Errorf("removing cgroups root: %v", err)
+		}
+		removeIsolatorRoots(b, root)
+	})
+	var isos []containerizer.Isolator
+	for _, name := range isolation {
+		iso, err := containerizer.NewIsolator(name, o)
+		if err != nil {
+			b.Skipf("%s: %v", name, err)
+		}
+		isos = append(isos, iso)
+	}
+	c, err := containerizer.New(l, isos, filepath.Join(testsupport.BinDir(b), "corral-init"), b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, prefix
+}
+
+func benchConfig(b *testing.B, root, id string) *containerizer.Config {
+	sandbox := filepath.Join(root, id)
+	if err := os.Mkdir(sandbox, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return &containerizer.Config{
+		ID: id, Sandbox: sandbox, Argv: []string{"sleep", "1000"}, Env: []string{"MARKER=" + id},
+		Resources: containerizer.Resources{CPUs: 0.01, MemBytes: 64 << 20},
+	}
+}
+
+// benchSingle launches and destroys k containers one at a time.
+func benchSingle(b *testing.B, c *containerizer.Containerizer, prefix string, iter, k int, setup, mode string) {
+	root := b.TempDir()
+	launch := make([]time.Duration, 0, k)
+	destroy := make([]time.Duration, 0, k)
+	for i := 0; i < k; i++ {
+		cfg := benchConfig(b, root, fmt.Sprintf("%ss%d-%d", prefix, iter, i))
+		t0 := time.Now()
+		if err := c.Launch(context.Background(), cfg); err != nil {
+			b.Fatal(err)
+		}
+		launch = append(launch, time.Since(t0))
+		t0 = time.Now()
+		if _, err := c.Destroy(context.Background(), cfg.ID); err != nil {
+			b.Fatal(err)
+		}
+		destroy = append(destroy, time.Since(t0))
+	}
+	lp50, lp99 := percentiles(launch)
+	dp50, dp99 := percentiles(destroy)
+	b.ReportMetric(ms(lp50), "launch-p50-ms")
+	b.ReportMetric(ms(lp99), "launch-p99-ms")
+	b.ReportMetric(ms(dp50), "destroy-p50-ms")
+	b.ReportMetric(ms(dp99), "destroy-p99-ms")
+	fmt.Printf("%s (cgroup %s), %d containers one at a time: launch p50 %v p99 %v; destroy p50 %v p99 %v\n",
+		setup, mode, k, lp50.Round(time.Microsecond), lp99.Round(time.Microsecond), dp50.Round(time.Microsecond), dp99.Round(time.Microsecond))
+}
+
+// benchBatch launches n containers, keeps them running, then destroys them
+// all concurrently (as an agent shutting down or a framework torn down).
+func benchBatch(b *testing.B, c *containerizer.Containerizer, prefix string, iter, n int, setup, mode string) {
+	root := b.TempDir()
+	runtime.GC()
+	rssBefore := selfRSS()
+	lat := make([]time.Duration, 0, n)
+	ids := make([]string, 0, n)
+	b.Cleanup(func() {
+		for _, id := range ids {
+			_, _ = c.Destroy(context.Background(), id)
+		}
+	})
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		cfg := benchConfig(b, root, fmt.Sprintf("%sb%d-%d", prefix, iter, i))
+		t0 := time.Now()
+		err := c.Launch(context.Background(), cfg)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatalf("container %d: %v", i, err)
+		}
+		ids = append(ids, cfg.ID)
+	}
+	launchAll := time.Since(start)
+	time.Sleep(500 * time.Millisecond) // let every task exec
+	runtime.GC()
+	rssAfter := selfRSS()
+	pss, procs := containerCost(prefix)
+	dlat := make([]time.Duration, len(ids))
+	start = time.Now()
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			if _, err := c.Destroy(context.Background(), id); err != nil {
+				b.Error(err)
+			}
+			dlat[i] = time.Since(t0)
+		}()
+	}
+	wg.Wait()
+	destroyAll := time.Since(start)
+	ids = nil
+	p50, p99 := percentiles(lat)
+	dp50, dp99 := percentiles(dlat)
+	b.ReportMetric(ms(p50), "launch-p50-ms")
+	b.ReportMetric(ms(p99), "launch-p99-ms")
+	b.ReportMetric(launchAll.Seconds(), "launch-all-s")
+	b.ReportMetric(destroyAll.Seconds(), "destroy-all-s")
+	b.ReportMetric(float64(pss)/float64(n)/1024, "container-pss-KiB")
+	b.ReportMetric(float64(procs)/float64(n), "procs/container")
+	b.ReportMetric(float64(int64(rssAfter)-int64(rssBefore))/float64(n)/1024, "agent-rss-KiB/container")
+	fmt.Printf("linux launcher (cgroup %s, %s), %d containers: launch p50 %v p99 %v; all launched in %v, destroyed together in %v "+
+		"(each destroy p50 %v p99 %v); per container %.1f processes, %.0f KiB PSS (init+task), agent RSS %+.1f KiB (%.0f MiB at %d running)\n",
+		mode, setup, n, p50.Round(time.Microsecond), p99.Round(time.Microsecond), launchAll.Round(time.Millisecond), destroyAll.Round(time.Millisecond),
+		dp50.Round(time.Microsecond), dp99.Round(time.Microsecond),
+		float64(procs)/float64(n), float64(pss)/float64(n)/1024, float64(int64(rssAfter)-int64(rssBefore))/float64(n)/1024, float64(rssAfter)/(1<<20), n)
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2], s[len(s)*99/100]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func selfRSS() uint64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			v, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
+			return v << 10
+		}
+	}
+	return 0
+}
+
+// containerCost sums the proportional set size of every process whose
+// environment carries the prefix (the inits and the tasks).
+func containerCost(prefix string) (pss uint64, procs int) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !strings.Contains(string(env), prefix) {
+			continue
+		}
+		procs++
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/smaps_rollup")
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "Pss:") {
+				v, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
+				pss += v << 10
+			}
+		}
+	}
+	return pss, procs
+}
