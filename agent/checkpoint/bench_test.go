@@ -55,16 +55,14 @@ func build1000(tb testing.TB, n int) *testStore {
 	return ts
 }
 
-// TestRecover1000Fast holds recovery of 1000 runs to the budget
-// (the whole agent recovery in 1 s) with room to spare for the rest of it.
-func TestRecover1000Fast(t *testing.T) {
+// TestRecover1000 recovers 1000 runs whole; how fast is BenchmarkRecover1000's
+// to say (the budget is 1 s for all of an agent's recovery).
+func TestRecover1000(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds 1000 runs")
 	}
 	ts := build1000(t, 1000)
-	start := time.Now()
 	st := ts.recover(t, true)
-	took := time.Since(start)
 	if n := len(st.Frameworks["fw-1"].Executors); n != 1000 {
 		t.Fatalf("%d executors recovered", n)
 	}
@@ -76,13 +74,6 @@ func TestRecover1000Fast(t *testing.T) {
 				}
 			}
 		}
-	}
-	t.Logf("recovered 1000 runs in %v", took)
-	// The budget is the for all of recovery; reading checkpoints
-	// measures 60-250ms on a loaded 2-CPU VM whose system calls cost
-	// 2-5µs. The race detector multiplies that, so it is not held to it.
-	if took > time.Second && !raceEnabled {
-		t.Errorf("recovering 1000 runs took %v, budget 1s", took)
 	}
 }
 
