@@ -5,7 +5,7 @@ BIN     := bin
 PORT    ?= 5050
 LDFLAGS := -s -w
 
-.PHONY: all build test test-unit test-conformance bench lint run proto clean
+.PHONY: all build test test-unit test-conformance vm-test bench lint run proto clean
 
 all: build
 
@@ -24,6 +24,14 @@ test-unit:
 
 test-conformance: build
 	cd integration/conformance && CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m ./...
+
+# The VM tier (README.md, "VM tests"): the root tests in qemu Debian guests
+# under systemd, cgroup v2 and v1. Needs root, qemu-system-x86, qemu-utils
+# and debootstrap (installed when missing). The image is cached under
+# build/vm. Settings: CORRAL_VM_* variables, or VMTEST_FLAGS (see -h).
+vm-test:
+	CGO_ENABLED=0 $(GO) build -o build/vm/vmtest ./integration/vm/cmd/vmtest
+	build/vm/vmtest $(VMTEST_FLAGS)
 
 bench: build
 	CORRAL_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...

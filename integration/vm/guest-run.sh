@@ -12,6 +12,23 @@ P=/mnt/payload
 O=/mnt/out
 say() { echo "corral-vmtest: $*" >/dev/console; }
 
+# hang_report prints what the guest is doing: every process with its
+# state and wait channel, and the kernel stack of each blocked (D) one.
+hang_report() {
+	echo "== $1 did not end $((CORRAL_VM_TEST_TIMEOUT + 30))s after its start"
+	ps -eo pid,ppid,stat,wchan:32,etime,args
+	for d in /proc/[0-9]*; do
+		case "$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "$d/status" 2>/dev/null)" in
+		D)
+			echo "-- blocked ${d#/proc/}: $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)"
+			cat "$d/stack" 2>/dev/null
+			;;
+		esac
+	done
+	echo "-- kernel log (tail)"
+	dmesg 2>/dev/null | tail -n 40
+}
+
 . "$P/config.env"
 mode=$(sed -n 's/.*corral\.vm_mode=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
 say "start mode=$mode"
@@ -35,6 +52,8 @@ export HOME=/root TMPDIR=/tmp
 		echo "controllers=$(cat /sys/fs/cgroup/cgroup.controllers)"
 	fi
 } >"$O/guest.env" 2>&1
+# Where the boot spent its time (under emulation every unit counts).
+{ systemd-analyze time; systemd-analyze blame --no-pager | head -n 20; } >"$O/boot.txt" 2>&1
 
 set -- -test.v -test.count=1 -test.timeout "${CORRAL_VM_TEST_TIMEOUT}s"
 [ "$CORRAL_VM_SHORT" = 1 ] && set -- "$@" -test.short
@@ -45,10 +64,24 @@ while read -r name dir; do
 	[ -n "$name" ] || continue
 	say "run $name"
 	cd "$dir" 2>/dev/null || cd /tmp
-	# -test.timeout panics with every goroutine's stack; timeout(1) is the
-	# backstop for a binary that hangs beyond that.
-	timeout -k 10 $((CORRAL_VM_TEST_TIMEOUT + 30)) /opt/corral/tests/"$name" "$@" >"$O/$name.out" 2>&1 </dev/null
+	# -test.timeout panics with every goroutine's stack. The watchdog is the
+	# backstop for a binary that hangs beyond that: it records what the
+	# guest was doing (processes, kernel stacks of blocked ones) in
+	# $name.hang, then kills the binary's process group.
+	setsid /opt/corral/tests/"$name" "$@" >"$O/$name.out" 2>&1 </dev/null &
+	pid=$!
+	(
+		sleep $((CORRAL_VM_TEST_TIMEOUT + 30))
+		kill -0 "$pid" 2>/dev/null || exit 0
+		say "hang $name: still running after $((CORRAL_VM_TEST_TIMEOUT + 30))s; see $name.hang"
+		hang_report "$name" >"$O/$name.hang" 2>&1
+		sync
+		kill -KILL -- "-$pid" 2>/dev/null
+	) &
+	watchdog=$!
+	wait "$pid"
 	rc=$?
+	kill "$watchdog" 2>/dev/null
 	echo "$rc" >"$O/$name.rc"
 	say "end $name rc=$rc"
 done <"$P/tests/manifest"

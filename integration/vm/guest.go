@@ -116,7 +116,7 @@ func QemuArgs(o BootOptions, mode Mode, share string) []string {
 	if o.Accel == "kvm" {
 		cpu = "host"
 	}
-	append_ := strings.Join(append([]string{"console=ttyS0", "root=/dev/vda", "rw", "panic=-1"},
+	append_ := strings.Join(append([]string{"console=ttyS0", "root=/dev/vda", "rw", "panic=-1", "loglevel=4"},
 		append(mode.KernelArgs, "corral.vmtest=1", "corral.vm_mode="+mode.Name)...), " ")
 	virtfs := func(path, tag string, ro bool) string {
 		s := fmt.Sprintf("local,path=%s,mount_tag=%s,security_model=none", path, tag)
@@ -137,7 +137,7 @@ func QemuArgs(o BootOptions, mode Mode, share string) []string {
 	}
 }
 
-var markerRE = regexp.MustCompile(`corral-vmtest: (start|run|end|done)\b ?(\S*)(?: rc=(-?\d+))?`)
+var markerRE = regexp.MustCompile(`corral-vmtest: (start|run|end|hang|done)\b ?(\S*)(?: rc=(-?\d+))?`)
 
 // Boot runs the suite in one guest of the given mode and collects results.
 // The guest is killed when it exceeds its timeouts or ctx ends.
@@ -326,6 +326,38 @@ func CountResults(r io.Reader) (pass, fail, skip int) {
 		}
 	}
 	return
+}
+
+// Skip is a skipped test and why (its last log line before the skip).
+type Skip struct{ Test, Reason string }
+
+var (
+	testEventRE = regexp.MustCompile(`^=== (?:RUN|NAME|CONT)\s+(\S+)`)
+	testLogRE   = regexp.MustCompile(`^\s+\S+\.go:\d+: (.*)`)
+	skipRE      = regexp.MustCompile(`^\s*--- SKIP: (\S+)`)
+)
+
+// Skipped lists the skipped tests of a go test -v output with their
+// reasons, in the order go test reported them.
+func Skipped(r io.Reader) []Skip {
+	var (
+		out     []Skip
+		current string
+		last    = map[string]string{}
+	)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := testEventRE.FindStringSubmatch(line); m != nil {
+			current = m[1]
+		} else if m := skipRE.FindStringSubmatch(line); m != nil {
+			out = append(out, Skip{Test: m[1], Reason: last[m[1]]})
+		} else if m := testLogRE.FindStringSubmatch(line); m != nil && current != "" {
+			last[current] = m[1]
+		}
+	}
+	return out
 }
 
 func readEnv(path string) map[string]string {

@@ -7,6 +7,7 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	_ "embed"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -46,7 +48,7 @@ var DefaultRecipe = Recipe{Suite: "bookworm", Variant: "minbase", DiskSize: "3G"
 
 // recipeVersion changes when the build steps below change in a way the
 // other fields do not show.
-const recipeVersion = "1"
+const recipeVersion = "2"
 
 // Hash names the image built from r.
 func (r Recipe) Hash() string {
@@ -86,6 +88,7 @@ func EnsureImage(ctx context.Context, cacheDir string, r Recipe, rebuild bool, l
 	if os.Geteuid() != 0 {
 		return img, false, fmt.Errorf("building the guest image needs root (debootstrap, chroot)")
 	}
+	log = &stampWriter{w: log, start: time.Now(), bol: true}
 	tmp := final + ".tmp"
 	os.RemoveAll(tmp)
 	defer os.RemoveAll(tmp)
@@ -99,10 +102,21 @@ func EnsureImage(ctx context.Context, cacheDir string, r Recipe, rebuild bool, l
 		cmd.Stdout, cmd.Stderr = log, log
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8",
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+		// Interrupted: end the whole process group (debootstrap runs dpkg
+		// and maintainer scripts below it), not only its leader.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 10 * time.Second
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("%s: %v", name, err)
 		}
 		return nil
+	}
+	// inTree runs a command that mounts things in the tree (debootstrap
+	// mounts /proc and /sys there) in a mount namespace of its own: when it
+	// ends, however it ends, its mounts are gone with the namespace.
+	inTree := func(name string, args ...string) error {
+		return run("unshare", append([]string{"--mount", "--propagation", "private", "--", name}, args...)...)
 	}
 	pkgs, err := packages()
 	if err != nil {
@@ -113,17 +127,32 @@ func EnsureImage(ctx context.Context, cacheDir string, r Recipe, rebuild bool, l
 		mirror = HostMirror()
 	}
 	start := time.Now()
-	if err := run("debootstrap", "--variant="+r.Variant, "--include="+pkgs, r.Suite, rootfs, mirror); err != nil {
+	// Two stages, so that provision.sh --pre-image can configure the tree
+	// before any package is configured: the first downloads and extracts,
+	// the second (chrooted) installs and configures.
+	if err := inTree("debootstrap", "--foreign", "--variant="+r.Variant, "--include="+pkgs, r.Suite, rootfs, mirror); err != nil {
+		return img, false, err
+	}
+	fmt.Fprintf(log, "debootstrap first stage took %v\n", time.Since(start).Round(time.Second))
+	script := filepath.Join(rootfs, "tmp", "provision.sh")
+	if err := os.WriteFile(script, ProvisionScript, 0o755); err != nil {
+		return img, false, err
+	}
+	if err := run("/bin/sh", script, "--pre-image", rootfs); err != nil {
+		return img, false, err
+	}
+	if err := inTree("chroot", rootfs, "/debootstrap/debootstrap", "--second-stage"); err != nil {
 		return img, false, err
 	}
 	fmt.Fprintf(log, "debootstrap took %v\n", time.Since(start).Round(time.Second))
-	if err := os.WriteFile(filepath.Join(rootfs, "tmp", "provision.sh"), ProvisionScript, 0o755); err != nil {
+	// The second stage empties /tmp.
+	if err := os.WriteFile(script, ProvisionScript, 0o755); err != nil {
 		return img, false, err
 	}
-	if err := run("chroot", rootfs, "/bin/sh", "/tmp/provision.sh", "--image"); err != nil {
+	if err := inTree("chroot", rootfs, "/bin/sh", "/tmp/provision.sh", "--image"); err != nil {
 		return img, false, err
 	}
-	os.Remove(filepath.Join(rootfs, "tmp", "provision.sh"))
+	os.Remove(script)
 	timg := imageAt(tmp)
 	for _, f := range []struct{ glob, to string }{{"vmlinuz-*", timg.Kernel}, {"initrd.img-*", timg.Initrd}} {
 		m, _ := filepath.Glob(filepath.Join(rootfs, "boot", f.glob))
@@ -155,9 +184,10 @@ func EnsureImage(ctx context.Context, cacheDir string, r Recipe, rebuild bool, l
 		return img, false, err
 	}
 	// Images of older recipes are dead weight (~300 MB each).
+	// Only image directories: image-build.log sits beside them.
 	old, _ := filepath.Glob(filepath.Join(cacheDir, "image-*"))
 	for _, o := range old {
-		if o != final {
+		if fi, err := os.Stat(o); err == nil && fi.IsDir() && o != final {
 			os.RemoveAll(o)
 		}
 	}
@@ -240,4 +270,35 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// stampWriter prefixes every line with the seconds since start, so the
+// build log shows where an image build spends its time.
+type stampWriter struct {
+	w     io.Writer
+	start time.Time
+	bol   bool // at the beginning of a line
+}
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if s.bol {
+			if _, err := fmt.Fprintf(s.w, "[%6.1fs] ", time.Since(s.start).Seconds()); err != nil {
+				return 0, err
+			}
+			s.bol = false
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			_, err := s.w.Write(p)
+			return n, err
+		}
+		if _, err := s.w.Write(p[:i+1]); err != nil {
+			return 0, err
+		}
+		p = p[i+1:]
+		s.bol = true
+	}
+	return n, nil
 }

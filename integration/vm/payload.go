@@ -12,11 +12,17 @@ import (
 	"strings"
 )
 
-// Packages whose tests import one of these run in the VMs by default: they
-// are the tests that need root, real binaries or a guest.
-var defaultMarkers = []string{
-	"github.com/corral/corral/internal/testsupport",
-	"github.com/corral/corral/integration/vm/vmenv",
+// DefaultPatterns are the packages the VMs run by default: those with the
+// root tests (real cgroups, namespaces, processes, the agent end to end)
+// and the guest-only checks. Patterns whose directory does not exist yet
+// (integration/e2e on an older tree) are left out; packages without tests
+// are dropped, so a package gains a place here by having tests.
+var DefaultPatterns = []string{
+	"./launcher/...",
+	"./isolators/...",
+	"./agent/...",
+	"./integration/e2e/...",
+	"./integration/vm/guestcheck",
 }
 
 // TestPackage is one package compiled into a test binary for the guest.
@@ -81,13 +87,16 @@ func goEnv() []string {
 	return append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 }
 
-// SelectPackages lists the packages to run: those matching o.Patterns, or
-// by default every package whose tests import a default marker. Packages
-// without tests are dropped.
+// SelectPackages lists the packages to run: those matching o.Patterns
+// (every package with o.All), by default DefaultPatterns. Packages without
+// tests are dropped.
 func SelectPackages(ctx context.Context, o PayloadOptions) ([]TestPackage, error) {
 	patterns := o.Patterns
-	if len(patterns) == 0 {
+	switch {
+	case o.All:
 		patterns = []string{"./..."}
+	case len(patterns) == 0:
+		patterns = existing(o.Root, DefaultPatterns)
 	}
 	pkgs, err := goList(ctx, o, patterns)
 	if err != nil {
@@ -102,8 +111,8 @@ func SelectPackages(ctx context.Context, o PayloadOptions) ([]TestPackage, error
 		if p.Tests == 0 {
 			continue
 		}
-		if len(o.Patterns) == 0 && !o.All && !slices.ContainsFunc(p.Imports, func(i string) bool { return slices.Contains(defaultMarkers, i) }) {
-			continue
+		if slices.ContainsFunc(out, func(q TestPackage) bool { return q.ImportPath == p.ImportPath }) {
+			continue // matched by two patterns
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, mod), "/")
 		if rel == "" {
@@ -112,6 +121,18 @@ func SelectPackages(ctx context.Context, o PayloadOptions) ([]TestPackage, error
 		out = append(out, TestPackage{ImportPath: p.ImportPath, Dir: p.Dir, Name: strings.ReplaceAll(rel, "/", "_") + ".test"})
 	}
 	return out, nil
+}
+
+// existing keeps the relative patterns whose directory exists under root.
+func existing(root string, patterns []string) []string {
+	var out []string
+	for _, p := range patterns {
+		dir := strings.TrimSuffix(strings.TrimSuffix(p, "..."), "/")
+		if fi, err := os.Stat(filepath.Join(root, dir)); err == nil && fi.IsDir() {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func modulePath(ctx context.Context, o PayloadOptions) (string, error) {

@@ -28,6 +28,31 @@ FAIL
 	}
 }
 
+func TestSkipped(t *testing.T) {
+	out := `=== RUN   TestA
+    a_test.go:5: needs a Corral test VM (make vm-test sets CORRAL_VM_MODE)
+--- SKIP: TestA (0.00s)
+=== RUN   TestB
+=== RUN   TestB/v1
+    helpers_linux_test.go:57: no cgroup v1 freezer hierarchy
+=== RUN   TestB/v2
+    b_test.go:9: some log
+=== NAME  TestB
+    b_test.go:12: after
+--- PASS: TestB (0.01s)
+    --- SKIP: TestB/v1 (0.00s)
+    --- PASS: TestB/v2 (0.00s)
+`
+	got := Skipped(strings.NewReader(out))
+	want := []Skip{
+		{"TestA", "needs a Corral test VM (make vm-test sets CORRAL_VM_MODE)"},
+		{"TestB/v1", "no cgroup v1 freezer hierarchy"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
 func TestGuestCounts(t *testing.T) {
 	g := &GuestResult{Packages: []PackageResult{
 		{Name: "a.test", RC: 0, Pass: 3, Skip: 1},
@@ -74,6 +99,14 @@ func TestScriptsParse(t *testing.T) {
 		if out, err := exec.Command("sh", "-n", f).CombinedOutput(); err != nil {
 			t.Errorf("sh -n %s: %v\n%s", f, err, out)
 		}
+	}
+}
+
+func TestExisting(t *testing.T) {
+	got := existing("../..", []string{"./launcher/...", "./no/such/dir/...", "./integration/vm/guestcheck"})
+	want := []string{"./launcher/...", "./integration/vm/guestcheck"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("existing = %q, want %q", got, want)
 	}
 }
 

@@ -171,10 +171,13 @@ func run(t *testing.T, c *containerizer.Containerizer, cfg *containerizer.Config
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// A hang guard, not a timing check: emulated VM guests fork only a few
+	// processes a second.
+	const limit = 2 * time.Minute
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached in 10s", what)
+			t.Fatalf("%s: not reached in %v", what, limit)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

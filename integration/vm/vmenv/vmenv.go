@@ -6,8 +6,8 @@
 // The guests set CORRAL_VM_MODE to "v2" (unified cgroup hierarchy) or "v1"
 // (hybrid), and CORRAL_VM to "qemu" (make vm-test) or "vagrant" (the
 // Vagrantfile's boxes). Any package's tests can use it; the VM tier runs by
-// default every package whose tests import this package or
-// internal/testsupport.
+// default the packages of vm.DefaultPatterns (launcher, isolators, agent,
+// integration/e2e and guestcheck), CORRAL_VM_PKGS chooses others.
 package vmenv
 
 import (

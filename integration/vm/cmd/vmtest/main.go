@@ -50,24 +50,28 @@ func envBool(name string, def bool) bool {
 func main() {
 	var (
 		modes       = flag.String("modes", env("CORRAL_VM_MODES", "v2,v1"), "cgroup modes to boot, comma separated (v2, v1) [CORRAL_VM_MODES]")
-		pkgs        = flag.String("pkgs", env("CORRAL_VM_PKGS", ""), "go package patterns to test, space separated; 'all' for every package with tests; default: packages whose tests import internal/testsupport or integration/vm/vmenv [CORRAL_VM_PKGS]")
+		pkgs        = flag.String("pkgs", env("CORRAL_VM_PKGS", ""), "go package patterns to test, space separated; 'all' for every package with tests; default: "+strings.Join(vm.DefaultPatterns, " ")+" [CORRAL_VM_PKGS]")
 		run         = flag.String("run", env("CORRAL_VM_RUN", ""), "-test.run regexp [CORRAL_VM_RUN]")
 		short       = flag.Bool("short", envBool("CORRAL_VM_SHORT", true), "run tests with -test.short [CORRAL_VM_SHORT]")
 		testTimeout = flag.Int("test-timeout", envInt("CORRAL_VM_TEST_TIMEOUT", 300), "seconds per test binary in the guest [CORRAL_VM_TEST_TIMEOUT]")
 		bootTimeout = flag.Int("boot-timeout", envInt("CORRAL_VM_BOOT_TIMEOUT", 240), "seconds from qemu start to the suite's start [CORRAL_VM_BOOT_TIMEOUT]")
-		timeout     = flag.Int("timeout", envInt("CORRAL_VM_TIMEOUT", 0), "hard seconds per guest; 0: boot timeout + per-binary timeouts + 2 min [CORRAL_VM_TIMEOUT]")
+		timeout     = flag.Int("timeout", envInt("CORRAL_VM_TIMEOUT", 900), "hard limit per guest in seconds, boot included: the guest is killed and the mode fails past it [CORRAL_VM_TIMEOUT]")
 		accel       = flag.String("accel", env("CORRAL_VM_ACCEL", "auto"), "auto (KVM when it boots, else TCG), kvm or tcg [CORRAL_VM_ACCEL]")
 		cache       = flag.String("dir", env("CORRAL_VM_DIR", ""), "build directory: image cache and run results; default <repo>/build/vm [CORRAL_VM_DIR]")
 		mirror      = flag.String("mirror", env("CORRAL_VM_MIRROR", ""), "Debian mirror for debootstrap; default: the host's apt mirror [CORRAL_VM_MIRROR]")
-		memory      = flag.Int("memory", envInt("CORRAL_VM_MEMORY", 1024), "guest memory in MiB [CORRAL_VM_MEMORY]")
+		memory      = flag.Int("memory", envInt("CORRAL_VM_MEMORY", 2048), "guest memory in MiB [CORRAL_VM_MEMORY]")
 		cpus        = flag.Int("cpus", envInt("CORRAL_VM_CPUS", 2), "guest CPUs [CORRAL_VM_CPUS]")
 		parallel    = flag.Bool("parallel", envBool("CORRAL_VM_PARALLEL", runtime.NumCPU() >= 4), "boot the modes at the same time [CORRAL_VM_PARALLEL]")
+		showSkips   = flag.Bool("skips", envBool("CORRAL_VM_SKIPS", true), "list skipped tests with their reasons [CORRAL_VM_SKIPS]")
 		verbose     = flag.Bool("v", envBool("CORRAL_VM_VERBOSE", false), "stream the guests' serial consoles [CORRAL_VM_VERBOSE]")
 		rebuild     = flag.Bool("rebuild", false, "rebuild the image even when a cached one matches")
 		imageOnly   = flag.Bool("image-only", false, "build (or check) the image and stop")
 		shell       = flag.String("shell", "", "boot MODE interactively on this terminal (root autologin, no tests; poweroff to leave)")
 	)
 	flag.Parse()
+	// debootstrap, chroot and mkfs.ext4 live in sbin, which a non-login
+	// root shell (sudo, su) may not have on PATH; exec looks them up here.
+	os.Setenv("PATH", os.Getenv("PATH")+":/usr/local/sbin:/usr/sbin:/sbin")
 	log.SetPrefix("vmtest: ")
 	log.SetFlags(log.Ltime)
 
@@ -95,13 +99,13 @@ func main() {
 	if img := filepath.Join(dir, "image-"+recipe.Hash()); !*rebuild && exists(filepath.Join(img, "disk.qcow2")) {
 		log.Printf("image %s (cached)", rel(root, img))
 	} else {
-		log.Printf("building the guest image (debootstrap %s, ~2-3 min); log: %s", recipe.Suite, rel(root, buildLog.Name()))
+		log.Printf("building the guest image (debootstrap %s, ~5 min); log: %s", recipe.Suite, rel(root, buildLog.Name()))
 	}
 	img, built, err := vm.EnsureImage(ctx, dir, recipe, *rebuild, buildLog)
 	buildLog.Close()
 	if err != nil {
 		log.Printf("image build failed: %v; tail of %s:", err, buildLog.Name())
-		printTail(buildLog.Name(), 30)
+		printTail(buildLog.Name(), 30, os.Stderr)
 		os.Exit(1)
 	}
 	imageTime := time.Since(t0)
@@ -159,8 +163,8 @@ func main() {
 
 	// 4. The guests.
 	hard := time.Duration(*timeout) * time.Second
-	if hard == 0 {
-		hard = time.Duration(*bootTimeout+len(sel)*(*testTimeout+45)+120) * time.Second
+	if hard <= 0 {
+		log.Fatalf("-timeout %d: want a positive number of seconds", *timeout)
 	}
 	var console io.Writer
 	if *verbose {
@@ -253,8 +257,20 @@ func main() {
 				fmt.Printf("  (exit %d)", p.RC)
 			}
 			fmt.Println()
-			if p.RC != 0 && p.RC != -1 {
+			switch {
+			case p.RC == -1:
+				// The guest was killed in the middle of it: where was it?
+				fmt.Printf("        (did not finish; the tail of its output)\n")
+				printTail(p.Output, 30, os.Stdout)
+			case p.RC != 0:
 				printFailures(p.Output)
+			}
+			if hang := strings.TrimSuffix(p.Output, ".out") + ".hang"; exists(hang) {
+				fmt.Printf("        (hung; the guest's state, from %s)\n", rel(root, hang))
+				printHead(hang, 60)
+			}
+			if *showSkips {
+				printSkips(p.Output)
 			}
 		}
 		if r.Err != nil {
@@ -325,6 +341,22 @@ func printFailures(path string) {
 	}
 }
 
+// printSkips lists the skipped tests of one binary with their reasons.
+func printSkips(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for _, s := range vm.Skipped(f) {
+		reason := s.Reason
+		if len(reason) > 110 {
+			reason = reason[:107] + "..."
+		}
+		fmt.Printf("        skip %s: %s\n", s.Test, reason)
+	}
+}
+
 func shellBoot(img vm.Image, mode vm.Mode, accel string, memory, cpus int) error {
 	cpu := "max"
 	if accel == "kvm" {
@@ -348,6 +380,7 @@ func ensureTools() error {
 		"qemu-img":           "qemu-utils",
 		"debootstrap":        "debootstrap",
 		"mkfs.ext4":          "e2fsprogs",
+		"unshare":            "util-linux",
 	}
 	var missing []string
 	for bin, pkg := range need {
@@ -374,8 +407,6 @@ func ensureTools() error {
 			return fmt.Errorf("apt-get %s: %v", args[0], err)
 		}
 	}
-	// sbin may not be on a non-login root PATH.
-	os.Setenv("PATH", os.Getenv("PATH")+":/usr/sbin:/sbin")
 	return nil
 }
 
@@ -419,11 +450,22 @@ func firstLine(err error) string {
 	return s
 }
 
-func printTail(path string, n int) {
+func printTail(path string, n int, w io.Writer) {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	for _, l := range lines[max(0, len(lines)-n):] {
-		fmt.Fprintln(os.Stderr, "    "+l)
+		fmt.Fprintln(w, "        "+l)
+	}
+}
+
+func printHead(path string, n int) {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for _, l := range lines[:min(n, len(lines))] {
+		fmt.Println("        " + l)
+	}
+	if len(lines) > n {
+		fmt.Printf("        ... (%d more lines)\n", len(lines)-n)
 	}
 }
 
