@@ -13,14 +13,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/corral/corral/agent/checkpoint"
 	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/internal/version"
 	"google.golang.org/protobuf/proto"
 )
@@ -36,14 +39,27 @@ type Agent struct {
 
 	master  *httpapi.Client
 	updates *updateManager
+	// store holds the checkpoints under <work_dir>/meta: everything the
+	// agent runs for frameworks with FrameworkInfo.checkpoint is written
+	// there before it is acted on, and recovered after a restart.
+	store *checkpoint.Store
+	// fail stops Run with an error (a checkpoint that cannot be written:
+	// the agent must not act on what it cannot record).
+	fail context.CancelCauseFunc
+	// sendSlots bounds the calls to the master in flight: after a restart
+	// a thousand streams resend their heads at once, and as many
+	// concurrent requests would each open a connection.
+	sendSlots chan struct{}
 
 	mu         sync.Mutex
 	agentID    string
+	bootID     string
 	masterInfo *mesos.MasterInfo
 	connected  bool
 	frameworks map[string]*framework
 	// completed keeps recently ended executors for /state.
 	completed []*executor
+	recovery  recoveryStats
 }
 
 // New validates the configuration, builds the containerizer and binds the
@@ -56,26 +72,84 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	store, err := checkpoint.Open(cfg.WorkDir, checkpoint.Options{Log: cfg.Log, BootIDPath: cfg.BootIDPath})
+	if err != nil {
+		return nil, fmt.Errorf("--work_dir: %w", err)
+	}
+	if _, err := store.CurrentBootID(); err != nil {
+		return nil, err
+	}
 	cz, err := buildContainerizer(&cfg)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.Port)))
+	// Ended containers keep their runtime record (the task's exit status)
+	// until their end is checkpointed.
+	cz.RetainEnded()
+	ln, err := listen(cfg, store)
 	if err != nil {
-		return nil, fmt.Errorf("--ip/--port: %w", err)
+		return nil, err
 	}
 	cfg.Port = ln.Addr().(*net.TCPAddr).Port
 	a := &Agent{
 		cfg: cfg, log: cfg.Log.With("component", "agent"), total: total, cz: cz, ln: ln, start: time.Now(),
-		frameworks: map[string]*framework{},
+		frameworks: map[string]*framework{}, store: store,
 		master: &httpapi.Client{
 			URL:   "http://" + cfg.Master + "/internal/v1/agent",
 			Codec: codec.Protobuf,
+			HTTP:  masterHTTPClient(),
 		},
+		sendSlots: make(chan struct{}, maxMasterCalls),
 	}
 	a.updates = newUpdateManager(a.log, cfg.StatusUpdateRetryMin, cfg.StatusUpdateRetryMax, a.forwardUpdate, a.updateAcknowledged)
+	a.updates.checkpointAck = a.checkpointAck
 	return a, nil
 }
+
+// maxMasterCalls is how many calls to the master may be in flight at once.
+const maxMasterCalls = 16
+
+// masterHTTPClient keeps enough connections to the master alive for
+// maxMasterCalls concurrent calls (the default transport keeps 2) and, like
+// httpapi's default, follows no redirect.
+func masterHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = maxMasterCalls + 2
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// listen binds the agent's API. With --port=0 an agent that ran here
+// before takes its old port again when it is free: the executors it
+// recovers find their agent at MESOS_AGENT_ENDPOINT, which names it.
+func listen(cfg Config, store *checkpoint.Store) (net.Listener, error) {
+	if cfg.Port == 0 {
+		if info, err := store.ReadAgentInfo(); err == nil && info.GetPort() > 0 {
+			ln, err := net.Listen("tcp", net.JoinHostPort(cfg.IP, strconv.Itoa(int(info.GetPort()))))
+			if err == nil {
+				return ln, nil
+			}
+			cfg.Log.Warn("the port of the agent's last run is taken; recovered executors will not find the agent", "port", info.GetPort(), "err", err)
+		}
+	}
+	addr := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.Port))
+	// A restarted agent's port can stay busy for a moment after its last
+	// run died (the kernel still tearing down that run's sockets): retried
+	// briefly rather than failing the restart.
+	deadline := time.Now().Add(listenRetry)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			return ln, nil
+		}
+		if cfg.Port == 0 || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("--ip/--port: %w", err)
+		}
+		time.Sleep(wait)
+	}
+}
+
+// listenRetry bounds how long the agent waits for its port to be free.
+const listenRetry = 10 * time.Second
 
 func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
 	opts := cfg.containerOptions()
@@ -110,25 +184,101 @@ func (a *Agent) ID() string {
 	return a.agentID
 }
 
-// Run serves the agent's HTTP API and keeps it registered with the master
-// until ctx ends; then it destroys its containers.
+// Run recovers what the agent's checkpoints hold, serves the agent's HTTP
+// API and keeps it registered with the master until ctx ends. Containers of
+// frameworks that checkpoint outlive it (a restarted agent re-attaches
+// them); the others are destroyed on the way out, and with --recover=cleanup
+// all of them are.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	a.mu.Lock()
+	a.fail = fail
+	a.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RecoveryTimeout)
+	err := a.recover(rctx)
+	cancel()
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(a.ln) }()
+	// Recovered executors re-subscribe from now on, within their timeout.
+	a.startReregistrationTimers()
 	a.log.Info("agent listening", "endpoint", a.Endpoint(), "master", a.cfg.Master, "resources", a.total.String(),
 		"launcher", a.cfg.Launcher, "isolation", a.cfg.Isolation)
-	go a.masterLoop(ctx)
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		a.masterLoop(ctx)
+	}()
+	if err := sdnotify.Ready(); err != nil {
+		a.log.Warn("telling systemd the agent is ready", "err", err)
+	}
+	go func() {
+		if err := sdnotify.Watchdog(ctx, a.healthy); err != nil {
+			a.log.Warn("systemd watchdog", "err", err)
+		}
+	}()
+	var runErr error
 	select {
 	case <-ctx.Done():
+		var fe *fatalError
+		if errors.As(context.Cause(ctx), &fe) {
+			runErr = fe
+		}
 	case err := <-errc:
-		return fmt.Errorf("agent HTTP server: %w", err)
+		runErr = fmt.Errorf("agent HTTP server: %w", err)
 	}
+	if err := sdnotify.Stopping(); err != nil {
+		a.log.Warn("telling systemd the agent is stopping", "err", err)
+	}
+	fail(nil) // the master link ends with the agent's HTTP server
 	a.shutdownAll()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
-	return nil
+	// Its last event handled (and checkpointed) before Run returns.
+	<-loopDone
+	return runErr
+}
+
+// fatalError is what stops the agent from inside: it can no longer keep
+// its invariants (a checkpoint write failed).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return "agent stopped: " + e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// fatal stops the agent as Mesos aborts on a failed checkpoint: nothing it
+// cannot record may be acted on. Its containers keep running; a restarted
+// agent recovers them from what was recorded.
+func (a *Agent) fatal(err error) {
+	a.log.Error("stopping the agent: a checkpoint could not be written", "err", err)
+	a.mu.Lock()
+	fail := a.fail
+	a.mu.Unlock()
+	if fail != nil {
+		fail(&fatalError{err})
+	}
+}
+
+// healthy is the systemd watchdog's check: the agent's state lock must be
+// free within a few seconds (a deadlock withholds the ping).
+func (a *Agent) healthy() error {
+	got := make(chan struct{})
+	go func() {
+		a.mu.Lock()
+		a.mu.Unlock() //nolint:staticcheck // an empty critical section is the probe
+		close(got)
+	}()
+	select {
+	case <-got:
+		return nil
+	case <-time.After(5 * time.Second):
+		return errors.New("agent state lock held for more than 5s")
+	}
 }
 
 // Handler is the agent's HTTP API.
@@ -194,11 +344,22 @@ func (a *Agent) subscribe(ctx context.Context) error {
 			if hb := s.GetHeartbeatIntervalSeconds(); hb > 0 {
 				sub.SetIdle(time.Duration(3 * hb * float64(time.Second)))
 			}
+			id := s.GetAgentId().GetValue()
 			a.mu.Lock()
-			a.agentID = s.GetAgentId().GetValue()
+			old := a.agentID
+			a.agentID = id
 			a.masterInfo = s.GetMasterInfo()
+			info := a.agentInfoLocked()
 			a.mu.Unlock()
-			a.log.Info("registered with master", "agent", s.GetAgentId().GetValue(), "master", s.GetMasterInfo().GetId())
+			if old != "" && old != id {
+				a.log.Error("the master gave this agent a new ID; what it recovered stays under the old one", "old", old, "new", id)
+			}
+			// The ID is durable before anything is launched under it.
+			if err := a.store.WriteAgentInfo(ctx, info); err != nil {
+				a.fatal(fmt.Errorf("checkpointing agent info: %w", err))
+				return fmt.Errorf("checkpointing agent info: %w", err)
+			}
+			a.log.Info("registered with master", "agent", id, "master", s.GetMasterInfo().GetId(), "reregistered", old == id)
 			a.setConnected(true)
 		case cluster.Event_HEARTBEAT:
 		case cluster.Event_ERROR:
@@ -209,14 +370,26 @@ func (a *Agent) subscribe(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) subscribeCall() *cluster.Call {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+func (a *Agent) agentInfoLocked() *mesos.AgentInfo {
 	info := &mesos.AgentInfo{
 		Hostname:  proto.String(a.cfg.Hostname),
 		Port:      proto.Int32(int32(a.cfg.Port)),
 		Resources: a.total,
 	}
+	if a.agentID != "" {
+		info.Id = &mesos.AgentID{Value: proto.String(a.agentID)}
+	}
+	return info
+}
+
+// subscribeCall is the (re-)registration: with the agent ID of the last
+// run, it carries every framework, custom executor and task the agent
+// knows, tasks whose terminal updates are not yet acknowledged included, so
+// the master can reconcile.
+func (a *Agent) subscribeCall() *cluster.Call {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	info := a.agentInfoLocked()
 	call := &cluster.Call{
 		Type: cluster.Call_SUBSCRIBE.Enum(),
 		Subscribe: &cluster.Call_Subscribe{
@@ -231,7 +404,6 @@ func (a *Agent) subscribeCall() *cluster.Call {
 	}
 	if a.agentID != "" {
 		call.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
-		info.Id = call.AgentId
 	}
 	for _, fw := range a.frameworks {
 		call.Subscribe.Frameworks = append(call.Subscribe.Frameworks, fw.info)
@@ -243,6 +415,11 @@ func (a *Agent) subscribeCall() *cluster.Call {
 				call.Subscribe.Tasks = append(call.Subscribe.Tasks, t.message(a.agentID, fw.id, ex))
 			}
 		}
+		for _, ex := range fw.ended {
+			for _, t := range ex.tasks {
+				call.Subscribe.Tasks = append(call.Subscribe.Tasks, t.message(a.agentID, fw.id, ex))
+			}
+		}
 	}
 	return call
 }
@@ -250,6 +427,8 @@ func (a *Agent) subscribeCall() *cluster.Call {
 // callMaster posts a call on the current stream, without blocking the caller
 // on the network.
 func (a *Agent) callMaster(call *cluster.Call) {
+	a.sendSlots <- struct{}{}
+	defer func() { <-a.sendSlots }()
 	a.mu.Lock()
 	call.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
 	a.mu.Unlock()
@@ -277,8 +456,11 @@ func (a *Agent) handleMasterEvent(ev *cluster.Event) {
 		k := ev.GetKillTask()
 		a.killTask(k.GetFrameworkId().GetValue(), k.GetTaskId().GetValue(), k.GetKillPolicy())
 	case cluster.Event_ACKNOWLEDGE:
+		// Off the event loop: checkpointing an ack is an fsync, and acks of
+		// different tasks need not wait for each other. One task's acks
+		// cannot overtake each other: only its stream's head is in flight.
 		ack := ev.GetAcknowledge()
-		a.updates.Acknowledge(ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid())
+		go a.updates.Acknowledge(ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid())
 	case cluster.Event_SHUTDOWN_FRAMEWORK:
 		a.shutdownFramework(ev.GetShutdownFramework().GetFrameworkId().GetValue())
 	case cluster.Event_SHUTDOWN_EXECUTOR:
@@ -303,27 +485,41 @@ func (a *Agent) executorLocked(fwID, exID string) *executor {
 	return nil
 }
 
-// shutdownAll destroys every container when the agent stops. (Keeping
-// tasks across agent restarts is the checkpointing work's.)
+// shutdownAll runs when the agent stops. Containers of frameworks that
+// checkpoint keep running for the next agent to re-attach; the others
+// cannot be recovered and are destroyed, as are all of them with
+// --recover=cleanup.
 func (a *Agent) shutdownAll() {
 	a.mu.Lock()
 	var all []*executor
+	kept := 0
 	for _, fw := range a.frameworks {
 		for _, ex := range fw.executors {
+			if fw.info.GetCheckpoint() && a.cfg.Recover != RecoverCleanup {
+				kept++
+				continue
+			}
 			all = append(all, ex)
 		}
 	}
 	a.mu.Unlock()
+	a.log.Info("agent stopping", "destroying_executors", len(all), "keeping_executors", kept)
 	var wg sync.WaitGroup
 	for _, ex := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, id := range ex.containerIDs() {
+			a.mu.Lock()
+			cids := ex.containerIDs()
+			a.mu.Unlock()
+			for _, id := range cids {
 				_, err := a.cz.Destroy(context.Background(), id)
 				if err != nil && !errors.Is(err, os.ErrNotExist) {
 					a.log.Warn("destroying container at shutdown", "container", id, "err", err)
 				}
+				// Nothing will recover it: its runtime record goes now, not
+				// when its end is reported (the agent is going away).
+				a.cz.Forget(id)
 			}
 		}()
 	}

@@ -81,7 +81,31 @@ type Config struct {
 	// ExecutorShutdownGracePeriod is given to executors to shut down
 	// (--executor_shutdown_grace_period).
 	ExecutorShutdownGracePeriod time.Duration
-	// StatusUpdateRetryMin/Max bound the status update resend backoff.
+	// ExecutorReregistrationTimeout bounds how long a custom executor that
+	// was running when the agent restarted may take to re-subscribe
+	// (--executor_reregistration_timeout, default 2s as Mesos); after it,
+	// the executor is destroyed and its tasks become TASK_GONE (partition-
+	// aware frameworks) or TASK_LOST with
+	// REASON_EXECUTOR_REREGISTRATION_TIMEOUT.
+	ExecutorReregistrationTimeout time.Duration
+	// Recover is --recover: "reconnect" (the default) re-attaches the
+	// containers the checkpoints name after a restart; "cleanup" destroys
+	// them at start-up (their tasks are reported TASK_GONE/TASK_LOST) and
+	// makes a stopping agent destroy every container, as before an
+	// incompatible upgrade.
+	Recover string
+	// NonStrict is --strict=false: a damaged checkpoint is logged, counted
+	// and skipped (with what depends on it) instead of stopping the agent.
+	NonStrict bool
+	// RecoveryTimeout is --recovery_timeout (default 15 minutes): the bound
+	// on the agent's own recovery, and how long checkpointing executors keep
+	// trying to re-subscribe to a restarting agent (MESOS_RECOVERY_TIMEOUT).
+	RecoveryTimeout time.Duration
+	// BootIDPath overrides /proc/sys/kernel/random/boot_id (tests simulate
+	// a reboot by changing the file it names).
+	BootIDPath string
+	// StatusUpdateRetryMin/Max bound the status update resend backoff
+	// (Mesos: 10 s doubling to 10 min).
 	StatusUpdateRetryMin time.Duration
 	StatusUpdateRetryMax time.Duration
 	// RegistrationBackoffFactor seeds the (re-)registration backoff
@@ -93,6 +117,12 @@ type Config struct {
 	Flags map[string]string
 	Log   *slog.Logger
 }
+
+// --recover values.
+const (
+	RecoverReconnect = "reconnect"
+	RecoverCleanup   = "cleanup"
+)
 
 // DefaultIsolation is what the agent runs with when --isolation is unset.
 const DefaultIsolation = "posix/cpu,posix/mem"
@@ -143,11 +173,27 @@ func (c *Config) defaults() error {
 	if c.ExecutorShutdownGracePeriod <= 0 {
 		c.ExecutorShutdownGracePeriod = 5 * time.Second
 	}
+	if c.ExecutorReregistrationTimeout <= 0 {
+		c.ExecutorReregistrationTimeout = 2 * time.Second
+	}
+	if c.RecoveryTimeout <= 0 {
+		c.RecoveryTimeout = 15 * time.Minute
+	}
+	switch c.Recover {
+	case "":
+		c.Recover = RecoverReconnect
+	case RecoverReconnect, RecoverCleanup:
+	default:
+		return fmt.Errorf("--recover: %q is neither %q nor %q", c.Recover, RecoverReconnect, RecoverCleanup)
+	}
 	if c.StatusUpdateRetryMin <= 0 {
 		c.StatusUpdateRetryMin = 10 * time.Second
 	}
 	if c.StatusUpdateRetryMax <= 0 {
 		c.StatusUpdateRetryMax = 10 * time.Minute
+	}
+	if c.StatusUpdateRetryMax < c.StatusUpdateRetryMin {
+		return fmt.Errorf("--status_update_retry_interval_max (%s) is below --status_update_retry_interval_min (%s)", c.StatusUpdateRetryMax, c.StatusUpdateRetryMin)
 	}
 	if c.RegistrationBackoffFactor <= 0 {
 		c.RegistrationBackoffFactor = time.Second

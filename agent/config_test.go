@@ -79,11 +79,28 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{Config{Master: "m:1"}, "--work_dir"},
 		{Config{Master: "m:1", WorkDir: "/tmp/x", IP: "not-an-ip"}, "--ip"},
 		{Config{Master: "m:1", WorkDir: "/tmp/x", Port: 70000}, "--port"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", Recover: "restore"}, "--recover"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", StatusUpdateRetryMin: time.Hour, StatusUpdateRetryMax: time.Minute}, "--status_update_retry_interval_max"},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.defaults()
 		if err == nil || !strings.Contains(err.Error(), tc.flag) {
 			t.Errorf("%+v: err = %v, want it to name %s", tc.cfg, err, tc.flag)
 		}
+	}
+}
+
+func TestRecoveryDefaults(t *testing.T) {
+	c := Config{Master: "m:1", WorkDir: t.TempDir(), Launcher: "posix"}
+	if err := c.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Recover != RecoverReconnect || c.NonStrict || c.ExecutorReregistrationTimeout != 2*time.Second ||
+		c.RecoveryTimeout != 15*time.Minute || c.StatusUpdateRetryMin != 10*time.Second || c.StatusUpdateRetryMax != 10*time.Minute {
+		t.Errorf("defaults: recover %q non-strict %v rereg %v recovery %v retry %v..%v; want Mesos' reconnect, strict, 2s, 15m, 10s..10m",
+			c.Recover, c.NonStrict, c.ExecutorReregistrationTimeout, c.RecoveryTimeout, c.StatusUpdateRetryMin, c.StatusUpdateRetryMax)
+	}
+	if got := subscriptionBackoffMax(c.ExecutorReregistrationTimeout); got != 500*time.Millisecond {
+		t.Errorf("executor re-subscription backoff cap %v, want 500ms (a quarter of the re-registration timeout)", got)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sort"
 	"time"
 
+	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
@@ -64,11 +66,45 @@ func (a *Agent) launchExecutor(ex *executor) {
 		}
 	})
 	a.mu.Unlock()
+	a.superviseExecutor(ex)
+}
+
+// superviseExecutor waits for a custom executor's container to end and
+// ends its tasks.
+func (a *Agent) superviseExecutor(ex *executor) {
 	term, err := a.cz.Wait(context.Background(), ex.containerID)
 	if err != nil {
 		a.executorTerminated(ex, mesos.TaskStatus_REASON_EXECUTOR_TERMINATED, "Lost track of the executor: "+err.Error(), nil)
 		return
 	}
+	a.mu.Lock()
+	relaunch := term.NotStarted && ex.recovered && !ex.shuttingDown
+	if relaunch {
+		// Re-attached after a restart, it never got its go-ahead: the
+		// executor never ran, and neither did its tasks. It starts now.
+		ex.recovered = false
+		if ex.reregTimer != nil {
+			ex.reregTimer.Stop()
+		}
+		for _, t := range ex.tasks {
+			if t.state == mesos.TaskState_TASK_STAGING {
+				ex.queued = append(ex.queued, queuedLaunch{[]*mesos.TaskInfo{t.info}, false})
+			}
+		}
+	}
+	a.mu.Unlock()
+	if relaunch {
+		a.log.Info("re-attached executor ended before it started; launching it again", "executor", ex.id, "container", ex.containerID)
+		a.cz.Forget(ex.containerID)
+		a.launchExecutor(ex)
+		return
+	}
+	a.executorExitedWith(ex, term, "Executor terminated: ")
+}
+
+// executorExitedWith ends a custom executor's tasks from its container's
+// termination.
+func (a *Agent) executorExitedWith(ex *executor, term *containerizer.Termination, prefix string) {
 	reason := mesos.TaskStatus_REASON_EXECUTOR_TERMINATED
 	if term.Limitation != nil {
 		reason = limitationReason(term.Limitation.Reason)
@@ -77,7 +113,7 @@ func (a *Agent) launchExecutor(ex *executor) {
 	if term.StatusKnown {
 		status = proto.Int32(int32(term.Status))
 	}
-	a.executorTerminated(ex, reason, "Executor terminated: "+term.Message, status)
+	a.executorTerminated(ex, reason, prefix+term.Message, status)
 }
 
 func (a *Agent) registrationTimedOut(ex *executor) {
@@ -96,12 +132,19 @@ func (a *Agent) executorEnv(ex *executor) []string {
 	}
 	if ex.fw.info.GetCheckpoint() {
 		env = append(env, "MESOS_CHECKPOINT=1",
-			"MESOS_RECOVERY_TIMEOUT="+mesosDuration(15*time.Minute),
-			"MESOS_SUBSCRIPTION_BACKOFF_MAX="+mesosDuration(2*time.Second))
+			"MESOS_RECOVERY_TIMEOUT="+mesosDuration(a.cfg.RecoveryTimeout),
+			"MESOS_SUBSCRIPTION_BACKOFF_MAX="+mesosDuration(subscriptionBackoffMax(a.cfg.ExecutorReregistrationTimeout)))
 	} else {
 		env = append(env, "MESOS_CHECKPOINT=0")
 	}
 	return env
+}
+
+// subscriptionBackoffMax caps an executor's re-subscription backoff so that
+// a restarted agent sees several attempts within its re-registration
+// timeout: a quarter of it, between 100ms and Mesos' 2s.
+func subscriptionBackoffMax(rereg time.Duration) time.Duration {
+	return min(max(rereg/4, 100*time.Millisecond), 2*time.Second).Truncate(time.Millisecond)
 }
 
 // growExecutor resizes a running custom executor's container for new tasks.
@@ -112,6 +155,12 @@ func (a *Agent) growExecutor(ex *executor) {
 	cfg := containerConfig(ex.containerID, ex.directory, &mesos.TaskInfo{}, res)
 	if err := a.cz.Update(context.Background(), ex.containerID, cfg.Resources); err != nil {
 		a.log.Warn("resizing executor container", "executor", ex.id, "err", err)
+		return
+	}
+	// The run's record follows, so recovery restores the limits as they
+	// are now.
+	if err := a.checkpointRun(ex); err != nil {
+		a.fatal(err)
 	}
 }
 
@@ -122,18 +171,28 @@ func (a *Agent) executorTerminated(ex *executor, reason mesos.TaskStatus_Reason,
 		reason = mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT
 		msg = fmt.Sprintf("Executor did not subscribe within %s", a.cfg.ExecutorRegistrationTimeout)
 	}
+	if ex.reregTimedOut {
+		reason = mesos.TaskStatus_REASON_EXECUTOR_REREGISTRATION_TIMEOUT
+		msg = fmt.Sprintf("Executor did not re-subscribe within %s of the agent's restart", a.cfg.ExecutorReregistrationTimeout)
+	}
 	var open []*task
 	for _, t := range ex.tasks {
 		if !isTerminal(t.state) {
 			open = append(open, t)
 		}
 	}
-	killed := ex.shuttingDown && !ex.timedOut
+	killed := ex.shuttingDown && !ex.timedOut && !ex.reregTimedOut
+	gone := ex.reregTimedOut
 	ex.queued = nil
 	a.mu.Unlock()
 	for _, t := range open {
 		state := mesos.TaskState_TASK_FAILED
-		if killed || t.killing {
+		switch {
+		case gone:
+			// Mesos: the executor and its tasks went with the agent's
+			// restart, as far as anyone can tell.
+			state = goneState(ex.fw)
+		case killed || t.killing:
 			state = mesos.TaskState_TASK_KILLED
 		}
 		a.taskUpdate(t, state, reason.Enum(), msg, containerStatus(ex.containerID))
@@ -158,6 +217,11 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 	}
 	switch call.GetType() {
 	case executorapi.Call_SUBSCRIBE:
+		if ex.reregTimedOut {
+			a.mu.Unlock()
+			httpapi.Error(w, http.StatusBadRequest, "Executor '%s' of framework '%s' did not re-subscribe in time and is being destroyed", exID, fwID)
+			return
+		}
 		stream := httpapi.NewStream(respCodec)
 		if ex.stream != nil {
 			ex.stream.Close()
@@ -165,6 +229,14 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		ex.stream, ex.subscribed = stream, true
 		if ex.regTimer != nil {
 			ex.regTimer.Stop()
+		}
+		if ex.recovered {
+			ex.recovered = false
+			if ex.reregTimer != nil {
+				ex.reregTimer.Stop()
+			}
+			a.requeueUndeliveredLocked(ex, call.GetSubscribe())
+			a.log.Info("recovered executor re-subscribed", "framework", fwID, "executor", exID)
 		}
 		a.subscribedLocked(ex)
 		a.mu.Unlock()
@@ -267,6 +339,37 @@ func (a *Agent) executorUpdate(ex *executor, s *mesos.TaskStatus) (int, string) 
 	return http.StatusAccepted, ""
 }
 
+// requeueUndeliveredLocked runs when an executor recovered after an agent
+// restart re-subscribes: a task the agent recorded but the executor does
+// not hold (neither among its unacknowledged tasks nor with an update of
+// its own) never reached it — the agent died between recording it and
+// delivering it — and is delivered now.
+func (a *Agent) requeueUndeliveredLocked(ex *executor, sub *executorapi.Call_Subscribe) {
+	held := map[string]bool{}
+	for _, t := range sub.GetUnacknowledgedTasks() {
+		held[t.GetTaskId().GetValue()] = true
+	}
+	for _, u := range sub.GetUnacknowledgedUpdates() {
+		held[u.GetStatus().GetTaskId().GetValue()] = true
+	}
+	groups := map[int][]*mesos.TaskInfo{}
+	var order []int
+	for id, t := range ex.tasks {
+		if t.state != mesos.TaskState_TASK_STAGING || held[id] || queuedLocked(ex, id) {
+			continue
+		}
+		if _, ok := groups[t.group]; !ok {
+			order = append(order, t.group)
+		}
+		groups[t.group] = append(groups[t.group], t.info)
+	}
+	sort.Ints(order)
+	for _, g := range order {
+		// Tasks launched together went out as one LAUNCH_GROUP.
+		ex.queued = append(ex.queued, queuedLaunch{groups[g], len(groups[g]) > 1})
+	}
+}
+
 // subscribedLocked greets a subscribing executor and hands it the tasks that
 // waited for it.
 func (a *Agent) subscribedLocked(ex *executor) {
@@ -282,6 +385,12 @@ func (a *Agent) subscribedLocked(ex *executor) {
 		ex.stream.Send(launchEvent(q.tasks, q.group, ex.info))
 	}
 	ex.queued = nil
+	for _, t := range ex.tasks {
+		if t.killing && !isTerminal(t.state) {
+			// A kill that came while the executor was away.
+			ex.stream.Send(&executorapi.Event{Type: executorapi.Event_KILL.Enum(), Kill: &executorapi.Event_Kill{TaskId: t.info.GetTaskId()}})
+		}
+	}
 	if ex.shuttingDown {
 		ex.stream.Send(&executorapi.Event{Type: executorapi.Event_SHUTDOWN.Enum()})
 	}

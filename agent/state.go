@@ -69,6 +69,10 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 		"frameworks":                 frameworks,
 		"completed_frameworks":       []any{},
 		"completed_executors_recent": completedExecutors,
+		// Not in Mesos' /state: what start-up recovery found and did, and
+		// the status updates still waiting for their acknowledgement.
+		"recovery":       a.recovery.json(),
+		"status_updates": updatesJSON(a.updates),
 	})
 }
 
@@ -233,4 +237,14 @@ func usageFields(u *containerizer.Usage) map[string]any {
 		}
 	}
 	return out
+}
+
+func updatesJSON(m *updateManager) map[string]any {
+	streams, pending := m.Counts()
+	tasks := m.PendingTasks()
+	sort.Strings(tasks)
+	if len(tasks) > 100 {
+		tasks = tasks[:100]
+	}
+	return map[string]any{"streams": streams, "pending": pending, "tasks": tasks}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,8 +35,10 @@ const (
 )
 
 type framework struct {
-	id        string
-	info      *mesos.FrameworkInfo
+	id   string
+	info *mesos.FrameworkInfo
+	// recorded is the FrameworkInfo last checkpointed.
+	recorded  *mesos.FrameworkInfo
 	executors map[string]*executor
 	// tasks indexes live tasks by ID.
 	tasks map[string]*task
@@ -46,15 +49,25 @@ type framework struct {
 }
 
 type executor struct {
-	fw          *framework
-	id          string
-	kind        executorKind
-	info        *mesos.ExecutorInfo
+	fw   *framework
+	id   string
+	kind executorKind
+	info *mesos.ExecutorInfo
+	// agentID is the agent ID the run was started under: its sandbox and
+	// checkpoints are filed under it.
+	agentID     string
 	containerID string
 	directory   string
 	resources   resources.Resources
 	tasks       map[string]*task
 	launched    time.Time
+	// recorded: the run's executor.info and run.info are checkpointed.
+	recorded bool
+	// recovered: a custom executor that was running when the agent
+	// restarted and has not re-subscribed yet; reregTimer bounds the wait.
+	recovered     bool
+	reregTimer    *time.Timer
+	reregTimedOut bool
 
 	// httpExecutor only.
 	queued       []queuedLaunch // awaiting SUBSCRIBE
@@ -78,8 +91,14 @@ type task struct {
 	group       int
 	containerID string // builtin executors: the task's own container
 	sandbox     string
-	killing     bool
-	statuses    []*mesos.TaskStatus
+	// launched: the task's container (builtin executors) was launched or
+	// re-attached, so a kill goes to it.
+	launched bool
+	killing  bool
+	statuses []*mesos.TaskStatus
+	// updMu orders the task's updates between its state, its checkpointed
+	// stream and the update manager.
+	updMu sync.Mutex
 }
 
 func (ex *executor) containerIDs() []string {
@@ -88,11 +107,29 @@ func (ex *executor) containerIDs() []string {
 	}
 	var out []string
 	for _, t := range ex.tasks {
-		if t.containerID != "" {
+		if t.containerID != "" && t.launched {
 			out = append(out, t.containerID)
 		}
 	}
 	return out
+}
+
+func partitionAware(fw *framework) bool {
+	for _, c := range fw.info.GetCapabilities() {
+		if c.GetType() == mesos.FrameworkInfo_Capability_PARTITION_AWARE {
+			return true
+		}
+	}
+	return false
+}
+
+// goneState is what a task that vanished with the node or its executor
+// becomes: TASK_GONE for partition-aware frameworks, else TASK_LOST.
+func goneState(fw *framework) mesos.TaskState {
+	if partitionAware(fw) {
+		return mesos.TaskState_TASK_GONE
+	}
+	return mesos.TaskState_TASK_LOST
 }
 
 func (t *task) message(agentID, fwID string, ex *executor) *mesos.Task {
@@ -130,11 +167,23 @@ func (a *Agent) sandboxDir(agentID, fwID, exID, containerID string) string {
 
 // runTasks starts tasks from the master: command tasks and task groups of
 // the default executor in containers the agent supervises, tasks of custom
-// executors through their executor (started if not yet running).
+// executors through their executor (started if not yet running). For
+// frameworks that checkpoint, the framework, executor, run and tasks are
+// recorded before anything is launched or delivered.
 func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo, infos []*mesos.TaskInfo, group bool) {
+	if len(infos) == 0 {
+		return
+	}
 	a.mu.Lock()
 	fwID := fwInfo.GetId().GetValue()
 	fw := a.frameworks[fwID]
+	for _, ti := range infos {
+		if fw != nil && fw.tasks[ti.GetTaskId().GetValue()] != nil {
+			a.mu.Unlock()
+			a.log.Warn("task already running; duplicate launch ignored", "framework", fwID, "task", ti.GetTaskId().GetValue())
+			return
+		}
+	}
 	if fw == nil {
 		fw = &framework{id: fwID, executors: map[string]*executor{}, tasks: map[string]*task{}}
 		a.frameworks[fwID] = fw
@@ -156,7 +205,7 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	if fresh {
 		cid := ids.String()
 		ex = &executor{
-			fw: fw, id: exID, kind: kind, info: exInfo, containerID: cid,
+			fw: fw, id: exID, kind: kind, info: exInfo, agentID: a.agentID, containerID: cid,
 			directory: a.sandboxDir(a.agentID, fwID, exID, cid), tasks: map[string]*task{}, launched: time.Now(),
 		}
 		ex.resources, _ = resources.New(exInfo.GetResources())
@@ -165,24 +214,35 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	groupID := len(ex.tasks) + len(ex.queued)
 	var added []*task
 	for _, ti := range infos {
-		if _, dup := fw.tasks[ti.GetTaskId().GetValue()]; dup {
-			a.mu.Unlock()
-			a.log.Warn("task already running; duplicate launch ignored", "framework", fwID, "task", ti.GetTaskId().GetValue())
-			return
-		}
 		t := &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: groupID}
+		switch kind {
+		case commandExecutor:
+			t.containerID, t.sandbox = ex.containerID, ex.directory
+		case defaultExecutor:
+			t.containerID = ids.String()
+			t.sandbox = filepath.Join(ex.directory, "tasks", ti.GetTaskId().GetValue())
+		}
 		ex.tasks[ti.GetTaskId().GetValue()] = t
 		fw.tasks[ti.GetTaskId().GetValue()] = t
 		added = append(added, t)
 	}
+	a.mu.Unlock()
+
+	// Checkpoint before act: a restarted agent must know every task it
+	// may have started or handed to an executor.
+	if err := a.checkpointLaunch(fw, ex, added); err != nil {
+		a.fatal(err)
+		return
+	}
 	if kind == httpExecutor {
+		a.mu.Lock()
 		if ex.subscribed {
 			ex.stream.Send(launchEvent(infos, group, exInfo))
 		} else {
 			ex.queued = append(ex.queued, queuedLaunch{infos, group})
 		}
+		a.mu.Unlock()
 	}
-	a.mu.Unlock()
 
 	if err := os.MkdirAll(ex.directory, 0o755); err != nil {
 		for _, t := range added {
@@ -344,55 +404,98 @@ func containerConfig(id, sandbox string, ti *mesos.TaskInfo, res resources.Resou
 func (a *Agent) runTaskContainer(t *task) {
 	ex := t.ex
 	a.mu.Lock()
-	if t.killing {
-		a.mu.Unlock()
+	killing, state := t.killing, t.state
+	a.mu.Unlock()
+	if killing {
 		a.finishTask(t, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH, "Task killed before it was launched")
 		return
 	}
-	if ex.kind == commandExecutor {
-		t.containerID, t.sandbox = ex.containerID, ex.directory
-	} else {
-		t.containerID = ids.String()
-		t.sandbox = filepath.Join(ex.directory, "tasks", t.info.GetTaskId().GetValue())
-	}
-	a.mu.Unlock()
-	if ex.kind != commandExecutor {
-		if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
-			a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("creating task sandbox: %v", err))
-			return
-		}
-	}
-	argv, path, err := commandArgv(t.info.GetCommand())
-	if err != nil {
-		a.taskFailedToStart(t, mesos.TaskStatus_REASON_TASK_INVALID, "Invalid command: "+err.Error())
+	// Also the run's sandbox of a command task: a task launched again after
+	// a restart may have been recorded before its sandbox was made.
+	if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
+		a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("creating task sandbox: %v", err))
 		return
 	}
-	env, err := commandEnv(t.info.GetCommand())
+	cfg, err := a.taskContainerConfig(t)
 	if err != nil {
 		a.taskFailedToStart(t, mesos.TaskStatus_REASON_TASK_INVALID, err.Error())
 		return
 	}
-	res, _ := resources.New(t.info.GetResources())
-	cfg := containerConfig(t.containerID, t.sandbox, t.info, res)
-	cfg.Argv, cfg.Path = argv, path
-	cfg.Env = append(a.baseEnv(ex, t.sandbox), "MESOS_TASK_ID="+t.info.GetTaskId().GetValue())
-	cfg.Env = append(cfg.Env, env...)
+	cfg.Env = append(a.baseEnv(ex, t.sandbox), cfg.Env...)
 	cfg.User = a.user(ex.fw, t.info.GetCommand())
 
-	a.taskUpdate(t, mesos.TaskState_TASK_STARTING, nil, "", nil)
+	// A task relaunched after a restart (its container never started) had
+	// its STARTING sent already.
+	if state == mesos.TaskState_TASK_STAGING {
+		a.taskUpdate(t, mesos.TaskState_TASK_STARTING, nil, "", nil)
+	}
 	if err := a.cz.Launch(context.Background(), cfg); err != nil {
-		a.mu.Lock()
-		t.containerID = ""
-		a.mu.Unlock()
 		a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
 		return
 	}
 	a.taskUpdate(t, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
+	a.taskLaunched(t)
+	a.awaitTask(t)
+}
+
+// taskContainerConfig is the container a builtin task runs in, as its
+// TaskInfo says; the agent builds it the same way at launch and at
+// recovery (where the isolators take their limits back from it).
+func (a *Agent) taskContainerConfig(t *task) (*containerizer.Config, error) {
+	argv, path, err := commandArgv(t.info.GetCommand())
+	if err != nil {
+		return nil, fmt.Errorf("Invalid command: %w", err)
+	}
+	env, err := commandEnv(t.info.GetCommand())
+	if err != nil {
+		return nil, err
+	}
+	res, _ := resources.New(t.info.GetResources())
+	cfg := containerConfig(t.containerID, t.sandbox, t.info, res)
+	cfg.Argv, cfg.Path = argv, path
+	cfg.Env = append([]string{"MESOS_TASK_ID=" + t.info.GetTaskId().GetValue()}, env...)
+	return cfg, nil
+}
+
+// taskLaunched marks the task's container as running; a kill that came in
+// while it was being launched is carried out now.
+func (a *Agent) taskLaunched(t *task) {
+	a.mu.Lock()
+	t.launched = true
+	killing := t.killing
+	a.mu.Unlock()
+	if killing {
+		a.signalTask(t, nil)
+	}
+}
+
+// awaitTask waits for a builtin task's container to end and reports how.
+func (a *Agent) awaitTask(t *task) {
 	term, err := a.cz.Wait(context.Background(), t.containerID)
 	if err != nil {
 		a.finishTask(t, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Lost track of the container: "+err.Error())
 		return
 	}
+	a.mu.Lock()
+	killing := t.killing
+	a.mu.Unlock()
+	if term.NotStarted && !killing {
+		// A container re-attached after a restart whose init never got its
+		// go-ahead: the task never ran, and is launched now.
+		a.log.Info("re-attached container ended before its task started; launching the task again", "task", t.info.GetTaskId().GetValue(), "container", t.containerID)
+		a.cz.Forget(t.containerID)
+		a.mu.Lock()
+		t.launched = false
+		a.mu.Unlock()
+		a.runTaskContainer(t)
+		return
+	}
+	a.taskEnded(t, term)
+}
+
+// taskEnded turns a builtin task's container termination into its
+// terminal update.
+func (a *Agent) taskEnded(t *task, term *containerizer.Termination) {
 	a.mu.Lock()
 	killing := t.killing
 	a.mu.Unlock()
@@ -433,10 +536,16 @@ func (a *Agent) finishTask(t *task, state mesos.TaskState, reason mesos.TaskStat
 		r = reason.Enum()
 	}
 	var cs *mesos.ContainerStatus
-	if t.containerID != "" {
+	a.mu.Lock()
+	if t.containerID != "" && t.launched {
 		cs = containerStatus(t.containerID)
 	}
+	a.mu.Unlock()
 	a.taskUpdate(t, state, r, msg, cs)
+	// The end is checkpointed: the container's runtime record of it can go.
+	if t.containerID != "" && t.ex.kind != httpExecutor {
+		a.cz.Forget(t.containerID)
+	}
 	ex := t.ex
 	a.mu.Lock()
 	var siblings []*task
@@ -480,17 +589,23 @@ func (a *Agent) taskUpdate(t *task, state mesos.TaskState, reason *mesos.TaskSta
 }
 
 // statusUpdate applies a status to its task and hands it to the update
-// manager (unless the framework is being torn down: nobody would ack).
+// manager (unless the framework is being torn down: nobody would ack). For
+// frameworks that checkpoint the update is appended to the task's stream
+// first: it is never forwarded before it is durable.
 func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) {
+	t.updMu.Lock()
+	defer t.updMu.Unlock()
 	a.mu.Lock()
 	s.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
 	t.state = s.GetState()
-	t.statuses = append(t.statuses, &mesos.TaskStatus{State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
+	t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
 	fw := t.ex.fw
 	drop := fw.shuttingDown
 	if drop && isTerminal(t.state) {
 		a.forgetTaskLocked(t)
 	}
+	ckpt := fw.info.GetCheckpoint()
+	key := taskKey(t)
 	a.mu.Unlock()
 	if drop {
 		return
@@ -502,6 +617,12 @@ func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) {
 	}
 	if t.ex.kind != commandExecutor {
 		u.ExecutorId = &mesos.ExecutorID{Value: proto.String(t.ex.id)}
+	}
+	if ckpt {
+		if err := a.store.AppendUpdate(context.Background(), key, u); err != nil {
+			a.fatal(fmt.Errorf("checkpointing %s of task %s: %w", s.GetState(), t.info.GetTaskId().GetValue(), err))
+			return
+		}
 	}
 	a.updates.Update(u)
 }
@@ -539,26 +660,26 @@ func (a *Agent) updateAcknowledged(u *cluster.StatusUpdate) {
 }
 
 // forgetTaskLocked drops a terminal task, and its executor and framework
-// once nothing is left of them.
+// once nothing is left of them; their checkpoints go with them.
 func (a *Agent) forgetTaskLocked(t *task) {
 	ex, fw := t.ex, t.ex.fw
 	id := t.info.GetTaskId().GetValue()
 	if fw.tasks[id] == t {
 		delete(fw.tasks, id)
 	}
-	delete(ex.tasks, id)
-	if len(ex.tasks) > 0 || !ex.ended {
+	if ex.tasks[id] != t {
 		return
 	}
-	for i, e := range fw.ended {
-		if e == ex {
-			fw.ended = append(fw.ended[:i], fw.ended[i+1:]...)
-			break
-		}
+	delete(ex.tasks, id)
+	if !ex.ended {
+		// A live executor keeps running; the task's record is done.
+		a.removeCheckpointLocked(fw, func(ctx context.Context) error { return a.store.RemoveTask(ctx, taskKey(t)) })
+		return
 	}
-	if len(fw.executors) == 0 && len(fw.ended) == 0 && len(fw.tasks) == 0 {
-		delete(a.frameworks, fw.id)
+	if len(ex.tasks) > 0 {
+		return
 	}
+	a.forgetEndedLocked(ex)
 }
 
 // executorEnded moves an executor whose processes are all gone out of the
@@ -569,7 +690,22 @@ func (a *Agent) executorEnded(ex *executor, status *int32) {
 		a.mu.Unlock()
 		return
 	}
+	a.mu.Unlock()
+	// Its tasks' ends are checkpointed by now; that the run is over is
+	// recorded before the executor leaves the live set.
+	a.markRunCompleted(ex)
+	if ex.kind == httpExecutor {
+		a.cz.Forget(ex.containerID)
+	}
+	a.mu.Lock()
+	if ex.ended {
+		a.mu.Unlock()
+		return
+	}
 	ex.ended = true
+	if ex.reregTimer != nil {
+		ex.reregTimer.Stop()
+	}
 	fw := ex.fw
 	if fw.executors[ex.id] == ex {
 		delete(fw.executors, ex.id)
@@ -601,6 +737,8 @@ func (a *Agent) executorEnded(ex *executor, status *int32) {
 	}
 }
 
+// forgetEndedLocked drops an ended executor with nothing left to report,
+// and its framework when that was the last of it.
 func (a *Agent) forgetEndedLocked(ex *executor) {
 	fw := ex.fw
 	for i, e := range fw.ended {
@@ -611,7 +749,23 @@ func (a *Agent) forgetEndedLocked(ex *executor) {
 	}
 	if len(fw.executors) == 0 && len(fw.ended) == 0 && len(fw.tasks) == 0 {
 		delete(a.frameworks, fw.id)
+		a.removeCheckpointLocked(fw, func(ctx context.Context) error { return a.store.RemoveFramework(ctx, runKey(ex)) })
+		return
 	}
+	a.removeCheckpointLocked(fw, func(ctx context.Context) error {
+		if err := a.store.RemoveRun(ctx, runKey(ex)); err != nil {
+			return err
+		}
+		if _, live := fw.executors[ex.id]; live {
+			return nil
+		}
+		for _, e := range fw.ended {
+			if e.id == ex.id {
+				return nil
+			}
+		}
+		return a.store.RemoveExecutor(ctx, runKey(ex))
+	})
 }
 
 // defaultKillGrace is the grace period of a kill without a KillPolicy (Mesos'
@@ -634,6 +788,14 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 	}
 	ex := t.ex
 	if ex.kind == httpExecutor {
+		if ex.recovered || (!ex.subscribed && !queuedLocked(ex, taskID)) {
+			// Delivered to an executor that is away (recovered after a
+			// restart, or reconnecting): the kill goes out when it
+			// subscribes again, or the task ends with it.
+			t.killing = true
+			a.mu.Unlock()
+			return
+		}
 		if ex.subscribed {
 			ex.stream.Send(&executorapi.Event{Type: executorapi.Event_KILL.Enum(), Kill: &executorapi.Event_Kill{TaskId: t.info.GetTaskId(), KillPolicy: policy}})
 			a.mu.Unlock()
@@ -656,18 +818,32 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 		return
 	}
 	t.killing = true
-	cid := t.containerID
+	launched := t.launched
 	hasKilling := false
 	for _, c := range fw.info.GetCapabilities() {
 		hasKilling = hasKilling || c.GetType() == mesos.FrameworkInfo_Capability_TASK_KILLING_STATE
 	}
 	a.mu.Unlock()
-	if cid == "" {
-		return // not launched yet; runTaskContainer sees killing
+	// Recorded before the first signal: a task that dies of it while the
+	// agent is down is reported killed, and a restarted agent finishes the
+	// kill.
+	if err := a.checkpointTask(t); err != nil {
+		a.fatal(err)
+		return
+	}
+	if !launched {
+		return // not launched yet; runTaskContainer and taskLaunched see killing
 	}
 	if hasKilling {
 		a.taskUpdate(t, mesos.TaskState_TASK_KILLING, nil, "", nil)
 	}
+	a.signalTask(t, policy)
+}
+
+// signalTask kills a launched builtin task: SIGTERM, then SIGKILL (destroy)
+// after the grace period of policy, else of the task's KillPolicy.
+func (a *Agent) signalTask(t *task, policy *mesos.KillPolicy) {
+	cid := t.containerID
 	grace := defaultKillGrace
 	if g := policy.GetGracePeriod(); g != nil {
 		grace = time.Duration(g.GetNanoseconds())
@@ -703,6 +879,17 @@ func allTerminal(ex *executor) bool {
 		}
 	}
 	return true
+}
+
+func queuedLocked(ex *executor, taskID string) bool {
+	for _, q := range ex.queued {
+		for _, ti := range q.tasks {
+			if ti.GetTaskId().GetValue() == taskID {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *Agent) dequeueLocked(ex *executor, taskID string) {

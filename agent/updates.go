@@ -9,6 +9,7 @@ import (
 
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/internal/ids"
+	"google.golang.org/protobuf/proto"
 )
 
 // updateManager delivers each task's status updates to the master in order:
@@ -23,6 +24,10 @@ type updateManager struct {
 	send func(*cluster.StatusUpdate)
 	// acked is told of every acknowledged update, in order.
 	acked func(*cluster.StatusUpdate)
+	// checkpointAck, when set, makes an acknowledgement durable before it
+	// is acted on (the update leaves the retry queue); an error leaves the
+	// update queued, to be resent and acknowledged again.
+	checkpointAck func(*cluster.StatusUpdate) error
 
 	mu        sync.Mutex
 	connected bool
@@ -32,6 +37,9 @@ type updateManager struct {
 type updateStream struct {
 	key     string
 	pending []*cluster.StatusUpdate
+	// acking is set while an acknowledgement is handled (checkpointed,
+	// then told to the acked callback).
+	acking bool
 	// done holds the uuids already acknowledged, to tell a duplicate ack
 	// from an unexpected one.
 	done    [][]byte
@@ -45,6 +53,33 @@ func newUpdateManager(log *slog.Logger, retryMin, retryMax time.Duration, send, 
 
 func streamKey(fwID, taskID string) string { return fwID + "/" + taskID }
 
+// Recover restores a task's stream as the agent's checkpoints left it:
+// pending are its unacknowledged updates, oldest first, to be resent in
+// that order once the master link is up; acked are the uuids of updates
+// already acknowledged, so that an acknowledgement repeated after the
+// restart is recognised as a duplicate. Nothing is sent now.
+func (m *updateManager) Recover(fwID, taskID string, pending []*cluster.StatusUpdate, acked [][]byte) {
+	if len(pending) == 0 {
+		return
+	}
+	key := streamKey(fwID, taskID)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[key]
+	if s == nil {
+		s = &updateStream{key: key}
+		m.streams[key] = s
+	}
+	s.pending = append(s.pending, pending...)
+	s.done = append(s.done, acked...)
+	if len(s.done) > 16 {
+		s.done = s.done[len(s.done)-16:]
+	}
+	if len(s.pending) == len(pending) {
+		m.sendHead(s)
+	}
+}
+
 // Update queues an update; it goes out at once if it is the stream's head.
 func (m *updateManager) Update(u *cluster.StatusUpdate) {
 	key := streamKey(u.GetFrameworkId().GetValue(), u.GetStatus().GetTaskId().GetValue())
@@ -56,7 +91,7 @@ func (m *updateManager) Update(u *cluster.StatusUpdate) {
 		m.streams[key] = s
 	}
 	s.pending = append(s.pending, u)
-	if len(s.pending) == 1 {
+	if len(s.pending) == 1 && !s.acking {
 		m.sendHead(s)
 	}
 }
@@ -70,7 +105,14 @@ func (m *updateManager) sendHead(s *updateStream) {
 		s.backoff = m.retryMin
 	}
 	head := s.pending[0]
-	go m.send(head)
+	out := head
+	if latest := s.pending[len(s.pending)-1].GetStatus().GetState(); head.GetLatestState() != latest {
+		// latest_state tells the master where the task is now, ahead of
+		// the update being delivered.
+		out = proto.Clone(head).(*cluster.StatusUpdate)
+		out.LatestState = latest.Enum()
+	}
+	go m.send(out)
 	if s.timer != nil {
 		s.timer.Stop()
 	}
@@ -110,6 +152,37 @@ func (m *updateManager) Acknowledge(fwID, taskID string, uuid []byte) bool {
 		}
 		return false
 	}
+	// From here until the acked callback has run the stream is "acking":
+	// a second ack of the same update meanwhile is a duplicate, and the
+	// next update is not sent before the callback saw this one, so that
+	// callbacks of one task run in order even when acks are handled
+	// concurrently.
+	if s.acking {
+		m.mu.Unlock()
+		return false
+	}
+	s.acking = true
+	if m.checkpointAck != nil {
+		// Durable before the update leaves the queue: checkpoint before
+		// act. The lock is not held across the write; the head is checked
+		// again after it.
+		m.mu.Unlock()
+		err := m.checkpointAck(head)
+		m.mu.Lock()
+		if err != nil {
+			s.acking = false
+			m.mu.Unlock()
+			m.log.Error("checkpointing acknowledgement; the update stays queued", "framework", fwID, "task", taskID,
+				"uuid", ids.FormatUUID(uuid), "err", err)
+			return false
+		}
+		if m.streams[s.key] != s || len(s.pending) == 0 || s.pending[0] != head {
+			// Dropped meanwhile.
+			s.acking = false
+			m.mu.Unlock()
+			return false
+		}
+	}
 	s.pending = s.pending[1:]
 	s.done = append(s.done, uuid)
 	if len(s.done) > 16 {
@@ -120,14 +193,18 @@ func (m *updateManager) Acknowledge(fwID, taskID string, uuid []byte) bool {
 		s.timer = nil
 	}
 	s.backoff = 0
-	if len(s.pending) > 0 {
-		m.sendHead(s)
-	} else if isTerminal(head.GetStatus().GetState()) {
+	if len(s.pending) == 0 && isTerminal(head.GetStatus().GetState()) {
 		// A terminal acknowledgement closes the stream.
 		delete(m.streams, s.key)
 	}
 	m.mu.Unlock()
 	m.acked(head)
+	m.mu.Lock()
+	s.acking = false
+	if m.streams[s.key] == s && len(s.pending) > 0 {
+		m.sendHead(s)
+	}
+	m.mu.Unlock()
 	return true
 }
 
@@ -164,6 +241,33 @@ func (m *updateManager) Pending(fwID, taskID string) []*cluster.StatusUpdate {
 	return nil
 }
 
+// Counts returns how many streams hold updates and how many updates are
+// waiting for their acknowledgement.
+func (m *updateManager) Counts() (streams, pending int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.streams {
+		if len(s.pending) > 0 {
+			streams++
+			pending += len(s.pending)
+		}
+	}
+	return streams, pending
+}
+
+// PendingTasks lists the tasks (framework/task) with unacknowledged updates.
+func (m *updateManager) PendingTasks() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for key, s := range m.streams {
+		if len(s.pending) > 0 {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
 // Connected pauses (false) or resumes (true) delivery; resuming resends
 // every stream's head.
 func (m *updateManager) Connected(up bool) {
@@ -175,7 +279,7 @@ func (m *updateManager) Connected(up bool) {
 			s.timer.Stop()
 			s.timer = nil
 		}
-		if up {
+		if up && !s.acking { // an ack under way sends the next head itself
 			s.backoff = 0
 			m.sendHead(s)
 		}

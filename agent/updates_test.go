@@ -106,7 +106,16 @@ func ackOf(m *updateManager, u *cluster.StatusUpdate) bool {
 	return m.Acknowledge(u.GetFrameworkId().GetValue(), u.GetStatus().GetTaskId().GetValue(), u.GetStatus().GetUuid())
 }
 
-func same(a, b *cluster.StatusUpdate) bool { return a == b || proto.Equal(a, b) }
+// same compares updates as delivered: the head of a stream goes out with
+// latest_state set to the stream's newest state, so that field is left out.
+func same(a, b *cluster.StatusUpdate) bool {
+	if a == b {
+		return true
+	}
+	a, b = proto.Clone(a).(*cluster.StatusUpdate), proto.Clone(b).(*cluster.StatusUpdate)
+	a.LatestState, b.LatestState = nil, nil
+	return proto.Equal(a, b)
+}
 
 func TestUpdatesInOrderHeadOnly(t *testing.T) {
 	m, r := newTestManager(never, never)
@@ -529,5 +538,74 @@ func TestUpdatesManyTasksInterleaved(t *testing.T) {
 	m.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d streams left after every task's terminal ack", left)
+	}
+}
+
+// TestUpdatesRecover: a stream restored from the checkpoints is resent in
+// order once connected (not before), an ack of an update acknowledged
+// before the restart is a duplicate, and the next ack moves the head on.
+func TestUpdatesRecover(t *testing.T) {
+	m, r := newTestManager(never, never)
+	old := mkUpdate("fw", "t1", mesos.TaskState_TASK_STARTING)
+	run := mkUpdate("fw", "t1", mesos.TaskState_TASK_RUNNING)
+	fin := mkUpdate("fw", "t1", mesos.TaskState_TASK_FINISHED)
+	m.Recover("fw", "t1", []*cluster.StatusUpdate{run, fin}, [][]byte{old.GetStatus().GetUuid()})
+	m.Recover("fw", "idle", nil, nil) // nothing pending: no stream
+	r.none(t, 20*time.Millisecond)
+	m.Connected(true)
+	got := r.next(t)
+	if !same(got, run) {
+		t.Fatalf("first resend %s, want %s", describe(got), describe(run))
+	}
+	if got.GetLatestState() != mesos.TaskState_TASK_FINISHED {
+		t.Errorf("resent head carries latest_state %v, want TASK_FINISHED (the stream's newest)", got.GetLatestState())
+	}
+	r.none(t, 20*time.Millisecond)
+	if ackOf(m, old) {
+		t.Error("ack of an update acknowledged before the restart accepted")
+	}
+	if !ackOf(m, run) {
+		t.Fatal("ack of the head refused")
+	}
+	if got := r.next(t); !same(got, fin) {
+		t.Fatalf("then %s, want %s", describe(got), describe(fin))
+	}
+	m.mu.Lock()
+	_, idle := m.streams[streamKey("fw", "idle")]
+	m.mu.Unlock()
+	if idle {
+		t.Error("a stream was made for a task with nothing pending")
+	}
+}
+
+// TestUpdatesCheckpointAck: an acknowledgement is made durable before the
+// update leaves the queue; when that fails the update stays the head.
+func TestUpdatesCheckpointAck(t *testing.T) {
+	m, r := newTestManager(never, never)
+	var recorded []*cluster.StatusUpdate
+	fail := true
+	m.checkpointAck = func(u *cluster.StatusUpdate) error {
+		if fail {
+			return fmt.Errorf("disk full")
+		}
+		recorded = append(recorded, u)
+		return nil
+	}
+	m.Connected(true)
+	run := mkUpdate("fw", "t1", mesos.TaskState_TASK_RUNNING)
+	m.Update(run)
+	r.next(t)
+	if ackOf(m, run) {
+		t.Fatal("ack accepted though it could not be recorded")
+	}
+	if p := m.Pending("fw", "t1"); len(p) != 1 || len(r.ackedList()) != 0 {
+		t.Fatalf("after a failed checkpoint: pending %d, acked %d; want the update still queued", len(p), len(r.ackedList()))
+	}
+	fail = false
+	if !ackOf(m, run) {
+		t.Fatal("ack refused")
+	}
+	if len(recorded) != 1 || !same(recorded[0], run) || len(m.Pending("fw", "t1")) != 0 {
+		t.Fatalf("recorded %d acks, pending %d", len(recorded), len(m.Pending("fw", "t1")))
 	}
 }

@@ -24,6 +24,9 @@ type agentFlags struct {
 	cgroupsBlkioWeight                                                                                  uint
 	switchUser, cgroupsEnableCFS, cgroupsLimitSwap, cgroupsSoftLimit                                    bool
 	execRegTimeout, execGrace, regBackoff                                                               time.Duration
+	recover, bootIDPath                                                                                 string
+	strict                                                                                              bool
+	execReregTimeout, recoveryTimeout, updateRetryMin, updateRetryMax                                   time.Duration
 }
 
 func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
@@ -52,6 +55,16 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.DurationVar(&f.execRegTimeout, "executor_registration_timeout", time.Minute, "how long a custom executor may take to subscribe")
 	fl.DurationVar(&f.execGrace, "executor_shutdown_grace_period", 5*time.Second, "time an executor gets to shut down")
 	fl.DurationVar(&f.regBackoff, "registration_backoff_factor", time.Second, "initial backoff of (re-)registration with the master")
+	fl.StringVar(&f.recover, "recover", agent.RecoverReconnect, "after a restart: reconnect (re-attach the containers of frameworks that checkpoint) or cleanup (destroy them, report their tasks gone; a stopping agent then destroys every container)")
+	fl.BoolVar(&f.strict, "strict", true, "refuse to start on a damaged checkpoint (false: log it, skip it and recover the rest)")
+	fl.DurationVar(&f.execReregTimeout, "executor_reregistration_timeout", 2*time.Second, "how long a custom executor may take to re-subscribe after an agent restart before it is destroyed")
+	fl.DurationVar(&f.recoveryTimeout, "recovery_timeout", 15*time.Minute, "bound on the agent's recovery, and how long checkpointing executors keep trying to re-subscribe to a restarting agent")
+	fl.DurationVar(&f.updateRetryMin, "status_update_retry_interval_min", 10*time.Second, "first resend interval of an unacknowledged status update (doubling up to the max)")
+	fl.DurationVar(&f.updateRetryMax, "status_update_retry_interval_max", 10*time.Minute, "longest resend interval of an unacknowledged status update")
+	fl.StringVar(&f.bootIDPath, "boot_id_path", "", "file holding the boot id (default /proc/sys/kernel/random/boot_id); tests simulate reboots with it")
+	_ = fl.MarkHidden("boot_id_path")
+	_ = fl.MarkHidden("status_update_retry_interval_min")
+	_ = fl.MarkHidden("status_update_retry_interval_max")
 }
 
 func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
@@ -64,6 +77,9 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		DefaultContainerShmSize:     f.shmSize,
 		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
 		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
+		Recover: f.recover, NonStrict: !f.strict, ExecutorReregistrationTimeout: f.execReregTimeout,
+		RecoveryTimeout: f.recoveryTimeout, BootIDPath: f.bootIDPath,
+		StatusUpdateRetryMin: f.updateRetryMin, StatusUpdateRetryMax: f.updateRetryMax,
 	}
 }
 

@@ -3,6 +3,7 @@ package master
 import (
 	"fmt"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/corral/corral/api/cluster"
@@ -99,12 +100,20 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 	info.Id = &mesos.AgentID{Value: proto.String(id)}
 	a.info, a.endpoint, a.total, a.version = info, sub.GetEndpoint(), total, sub.GetVersion()
 	a.stream, a.streamID, a.connected = stream, streamID, true
-	m.reconcileAgent(a, sub)
+	gone := m.reconcileAgent(a, sub)
 	stream.Send(&cluster.Event{Type: cluster.Event_SUBSCRIBED.Enum(), Subscribed: &cluster.Event_Subscribed{
 		AgentId:                  info.Id,
 		HeartbeatIntervalSeconds: proto.Float64(m.cfg.HeartbeatInterval.Seconds()),
 		MasterInfo:               m.info,
 	}})
+	for _, fwID := range gone {
+		// Torn down while the agent was away: what it still runs of the
+		// framework goes, as Mesos tells a re-registering agent.
+		m.log.Info("re-registered agent runs tasks of a removed framework; shutting it down there", "agent", id, "framework", fwID)
+		stream.Send(&cluster.Event{Type: cluster.Event_SHUTDOWN_FRAMEWORK.Enum(), ShutdownFramework: &cluster.Event_ShutdownFramework{
+			FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+		}})
+	}
 	m.log.Info("agent subscribed", "agent", id, "hostname", info.GetHostname(), "resources", total.String(), "tasks", len(sub.GetTasks()))
 	m.mu.Unlock()
 	m.requestAllocation()
@@ -120,14 +129,29 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 
 // reconcileAgent makes our view of a re-subscribing agent's tasks match what
 // it reports: tasks it no longer has are gone, tasks we did not know (the
-// master restarted) are adopted.
-func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) {
+// master restarted) are adopted. It returns the frameworks the agent still
+// runs tasks of although they were torn down: the agent must shut them down.
+func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedFrameworks []string) {
 	reported := map[string]*mesos.Task{}
+	seenRemoved := map[string]bool{}
 	for _, t := range sub.GetTasks() {
-		reported[taskKey(t.GetFrameworkId().GetValue(), t.GetTaskId().GetValue())] = t
+		fwID := t.GetFrameworkId().GetValue()
+		if m.frameworks[fwID] == nil && m.removed(fwID) {
+			if !seenRemoved[fwID] {
+				seenRemoved[fwID] = true
+				removedFrameworks = append(removedFrameworks, fwID)
+			}
+			continue
+		}
+		reported[taskKey(fwID, t.GetTaskId().GetValue())] = t
 	}
 	for key, t := range a.tasks {
 		if _, ok := reported[key]; ok {
+			continue
+		}
+		if isTerminal(t.state) {
+			// Its end reached the framework; the agent is done with it.
+			m.completeTask(t)
 			continue
 		}
 		state, reason := mesos.TaskState_TASK_LOST, mesos.TaskStatus_REASON_AGENT_RESTARTED
@@ -141,8 +165,13 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) {
 		frameworks[f.GetId().GetValue()] = f
 	}
 	for key, rt := range reported {
-		if _, ok := a.tasks[key]; ok {
-			a.tasks[key].state = rt.GetState()
+		if t, ok := a.tasks[key]; ok {
+			// A terminal state reported here arrives as the agent's status
+			// update too, which releases the task's resources; taking it
+			// now would make that update find the task already ended.
+			if !isTerminal(rt.GetState()) && !isTerminal(t.state) {
+				t.state = rt.GetState()
+			}
 			continue
 		}
 		fwID := rt.GetFrameworkId().GetValue()
@@ -170,6 +199,17 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) {
 			a.used = a.used.Plus(res)
 		}
 	}
+	// Executors the agent no longer runs (they ended while it was down or
+	// restarting) give their resources back.
+	reportedExecutors := map[string]bool{}
+	for _, e := range sub.GetExecutors() {
+		reportedExecutors[taskKey(e.GetFrameworkId().GetValue(), e.GetExecutorId().GetValue())] = true
+	}
+	for key, e := range a.executors {
+		if !reportedExecutors[key] {
+			m.removeExecutor(e)
+		}
+	}
 	for _, e := range sub.GetExecutors() {
 		fwID := e.GetFrameworkId().GetValue()
 		fw := m.frameworks[fwID]
@@ -182,6 +222,8 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) {
 		a.executors[key], fw.executors[a.id+"/"+e.GetExecutorId().GetValue()] = ex, ex
 		a.used = a.used.Plus(res)
 	}
+	sort.Strings(removedFrameworks)
+	return removedFrameworks
 }
 
 func offersOf(m *Master, a *agent) []*offer {

@@ -229,7 +229,12 @@ type TaskRecord struct {
 	Sandbox *string `protobuf:"bytes,3,opt,name=sandbox" json:"sandbox,omitempty"`
 	// Tasks launched together (one LAUNCH_GROUP) share a group number; the
 	// DEFAULT executor kills a group together.
-	Group         *uint32 `protobuf:"varint,4,opt,name=group" json:"group,omitempty"`
+	Group *uint32 `protobuf:"varint,4,opt,name=group" json:"group,omitempty"`
+	// The agent has begun killing the task (a KILL from the scheduler, a
+	// shutdown, a sibling's failure): recorded before the first signal, so a
+	// task that ends by that signal while the agent is down is reported
+	// TASK_KILLED, and a kill cut short by a restart is carried through.
+	Killing       *bool `protobuf:"varint,5,opt,name=killing" json:"killing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,6 +297,13 @@ func (x *TaskRecord) GetGroup() uint32 {
 	return 0
 }
 
+func (x *TaskRecord) GetKilling() bool {
+	if x != nil && x.Killing != nil {
+		return *x.Killing
+	}
+	return false
+}
+
 var File_agent_checkpoint_checkpoint_proto protoreflect.FileDescriptor
 
 const file_agent_checkpoint_checkpoint_proto_rawDesc = "" +
@@ -312,13 +324,14 @@ const file_agent_checkpoint_checkpoint_proto_rawDesc = "" +
 	"\aUNKNOWN\x10\x00\x12\v\n" +
 	"\aCOMMAND\x10\x01\x12\v\n" +
 	"\aDEFAULT\x10\x02\x12\b\n" +
-	"\x04HTTP\x10\x03\"\x9e\x01\n" +
+	"\x04HTTP\x10\x03\"\xb8\x01\n" +
 	"\n" +
 	"TaskRecord\x12&\n" +
 	"\x04info\x18\x01 \x02(\v2\x12.mesos.v1.TaskInfoR\x04info\x128\n" +
 	"\fcontainer_id\x18\x02 \x01(\v2\x15.mesos.v1.ContainerIDR\vcontainerId\x12\x18\n" +
 	"\asandbox\x18\x03 \x01(\tR\asandbox\x12\x14\n" +
-	"\x05group\x18\x04 \x01(\rR\x05groupB+Z)github.com/corral/corral/agent/checkpoint"
+	"\x05group\x18\x04 \x01(\rR\x05group\x12\x18\n" +
+	"\akilling\x18\x05 \x01(\bR\akillingB+Z)github.com/corral/corral/agent/checkpoint"
 
 var (
 	file_agent_checkpoint_checkpoint_proto_rawDescOnce sync.Once

@@ -33,7 +33,10 @@ type State struct {
 	// Inconsistencies lists what non-strict recovery skipped, cut or
 	// ignored; each names its file. Strict recovery fails on the first.
 	Inconsistencies []Inconsistency
-	// Truncated counts update streams cut back to their last whole record.
+	// Truncated counts update streams cut back to their last whole record:
+	// torn tails (an append cut short by a crash; cut in strict mode too,
+	// logged, and not an inconsistency) and, in non-strict mode, streams
+	// damaged in the middle.
 	Truncated int
 	// Incomplete counts directories dropped because the agent died between
 	// creating them and writing their first file: nothing had acted on them.
@@ -105,10 +108,12 @@ type Inconsistency struct {
 
 func (i Inconsistency) String() string { return i.Err.Error() }
 
-// Recover reads the latest agent's checkpoints. In strict mode the first
-// inconsistency (a torn or corrupt file or record, a directory whose info
-// file is missing though it holds more, an acknowledgement of nothing) is
-// returned as an error naming the file. Otherwise each one is logged,
+// Recover reads the latest agent's checkpoints. A torn last record of an
+// update stream — an append a crash cut short, nothing acted on yet — is
+// cut off with a warning in either mode, as Mesos does. In strict mode the
+// first inconsistency (a torn or corrupt whole file, a corrupt record, a
+// directory whose info file is missing though it holds more, an
+// acknowledgement of nothing) is returned as an error naming the file. Otherwise each one is logged,
 // listed in State.Inconsistencies and skipped — the damaged entity with
 // everything under it, or a stream's records from the bad one on, which are
 // cut off so later appends continue a clean stream.
@@ -448,6 +453,21 @@ func (r *reader) updates(path string, t *Task) error {
 		kind, payload, n, fe := parseFrame(b[off:])
 		if fe != nil {
 			cerr := &CorruptError{Path: path, Offset: int64(off), Torn: fe.torn, Reason: fe.reason}
+			if fe.torn && !holdsRecord(b[off+1:]) {
+				// A torn tail: the last append never finished (the agent was
+				// killed in the middle of it), so nothing it said was acted
+				// on — an update is forwarded, an ack dropped from the retry
+				// queue, only once its append is durable. As Mesos does, it
+				// is cut off with a warning, in strict mode too.
+				w.count(&w.st.Truncated)
+				if err := truncate(path, int64(off)); err != nil {
+					cerr.Reason += "; and cutting it off failed: " + err.Error()
+					return w.problem(path, cerr)
+				}
+				w.s.log.Warn("cut off the torn last record of a status update stream (an append that never finished)",
+					"path", path, "offset", off, "dropped_bytes", len(b)-off, "reason", fe.reason)
+				return nil
+			}
 			if w.strict {
 				return cerr
 			}
@@ -503,6 +523,24 @@ func record(t *Task, path string, off int, kind byte, payload []byte) error {
 		return bad("record kind %d in an update stream", kind)
 	}
 	return nil
+}
+
+// holdsRecord reports whether a whole, CRC-valid record starts anywhere in b.
+// A record that seems to run past the end of the stream is a torn tail only
+// if nothing whole follows its start: an append writes one record, so a
+// prefix of it cannot hold another, whereas a length field damaged in the
+// middle of the stream leaves the later records intact behind it.
+func holdsRecord(b []byte) bool {
+	for i := 0; i+headerSize <= len(b); i++ {
+		i += max(0, bytes.IndexByte(b[i:], frameMagic))
+		if b[i] != frameMagic {
+			return false
+		}
+		if _, _, _, fe := parseFrame(b[i:]); fe == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func truncate(path string, size int64) error {

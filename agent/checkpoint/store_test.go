@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -309,8 +310,10 @@ func stream(t *testing.T, n, nAcks int) (*testStore, string, []byte, []int) {
 }
 
 // TestUpdatesTornTail cuts the stream at every offset: at a record boundary
-// it is a shorter valid stream; inside a record, strict recovery fails and
-// non-strict cuts back to the boundary, counts it, and appends work after.
+// it is a shorter valid stream; inside a record it is what kill -9 in the
+// middle of an append leaves, and recovery, strict or not, cuts the stream
+// back to the boundary with a warning, counts it, reports no inconsistency,
+// and appends work after.
 func TestUpdatesTornTail(t *testing.T) {
 	ts, path, orig, bounds := stream(t, 3, 2)
 	ts.noSync = true          // hundreds of cuts; durability is not what is tested
@@ -318,48 +321,70 @@ func TestUpdatesTornTail(t *testing.T) {
 	for i, b := range bounds {
 		boundary[b] = i
 	}
-	for cut := range len(orig) {
-		if err := os.WriteFile(path, orig[:cut], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if n, ok := boundary[cut]; ok {
-			st := ts.recover(t, true)
-			task := taskOf(st, baseKey)
-			if got := len(task.Updates); got != min(n, 3) {
-				t.Fatalf("cut at boundary %d: %d updates, want %d", cut, got, min(n, 3))
+	for _, strict := range []bool{true, false} {
+		for cut := range len(orig) {
+			if err := os.WriteFile(path, orig[:cut], 0o600); err != nil {
+				t.Fatal(err)
 			}
-			continue
-		}
-		last := 0
-		for _, b := range bounds {
-			if b < cut {
-				last = b
+			if n, ok := boundary[cut]; ok {
+				st := ts.recover(t, strict)
+				task := taskOf(st, baseKey)
+				if got := len(task.Updates); got != min(n, 3) {
+					t.Fatalf("cut at boundary %d: %d updates, want %d", cut, got, min(n, 3))
+				}
+				if st.Truncated != 0 {
+					t.Fatalf("cut at boundary %d: truncated %d", cut, st.Truncated)
+				}
+				continue
+			}
+			last := 0
+			for _, b := range bounds {
+				if b < cut {
+					last = b
+				}
+			}
+			st := ts.recover(t, strict)
+			if st.Truncated != 1 || len(st.Inconsistencies) != 0 {
+				t.Fatalf("strict=%v cut at %d: truncated %d, inconsistencies %v", strict, cut, st.Truncated, st.Inconsistencies)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Size() != int64(last) {
+				t.Fatalf("strict=%v cut at %d: stream not cut back to %d: %v %v", strict, cut, last, fi.Size(), err)
+			}
+			if got := len(taskOf(st, baseKey).Updates); got != min(boundary[last], 3) {
+				t.Fatalf("strict=%v cut at %d: %d updates kept, want %d", strict, cut, got, min(boundary[last], 3))
+			}
+			// The cut stream is clean again: strict recovery and appends work.
+			if err := ts.AppendUpdate(context.Background(), baseKey, update(baseKey.Framework, baseKey.Task, mesos.TaskState_TASK_FAILED, 99)); err != nil {
+				t.Fatal(err)
+			}
+			st = ts.recover(t, true)
+			u := taskOf(st, baseKey).Updates
+			if s, _ := taskOf(st, baseKey).LatestState(); s != mesos.TaskState_TASK_FAILED || u[len(u)-1].Acked || st.Truncated != 0 {
+				t.Fatalf("strict=%v cut at %d: appended update not recovered", strict, cut)
 			}
 		}
-		_, err := ts.Recover(context.Background(), true)
-		var ce *CorruptError
-		if !errors.As(err, &ce) || !ce.Torn || ce.Path != path || ce.Offset != int64(last) {
-			t.Fatalf("cut at %d: strict Recover = %v; want torn at %d in %s", cut, err, last, path)
-		}
-		st := ts.recover(t, false)
-		if st.Truncated != 1 || len(st.Inconsistencies) != 1 {
-			t.Fatalf("cut at %d: truncated %d, inconsistencies %v", cut, st.Truncated, st.Inconsistencies)
-		}
-		if fi, err := os.Stat(path); err != nil || fi.Size() != int64(last) {
-			t.Fatalf("cut at %d: stream not cut back to %d: %v %v", cut, last, fi.Size(), err)
-		}
-		if got := len(taskOf(st, baseKey).Updates); got != min(boundary[last], 3) {
-			t.Fatalf("cut at %d: %d updates kept, want %d", cut, got, min(boundary[last], 3))
-		}
-		// The cut stream is clean again: strict recovery and appends work.
-		if err := ts.AppendUpdate(context.Background(), baseKey, update(baseKey.Framework, baseKey.Task, mesos.TaskState_TASK_FAILED, 99)); err != nil {
-			t.Fatal(err)
-		}
-		st = ts.recover(t, true)
-		u := taskOf(st, baseKey).Updates
-		if s, _ := taskOf(st, baseKey).LatestState(); s != mesos.TaskState_TASK_FAILED || u[len(u)-1].Acked {
-			t.Fatalf("cut at %d: appended update not recovered", cut)
-		}
+	}
+}
+
+// TestUpdatesTornMiddle: a record that seems to run past the end of the
+// stream but has whole records behind it (its length field was damaged) is
+// corruption, not a torn tail: strict recovery refuses it.
+func TestUpdatesTornMiddle(t *testing.T) {
+	ts, path, orig, bounds := stream(t, 3, 1)
+	bad := bytes.Clone(orig)
+	// The second record's length now reaches past the end of the file.
+	binary.LittleEndian.PutUint32(bad[bounds[1]+2:], uint32(len(orig)))
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ts.Recover(context.Background(), true)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Path != path || ce.Offset != int64(bounds[1]) {
+		t.Fatalf("strict Recover = %v; want corruption at %d of %s", err, bounds[1], path)
+	}
+	st := ts.recover(t, false)
+	if len(st.Inconsistencies) != 1 || st.Truncated != 1 || len(taskOf(st, baseKey).Updates) != 1 {
+		t.Fatalf("non-strict: inconsistencies %v, truncated %d, updates %d", st.Inconsistencies, st.Truncated, len(taskOf(st, baseKey).Updates))
 	}
 }
 

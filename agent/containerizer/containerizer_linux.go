@@ -34,6 +34,8 @@ type Containerizer struct {
 	// before its launcher's caller gets to Wait) still learns it.
 	ended      map[string]*Termination
 	endedOrder []string
+	// retain keeps ended containers' runtime directories until Forget.
+	retain bool
 }
 
 // maxEnded bounds how many ended containers' terminations are kept for a
@@ -140,7 +142,8 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runtime dir: %w", err)
 	}
-	spec := containerinit.Spec{Argv: cfg.Argv, Path: cfg.Path, Dir: cfg.Sandbox, StatusPath: filepath.Join(dir, "status")}
+	spec := containerinit.Spec{Argv: cfg.Argv, Path: cfg.Path, Dir: cfg.Sandbox, StatusPath: filepath.Join(dir, "status"),
+		StartedPath: filepath.Join(dir, "started")}
 	env := cfg.Env
 	var cloneFlags uintptr
 	for _, iso := range c.isolators {
@@ -295,11 +298,22 @@ func (c *Containerizer) finish(ct *container, term *Termination) {
 	if ct.proc != nil {
 		_ = ct.proc.Close()
 	}
-	_ = os.RemoveAll(c.dir(id))
 	ct.mu.Lock()
 	term.Limitation = ct.limitation
 	term.Destroyed = ct.destroying
 	ct.mu.Unlock()
+	if !term.StatusKnown && !term.Destroyed && term.Limitation == nil && !exists(filepath.Join(c.dir(id), "started")) {
+		// The init records the go-ahead before it starts anything: without
+		// that record the task never ran.
+		term.NotStarted = true
+		term.Message = "the container's task never started"
+	}
+	c.mu.Lock()
+	retain := c.retain
+	c.mu.Unlock()
+	if !retain {
+		_ = os.RemoveAll(c.dir(id))
+	}
 	if term.Message == "" {
 		term.Message = describe(term)
 	}
@@ -541,6 +555,11 @@ func lookupUser(name string) (uid, gid uint32, groups []uint32, err error) {
 		}
 	}
 	return uint32(id), uint32(g), groups, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func readStatus(path string) (syscall.WaitStatus, bool) {

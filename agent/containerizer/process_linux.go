@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,6 +101,8 @@ func (p *Process) Wait(ctx context.Context) (status syscall.WaitStatus, known bo
 	if err != nil {
 		return 0, false, err
 	}
+	// A deadline an earlier, cancelled Wait left must not end this one.
+	_ = p.pidfd.SetReadDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { _ = p.pidfd.SetReadDeadline(deadlinePast) })
 	defer stop()
 	var werr error
@@ -141,6 +144,28 @@ func (p *Process) Wait(ctx context.Context) (status syscall.WaitStatus, known bo
 		return 0, false, fmt.Errorf("waiting for %d: interrupted", p.pid)
 	}
 	return status, known, nil
+}
+
+// Exited reports whether the process has exited (a zombie not yet reaped
+// included), without waiting.
+func (p *Process) Exited() bool {
+	rc, err := p.pidfd.SyscallConn()
+	if err != nil {
+		return false
+	}
+	exited := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			exited = err == nil && n > 0
+			return
+		}
+	})
+	return exited
 }
 
 // Close releases the pidfd.

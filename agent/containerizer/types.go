@@ -193,6 +193,10 @@ type Termination struct {
 	// Destroyed is true when the container was destroyed (killed) rather
 	// than ending by itself.
 	Destroyed bool
+	// NotStarted is true when the task never started: the init ended
+	// without the go-ahead (the agent that launched it died before giving
+	// it) and nobody destroyed it. It may be launched again.
+	NotStarted bool
 	// Message says in words what happened.
 	Message string
 }

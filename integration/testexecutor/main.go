@@ -8,6 +8,10 @@
 // the value of its label "command", else its data. Framework messages are
 // echoed back prefixed with "echo:". It stays up until SHUTDOWN, or until it
 // loses the agent for good, and logs to stderr (the sandbox's stderr file).
+// With checkpointing (MESOS_CHECKPOINT=1) it survives an agent restart: the
+// driver re-subscribes for up to MESOS_RECOVERY_TIMEOUT, backing off up to
+// MESOS_SUBSCRIPTION_BACKOFF_MAX, handing over its unacknowledged updates
+// and tasks; TESTEXECUTOR_STALL_ON_DISCONNECT=1 makes it never re-subscribe.
 package main
 
 import (
@@ -116,7 +120,18 @@ func (e *testExecutor) Disconnected(executor.Driver) {
 	e.disconnected = true
 	e.mu.Unlock()
 	e.log.Warn("disconnected from agent", "checkpoint", e.cfg.Checkpoint)
+	if os.Getenv(StallEnv) != "" {
+		// Tests of the agent's re-registration timeout: an executor that
+		// stays alive, with its tasks, but never re-subscribes. The driver
+		// calls Disconnected from its run loop, which stays blocked here.
+		e.log.Warn("not re-subscribing", "env", StallEnv)
+		select {}
+	}
 }
+
+// StallEnv, set in the executor's environment, makes it never re-subscribe
+// after it loses the agent (while its tasks keep running).
+const StallEnv = "TESTEXECUTOR_STALL_ON_DISCONNECT"
 
 func (e *testExecutor) Error(_ executor.Driver, msg string) {
 	e.log.Error("agent reported an error", "message", msg)

@@ -45,6 +45,14 @@ func (i *isolator) Isolate(_ context.Context, id string, pid int) error {
 	return nil
 }
 
+// Reattach implements containerizer.Reattacher: a container recovered after
+// an agent restart is found again by its init's session.
+func (i *isolator) Reattach(id string, pid int) {
+	i.mu.Lock()
+	i.sessions[id] = pid
+	i.mu.Unlock()
+}
+
 func (i *isolator) Cleanup(_ context.Context, id string) error {
 	i.mu.Lock()
 	delete(i.sessions, id)

@@ -50,6 +50,15 @@ func run() int {
 	if !awaitGoAhead(sync) {
 		return ExitAborted
 	}
+	if spec.StartedPath != "" {
+		// Before anything of the task runs (an empty file: no fsync, the
+		// runtime directory does not outlive the boot anyway).
+		f, err := os.OpenFile(spec.StartedPath, os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			return fail("recording the start: %v", err)
+		}
+		f.Close()
+	}
 
 	// Orphans of the task reparent to us, not to the host's init, so that they
 	// stay reaped and inside the container's session.

@@ -23,6 +23,10 @@ type Spec struct {
 	Dir string `json:"dir,omitempty"`
 	// StatusPath receives the raw wait status of the task when it ends.
 	StatusPath string `json:"status_path"`
+	// StartedPath is created once the go-ahead came, before the task is
+	// started: an agent recovering after a crash tells a container whose
+	// task never ran (launched again) from one whose task may have.
+	StartedPath string `json:"started_path,omitempty"`
 	// Hostname is set when the container has its own UTS namespace.
 	Hostname string `json:"hostname,omitempty"`
 	// Mounts are applied in order inside the container's mount namespace.
