@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/master"
 	"github.com/spf13/cobra"
 )
@@ -98,7 +99,16 @@ func newMasterCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return wait()
+			// The unit is Type=notify: systemd holds `systemctl start` until
+			// the master listens.
+			if err := sdnotify.Ready(); err != nil {
+				log.Warn("sd_notify READY", "err", err)
+			}
+			err = wait()
+			if nerr := sdnotify.Stopping(); nerr != nil {
+				log.Warn("sd_notify STOPPING", "err", nerr)
+			}
+			return err
 		},
 	}
 	f.bind(cmd)
