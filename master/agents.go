@@ -368,6 +368,7 @@ func (m *Master) removeTask(t *task, release bool) {
 // completeTask moves an acknowledged terminal task to the completed list.
 func (m *Master) completeTask(t *task) {
 	m.removeTask(t, false)
+	m.ended[t.state]++
 	fw := t.fw
 	fw.completed = append(fw.completed, t)
 	if n := len(fw.completed); n > m.cfg.MaxCompletedTasksPerFramework {

@@ -21,6 +21,7 @@ func (m *Master) registerEndpoints(mux *http.ServeMux) {
 	mux.HandleFunc("/state", m.serveState)
 	mux.HandleFunc("/state.json", m.serveState)
 	mux.HandleFunc("/master/state", m.serveState)
+	mux.HandleFunc("/metrics/snapshot", m.serveMetrics)
 }
 
 // serveState is Mesos' /state: the whole cluster as one JSON document.

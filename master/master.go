@@ -82,8 +82,11 @@ type Master struct {
 	mu                  sync.Mutex
 	frameworks          map[string]*framework
 	completedFrameworks []*framework
-	agents              map[string]*agent
-	offers              map[string]*offer
+	// ended counts tasks by terminal state since the master started, for
+	// /metrics/snapshot (the completed lists are bounded, these are not).
+	ended  map[mesos.TaskState]int64
+	agents map[string]*agent
+	offers map[string]*offer
 }
 
 type framework struct {
@@ -160,6 +163,7 @@ func New(cfg Config) *Master {
 		offerIDs:     ids.NewSequence(id+"-O", "%d"),
 		kick:         make(chan struct{}, 1),
 		frameworks:   map[string]*framework{},
+		ended:        map[mesos.TaskState]int64{},
 		agents:       map[string]*agent{},
 		offers:       map[string]*offer{},
 	}
