@@ -3,18 +3,15 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/agent"
@@ -60,7 +57,7 @@ func TestLinuxLauncherAgent(t *testing.T) {
 	}
 	// Registered before the agent's stop, so it runs after it: the agent
 	// destroys its containers on the way out, then the roots go.
-	t.Cleanup(func() { removeCgroupRoots(t, root) })
+	t.Cleanup(func() { testsupport.RemoveCgroupsRoot(t, root) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -270,23 +267,6 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("GET %s: %v in %s", url, err, b)
-	}
-}
-
-// removeCgroupRoots removes the agent's (by now empty) cgroups root in every
-// hierarchy: the launcher's and the v1 isolators'.
-func removeCgroupRoots(t *testing.T, root string) {
-	dirs := []string{filepath.Join("/sys/fs/cgroup", root)}
-	entries, _ := os.ReadDir("/sys/fs/cgroup")
-	for _, e := range entries {
-		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", e.Name(), root))
-	}
-	// /sys/fs/cgroup itself is a read-only tmpfs under systemd on hybrid
-	// hosts: nothing can have been made there, so EROFS is not a leak.
-	for _, d := range dirs {
-		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.EROFS) {
-			t.Errorf("removing %s: %v", d, err)
-		}
 	}
 }
 

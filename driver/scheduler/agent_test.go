@@ -26,6 +26,7 @@ func startAgent(t *testing.T, m *testMaster) {
 		IP:          "127.0.0.1",
 		Resources:   "cpus:2;mem:512;disk:1024",
 		LauncherDir: testsupport.BinDir(t),
+		CgroupsRoot: testsupport.CgroupsRoot(t, testsupport.Prefix(t)),
 		Log:         testLogger(t).With("side", "agent"),
 		// Keep the test from waiting on the agent's first backoff.
 		RegistrationBackoffFactor: 50 * time.Millisecond,

@@ -118,6 +118,9 @@ func tryStartCorral(t *testing.T, dir, workDir string, attempt int, extraArgs []
 		"--ip", "127.0.0.1",
 		"--port", strconv.Itoa(port),
 		"--work_dir", workDir,
+		// The wire protocol is under test, not isolation: the posix
+		// launcher leaves no cgroups behind.
+		"--launcher", "posix",
 	}, extraArgs...)
 	cmd := exec.Command(filepath.Join(binDir, "corral"), args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

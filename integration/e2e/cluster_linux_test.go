@@ -133,6 +133,7 @@ func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 	bin := corralBin(tb)
 	dir := tb.TempDir()
 	workDir := filepath.Join(dir, prefix+"work")
+	cgRoot := testsupport.CgroupsRoot(tb, prefix)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port := freePort(tb)
@@ -147,7 +148,7 @@ func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 			tb.Fatal(err)
 		}
 		args := append([]string{"local", "--port", strconv.Itoa(port), "--work_dir", workDir,
-			"--resources", agentResources, "--logging_level", "INFO"}, extra...)
+			"--cgroups_root", cgRoot, "--resources", agentResources, "--logging_level", "INFO"}, extra...)
 		c.cmd = exec.Command(bin, args...)
 		c.cmd.Stdout, c.cmd.Stderr = logf, logf
 		if err := c.cmd.Start(); err != nil {

@@ -100,7 +100,7 @@ func benchContainerizer(b *testing.B, m mode, isolation []string) (*containerize
 		if err := l.RemoveRoot(); err != nil {
 			b.Errorf("removing cgroups root: %v", err)
 		}
-		removeIsolatorRoots(b, root)
+		testsupport.RemoveCgroupsRoot(b, root)
 	})
 	var isos []containerizer.Isolator
 	for _, name := range isolation {

@@ -99,7 +99,7 @@ func newContainerizer(t testing.TB, l containerizer.Launcher, isolation ...strin
 	o := containerizer.Options{}
 	if ll, ok := l.(*linux.Launcher); ok {
 		o.CgroupsRoot = ll.CgroupsRoot()
-		t.Cleanup(func() { removeIsolatorRoots(t, o.CgroupsRoot) })
+		t.Cleanup(func() { testsupport.RemoveCgroupsRoot(t, o.CgroupsRoot) })
 	}
 	for _, name := range isolation {
 		iso, err := containerizer.NewIsolator(name, o)
@@ -190,16 +190,6 @@ func procsIn(dir string) []string {
 
 // removeIsolatorRoots removes the (by now empty) cgroups root that the v1
 // cgroups isolators made in each hierarchy.
-func removeIsolatorRoots(t testing.TB, root string) {
-	entries, _ := os.ReadDir("/sys/fs/cgroup")
-	for _, e := range entries {
-		dir := filepath.Join("/sys/fs/cgroup", e.Name(), root)
-		if err := unix.Rmdir(dir); err != nil && err != unix.ENOENT && err != unix.ENOTDIR {
-			t.Errorf("removing %s: %v", dir, err)
-		}
-	}
-}
-
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
