@@ -261,33 +261,12 @@ func BenchmarkContainerFootprint(b *testing.B) {
 }
 
 // memKB reads a "Key: N kB" line of /proc/PID/<file>.
+// memKB is a /proc figure in kB, 0 when the process is gone.
 func memKB(pid, file, key string) float64 {
-	fh, err := os.Open(filepath.Join("/proc", pid, file))
-	if err != nil {
-		return 0
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
-			if fs := strings.Fields(v); len(fs) > 0 {
-				n, _ := strconv.ParseFloat(fs[0], 64)
-				return n
-			}
-		}
-	}
-	return 0
+	kb, _ := testsupport.ProcKB(pid, file, key)
+	return kb
 }
 
-// percentile is the nearest-rank percentile p (0-100) of ds.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	rank := int(float64(len(s))*p/100+0.999999) - 1
-	return s[max(0, min(rank, len(s)-1))]
-}
+func percentile(ds []time.Duration, p float64) time.Duration { return testsupport.Percentile(ds, p) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -140,19 +140,11 @@ func (n *node) startAgentNoWait(tb testing.TB) {
 // rssKB is a process's resident set in KiB.
 func rssKB(tb testing.TB, pid int) float64 {
 	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
+	kb, ok := testsupport.ProcKB(strconv.Itoa(pid), "status", "VmRSS:")
+	if !ok {
+		tb.Fatalf("no VmRSS for %d", pid)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			kb, _ := strconv.ParseFloat(f[0], 64)
-			return kb
-		}
-	}
-	tb.Fatalf("no VmRSS for %d", pid)
-	return 0
+	return kb
 }
 
 func waitForTB(tb testing.TB, what string, cond func() bool) {

@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -161,7 +159,7 @@ func benchSingle(b *testing.B, c *containerizer.Containerizer, prefix string, it
 func benchBatch(b *testing.B, c *containerizer.Containerizer, prefix string, iter, n int, setup, mode string) {
 	root := b.TempDir()
 	runtime.GC()
-	rssBefore := selfRSS()
+	rssBefore := testsupport.SelfRSS()
 	lat := make([]time.Duration, 0, n)
 	ids := make([]string, 0, n)
 	b.Cleanup(func() {
@@ -183,8 +181,8 @@ func benchBatch(b *testing.B, c *containerizer.Containerizer, prefix string, ite
 	launchAll := time.Since(start)
 	time.Sleep(500 * time.Millisecond) // let every task exec
 	runtime.GC()
-	rssAfter := selfRSS()
-	pss, procs := containerCost(prefix)
+	rssAfter := testsupport.SelfRSS()
+	pss, procs := testsupport.ContainerCost(prefix)
 	dlat := make([]time.Duration, len(ids))
 	start = time.Now()
 	var wg sync.WaitGroup
@@ -219,44 +217,7 @@ func benchBatch(b *testing.B, c *containerizer.Containerizer, prefix string, ite
 }
 
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2], s[len(s)*99/100]
+	return testsupport.Percentile(d, 50), testsupport.Percentile(d, 99)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func selfRSS() uint64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			v, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
-			return v << 10
-		}
-	}
-	return 0
-}
-
-// containerCost sums the proportional set size of every process whose
-// environment carries the prefix (the inits and the tasks).
-func containerCost(prefix string) (pss uint64, procs int) {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !strings.Contains(string(env), prefix) {
-			continue
-		}
-		procs++
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/smaps_rollup")
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "Pss:") {
-				v, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
-				pss += v << 10
-			}
-		}
-	}
-	return pss, procs
-}

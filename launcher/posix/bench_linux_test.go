@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +26,7 @@ func BenchmarkPosixContainers(b *testing.B) {
 	root := b.TempDir()
 	for iter := 0; iter < b.N; iter++ {
 		runtime.GC()
-		rssBefore := selfRSS()
+		rssBefore := testsupport.SelfRSS()
 		lat := make([]time.Duration, 0, n)
 		ids := make([]string, 0, n)
 		start := time.Now()
@@ -49,8 +47,8 @@ func BenchmarkPosixContainers(b *testing.B) {
 		launchAll := time.Since(start)
 		time.Sleep(500 * time.Millisecond) // let every task exec
 		runtime.GC()
-		rssAfter := selfRSS()
-		pss, procs := containerCost(prefix)
+		rssAfter := testsupport.SelfRSS()
+		pss, procs := testsupport.ContainerCost(prefix)
 		start = time.Now()
 		var wg sync.WaitGroup
 		for _, id := range ids {
@@ -78,39 +76,4 @@ func BenchmarkPosixContainers(b *testing.B) {
 			n, p50, p99, launchAll.Round(time.Millisecond), destroyAll.Round(time.Millisecond),
 			float64(procs)/n, float64(pss)/n/1024, float64(int64(rssAfter)-int64(rssBefore))/n/1024)
 	}
-}
-
-func selfRSS() uint64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			v, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
-			return v << 10
-		}
-	}
-	return 0
-}
-
-// containerCost sums the proportional set size of every process whose
-// environment carries the prefix (the init and the task).
-func containerCost(prefix string) (pss uint64, procs int) {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !strings.Contains(string(env), prefix) {
-			continue
-		}
-		procs++
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/smaps_rollup")
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "Pss:") {
-				v, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
-				pss += v << 10
-			}
-		}
-	}
-	return pss, procs
 }
