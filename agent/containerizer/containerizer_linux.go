@@ -33,7 +33,7 @@ type Containerizer struct {
 	// endedOrder, so that a Wait coming after the end (a task that exits
 	// before its launcher's caller gets to Wait) still learns it.
 	ended      map[string]*Termination
-	endedOrder []string
+	endedOrder []endedEntry
 	// retain keeps ended containers' runtime directories until Forget.
 	retain bool
 }
@@ -320,16 +320,7 @@ func (c *Containerizer) finish(ct *container, term *Termination) {
 	ct.term = term
 	c.mu.Lock()
 	delete(c.containers, id)
-	c.ended[id] = term
-	c.endedOrder = append(c.endedOrder, id)
-	for len(c.endedOrder) > maxEnded {
-		old := c.endedOrder[0]
-		c.endedOrder = c.endedOrder[1:]
-		// Only if no newer container of that ID replaced the entry.
-		if _, live := c.containers[old]; !live && c.ended[old] != nil && !containsID(c.endedOrder, old) {
-			delete(c.ended, old)
-		}
-	}
+	c.rememberEnd(id, term)
 	c.mu.Unlock()
 	close(ct.done)
 }
@@ -357,13 +348,24 @@ func unixSignalName(s syscall.Signal) string {
 	return strings.ToUpper(name[:1]) + name[1:]
 }
 
-func containsID(list []string, id string) bool {
-	for _, v := range list {
-		if v == id {
-			return true
+type endedEntry struct {
+	id   string
+	term *Termination
+}
+
+// rememberEnd keeps term for a late Wait, forgetting the oldest beyond
+// maxEnded. c.mu is held.
+func (c *Containerizer) rememberEnd(id string, term *Termination) {
+	c.ended[id] = term
+	c.endedOrder = append(c.endedOrder, endedEntry{id, term})
+	for len(c.endedOrder) > maxEnded {
+		old := c.endedOrder[0]
+		c.endedOrder = c.endedOrder[1:]
+		// Only if no newer end of that ID replaced the entry.
+		if c.ended[old.id] == old.term {
+			delete(c.ended, old.id)
 		}
 	}
-	return false
 }
 
 // Wait returns how the container ended, blocking until it has. A container

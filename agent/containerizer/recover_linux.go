@@ -195,8 +195,7 @@ func (c *Containerizer) Recover(ctx context.Context, known []*Config) (map[strin
 	retain := c.retain
 	for id, r := range out {
 		if r.State == Ended {
-			c.ended[id] = r.Termination
-			c.endedOrder = append(c.endedOrder, id)
+			c.rememberEnd(id, r.Termination)
 			if !retain {
 				_ = os.RemoveAll(c.dir(id))
 			}
