@@ -1,10 +1,15 @@
 package agent
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral/corral/agent/gc"
 )
+
+func ptr[T any](v T) *T { return &v }
 
 func TestMesosDuration(t *testing.T) {
 	tests := []struct {
@@ -81,6 +86,18 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{Config{Master: "m:1", WorkDir: "/tmp/x", Port: 70000}, "--port"},
 		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", Recover: "restore"}, "--recover"},
 		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", StatusUpdateRetryMin: time.Hour, StatusUpdateRetryMax: time.Minute}, "--status_update_retry_interval_max"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCDelay: -time.Hour}, "--gc_delay"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", DiskWatchInterval: -time.Second}, "--disk_watch_interval"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCDiskHeadroom: ptr(1.5)}, "--gc_disk_headroom"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCDiskHeadroom: ptr(-0.1)}, "--gc_disk_headroom"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCDiskHeadroom: ptr(math.NaN())}, "--gc_disk_headroom"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCInodeThreshold: 2}, "--gc_inode_threshold"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCMaxSandboxes: -1}, "--gc_max_sandboxes"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCParallelism: -1}, "--gc_parallelism"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", ContainerDiskWatchInterval: -time.Second}, "--container_disk_watch_interval"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", XFSProjectRange: "10000-5000"}, "--xfs_project_range"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", XFSProjectRange: "[0-10]"}, "--xfs_project_range"},
+		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", XFSProjectRange: "lots"}, "--xfs_project_range"},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.defaults()
@@ -102,5 +119,48 @@ func TestRecoveryDefaults(t *testing.T) {
 	}
 	if got := subscriptionBackoffMax(c.ExecutorReregistrationTimeout); got != 500*time.Millisecond {
 		t.Errorf("executor re-subscription backoff cap %v, want 500ms (a quarter of the re-registration timeout)", got)
+	}
+}
+
+// The GC and disk flags default to Mesos' values, reach the collector and
+// the disk isolators' options, and a headroom of 0 given on the command
+// line stays 0.
+func TestDiskDefaults(t *testing.T) {
+	c := Config{Master: "m:1", WorkDir: t.TempDir(), Launcher: "posix"}
+	if err := c.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.GCDelay != 7*24*time.Hour || c.DiskWatchInterval != time.Minute || c.GCParallelism != 4 ||
+		c.ContainerDiskWatchInterval != 15*time.Second || c.EnforceContainerDiskQuota || c.XFSProjectRange != "[5000-10000]" {
+		t.Errorf("defaults: gc_delay %v disk_watch_interval %v gc_parallelism %d container_disk_watch_interval %v enforce %v xfs_project_range %q",
+			c.GCDelay, c.DiskWatchInterval, c.GCParallelism, c.ContainerDiskWatchInterval, c.EnforceContainerDiskQuota, c.XFSProjectRange)
+	}
+	if g := c.gcConfig(); g.DiskHeadroomSet || g.WorkDir != c.WorkDir || g.Delay != c.GCDelay {
+		t.Errorf("gc config %+v: want the default headroom, the work_dir and gc_delay", g)
+	}
+	extra := c.containerOptions().Extra
+	for k, want := range map[string]string{
+		"work_dir": c.WorkDir, "container_disk_watch_interval": "15s", "enforce_container_disk_quota": "false",
+		"xfs_project_range": "[5000-10000]", "xfs_kill_containers": "false",
+	} {
+		if extra[k] != want {
+			t.Errorf("Options.Extra[%q] = %q, want %q", k, extra[k], want)
+		}
+	}
+
+	c = Config{Master: "m:1", WorkDir: t.TempDir(), Launcher: "posix", GCDiskHeadroom: ptr(0.0), EnforceContainerDiskQuota: true,
+		ContainerDiskWatchInterval: 2 * time.Second}
+	if err := c.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	g := c.gcConfig()
+	if !g.DiskHeadroomSet || g.DiskHeadroom != 0 {
+		t.Errorf("--gc_disk_headroom=0 reached the collector as %v (set %v)", g.DiskHeadroom, g.DiskHeadroomSet)
+	}
+	if _, err := gc.New(g); err != nil {
+		t.Errorf("gc.New: %v", err)
+	}
+	if extra := c.containerOptions().Extra; extra["enforce_container_disk_quota"] != "true" || extra["container_disk_watch_interval"] != "2s" {
+		t.Errorf("Options.Extra %v: want enforcement on and a 2s watch", extra)
 	}
 }

@@ -49,6 +49,9 @@ func (a *Agent) launchExecutor(ex *executor) {
 	}
 	if err != nil {
 		a.log.Warn("executor failed to launch", "executor", ex.id, "err", err)
+		a.mu.Lock()
+		a.counters.containerLaunchErrors++
+		a.mu.Unlock()
 		a.executorTerminated(ex, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch executor: "+err.Error(), nil)
 		return
 	}

@@ -135,6 +135,9 @@ func (a *Agent) recover(ctx context.Context) error {
 			}
 		}
 	}
+	// Before anything recovered goes on (and may end): what is on disk
+	// and not live now is the collector's again.
+	a.recoverGCLocked()
 	a.mu.Unlock()
 	for _, act := range actions {
 		go act()

@@ -244,6 +244,11 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 		a.mu.Unlock()
 	}
 
+	if fresh {
+		// A new run: its executor's and framework's directories may be
+		// scheduled for removal since an earlier run ended.
+		a.unscheduleParents(ex)
+	}
 	if err := os.MkdirAll(ex.directory, 0o755); err != nil {
 		for _, t := range added {
 			a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("creating sandbox: %v", err))
@@ -524,6 +529,11 @@ func limitationReason(name string) mesos.TaskStatus_Reason {
 
 func (a *Agent) taskFailedToStart(t *task, reason mesos.TaskStatus_Reason, msg string) {
 	a.log.Warn("task failed to start", "task", t.info.GetTaskId().GetValue(), "reason", reason, "message", msg)
+	if reason == mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED {
+		a.mu.Lock()
+		a.counters.containerLaunchErrors++
+		a.mu.Unlock()
+	}
 	a.finishTask(t, mesos.TaskState_TASK_FAILED, reason, msg)
 }
 
@@ -597,6 +607,9 @@ func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) {
 	defer t.updMu.Unlock()
 	a.mu.Lock()
 	s.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
+	if !isTerminal(t.state) && isTerminal(s.GetState()) {
+		a.counters.tasksEnded[s.GetState()]++
+	}
 	t.state = s.GetState()
 	t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
 	fw := t.ex.fw
@@ -710,6 +723,8 @@ func (a *Agent) executorEnded(ex *executor, status *int32) {
 	if fw.executors[ex.id] == ex {
 		delete(fw.executors, ex.id)
 	}
+	a.counters.executorsTerminated++
+	a.scheduleRunLocked(ex)
 	if ex.regTimer != nil {
 		ex.regTimer.Stop()
 	}

@@ -2,23 +2,22 @@ package master
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/metrics"
 )
 
 // serveMetrics is Mesos' /metrics/snapshot: a flat JSON object of numbers
 // under Mesos' key names, which dashboards and alerts built for Mesos read.
-func (m *Master) serveMetrics(w http.ResponseWriter, _ *http.Request) {
-	httpapi.WriteJSON(w, m.metrics())
+func (m *Master) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	metrics.Handler(m.metrics)(w, r)
 }
 
-func (m *Master) metrics() map[string]float64 {
+func (m *Master) metrics() metrics.Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]float64{
+	out := metrics.Snapshot{
 		"master/uptime_secs": time.Since(m.start).Seconds(),
 		"master/elected":     1,
 	}
@@ -26,9 +25,6 @@ func (m *Master) metrics() map[string]float64 {
 	for _, k := range []string{"frameworks_active", "frameworks_inactive", "frameworks_connected", "frameworks_disconnected",
 		"outstanding_offers", "slaves_active", "slaves_inactive", "slaves_connected", "slaves_disconnected"} {
 		out["master/"+k] = 0
-	}
-	for _, r := range []string{"cpus", "mem", "disk", "gpus"} {
-		out["master/"+r+"_total"], out["master/"+r+"_used"] = 0, 0
 	}
 	for _, fw := range m.frameworks {
 		if fw.active {
@@ -51,7 +47,7 @@ func (m *Master) metrics() map[string]float64 {
 			out["master/slaves_disconnected"]++
 			out["master/slaves_inactive"]++
 		}
-		for _, r := range []string{"cpus", "mem", "disk", "gpus"} {
+		for _, r := range metrics.Resources {
 			out["master/"+r+"_total"] += a.total.Scalar(r)
 			out["master/"+r+"_used"] += a.used.Scalar(r)
 		}
@@ -59,12 +55,8 @@ func (m *Master) metrics() map[string]float64 {
 			out[taskStateKey(t.state)]++
 		}
 	}
-	for _, r := range []string{"cpus", "mem", "disk", "gpus"} {
-		if total := out["master/"+r+"_total"]; total > 0 {
-			out["master/"+r+"_percent"] = out["master/"+r+"_used"] / total
-		} else {
-			out["master/"+r+"_percent"] = 0
-		}
+	for _, r := range metrics.Resources {
+		metrics.SetResource(out, "master", r, out["master/"+r+"_total"], out["master/"+r+"_used"])
 	}
 	for _, st := range []mesos.TaskState{mesos.TaskState_TASK_STAGING, mesos.TaskState_TASK_STARTING, mesos.TaskState_TASK_RUNNING, mesos.TaskState_TASK_KILLING} {
 		out[taskStateKey(st)] += 0
@@ -79,6 +71,4 @@ func (m *Master) metrics() map[string]float64 {
 
 // taskStateKey is Mesos' metric name of a task state: TASK_RUNNING →
 // master/tasks_running.
-func taskStateKey(s mesos.TaskState) string {
-	return "master/tasks_" + strings.ToLower(strings.TrimPrefix(s.String(), "TASK_"))
-}
+func taskStateKey(s mesos.TaskState) string { return metrics.TaskStateKey("master", s) }

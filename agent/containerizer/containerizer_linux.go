@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/user"
@@ -496,6 +497,29 @@ func (c *Containerizer) Usage(ctx context.Context, id string) (*Usage, error) {
 		}
 	}
 	return u, nil
+}
+
+// Close stops the isolators' background work and releases what they hold
+// for the agent's lifetime (disk/du's helper cgroup, disk/xfs's file
+// system handles): the isolators that are io.Closers are closed. Running
+// containers are left alone; a later containerizer recovers them.
+func (c *Containerizer) Close() {
+	CloseIsolators(c.isolators, c.log)
+}
+
+// CloseIsolators closes the isolators that are io.Closers, logging what
+// fails; also for isolators built for a containerizer that never ran.
+func CloseIsolators(isolators []Isolator, log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	for _, iso := range isolators {
+		if cl, ok := iso.(io.Closer); ok {
+			if err := cl.Close(); err != nil {
+				log.Warn("closing isolator", "isolator", iso.Name(), "err", err)
+			}
+		}
+	}
 }
 
 // Containers lists the IDs of the running containers.

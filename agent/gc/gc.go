@@ -72,8 +72,10 @@ type Config struct {
 	// DiskWatchInterval is --disk_watch_interval; negative turns the disk
 	// watch off (removals still happen when due).
 	DiskWatchInterval time.Duration
-	// DiskHeadroom is --gc_disk_headroom, in [0, 1].
-	DiskHeadroom float64
+	// DiskHeadroom is --gc_disk_headroom, in [0, 1]. Zero takes the
+	// default unless DiskHeadroomSet says it was given (the flag may be 0).
+	DiskHeadroom    float64
+	DiskHeadroomSet bool
 	// InodeThreshold is --gc_inode_threshold: while the fraction of inodes
 	// in use is above it, the oldest scheduled paths are removed. 0: off.
 	InodeThreshold float64
@@ -186,7 +188,7 @@ func New(cfg Config) (*GC, error) {
 	if cfg.DiskWatchInterval == 0 {
 		cfg.DiskWatchInterval = DefaultDiskWatchInterval
 	}
-	if cfg.DiskHeadroom == 0 {
+	if cfg.DiskHeadroom == 0 && !cfg.DiskHeadroomSet {
 		cfg.DiskHeadroom = DefaultDiskHeadroom
 	}
 	if cfg.DiskHeadroom < 0 || cfg.DiskHeadroom > 1 || math.IsNaN(cfg.DiskHeadroom) {
@@ -507,6 +509,18 @@ func (g *GC) Run(ctx context.Context) {
 			}()
 		}
 	}
+}
+
+// MaxAllowedAge is how old a finished sandbox may get by the last disk
+// reading (Mesos' slave/executor_directory_max_allowed_age_secs); before
+// the first reading, gc_delay.
+func (g *GC) MaxAllowedAge() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m.LastPrune.IsZero() {
+		return g.cfg.Delay
+	}
+	return MaxAge(g.cfg.Delay, g.cfg.DiskHeadroom, g.m.LastUsage.Blocks)
 }
 
 // MaxAge is Mesos' rule: how old a finished sandbox may get when the file

@@ -155,6 +155,32 @@ func TestMaxAge(t *testing.T) {
 	}
 }
 
+// A headroom given as 0 (DiskHeadroomSet) stays 0 rather than taking the
+// default, and MaxAllowedAge follows the last disk reading: gc_delay
+// before the first, Mesos' rule after it.
+func TestZeroHeadroomAndMaxAllowedAge(t *testing.T) {
+	dir, _ := workDir(t)
+	fu := &fakeUsage{u: Usage{Blocks: 0.25}}
+	for _, c := range []struct {
+		set  bool
+		want time.Duration
+	}{
+		{false, 100 * time.Hour * 65 / 100}, // the default 0.1
+		{true, 100 * time.Hour * 75 / 100},  // none
+	} {
+		g := newGC(t, Config{WorkDir: dir, Delay: 100 * time.Hour, DiskHeadroomSet: c.set, Usage: fu, DiskWatchInterval: -1})
+		if got := g.MaxAllowedAge(); got != 100*time.Hour {
+			t.Errorf("before any reading MaxAllowedAge = %v, want gc_delay", got)
+		}
+		if err := g.CheckDisk(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := g.MaxAllowedAge(); got-c.want > time.Second || c.want-got > time.Second {
+			t.Errorf("DiskHeadroomSet %v: MaxAllowedAge at 0.25 used = %v, want %v", c.set, got, c.want)
+		}
+	}
+}
+
 func TestScheduleUnschedule(t *testing.T) {
 	dir, _ := workDir(t)
 	g := newGC(t, Config{WorkDir: dir, DiskWatchInterval: -1})
