@@ -18,11 +18,13 @@ import (
 
 	"github.com/corral/corral/agent/checkpoint"
 	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/agent/gc"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/metrics"
 	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/internal/version"
 	"google.golang.org/protobuf/proto"
@@ -50,6 +52,8 @@ type Agent struct {
 	// a thousand streams resend their heads at once, and as many
 	// concurrent requests would each open a connection.
 	sendSlots chan struct{}
+	// gc removes the sandboxes of ended runs (sandbox_gc.go).
+	gc *gc.GC
 
 	mu         sync.Mutex
 	agentID    string
@@ -60,6 +64,7 @@ type Agent struct {
 	// completed keeps recently ended executors for /state.
 	completed []*executor
 	recovery  recoveryStats
+	counters  counters
 }
 
 // New validates the configuration, builds the containerizer and binds the
@@ -79,6 +84,10 @@ func New(cfg Config) (*Agent, error) {
 	if _, err := store.CurrentBootID(); err != nil {
 		return nil, err
 	}
+	collector, err := gc.New(cfg.gcConfig())
+	if err != nil {
+		return nil, err
+	}
 	cz, err := buildContainerizer(&cfg)
 	if err != nil {
 		return nil, err
@@ -88,6 +97,7 @@ func New(cfg Config) (*Agent, error) {
 	cz.RetainEnded()
 	ln, err := listen(cfg, store)
 	if err != nil {
+		cz.Close()
 		return nil, err
 	}
 	cfg.Port = ln.Addr().(*net.TCPAddr).Port
@@ -100,6 +110,8 @@ func New(cfg Config) (*Agent, error) {
 			HTTP:  masterHTTPClient(),
 		},
 		sendSlots: make(chan struct{}, maxMasterCalls),
+		gc:        collector,
+		counters:  newCounters(),
 	}
 	a.updates = newUpdateManager(a.log, cfg.StatusUpdateRetryMin, cfg.StatusUpdateRetryMax, a.forwardUpdate, a.updateAcknowledged)
 	a.updates.checkpointAck = a.checkpointAck
@@ -152,7 +164,10 @@ func listen(cfg Config, store *checkpoint.Store) (net.Listener, error) {
 const listenRetry = 10 * time.Second
 
 func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
-	opts := cfg.containerOptions()
+	opts, err := systemdOptions(cfg, cfg.containerOptions())
+	if err != nil {
+		return nil, err
+	}
 	l, err := containerizer.NewLauncher(cfg.Launcher, opts)
 	if err != nil {
 		return nil, fmt.Errorf("--launcher: %w", err)
@@ -167,11 +182,19 @@ func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
 		seen[name] = true
 		iso, err := containerizer.NewIsolator(name, opts)
 		if err != nil {
+			// What the isolators built so far made (disk/du's cgroup)
+			// goes with them.
+			containerizer.CloseIsolators(isos, cfg.Log)
 			return nil, fmt.Errorf("--isolation: %w", err)
 		}
 		isos = append(isos, iso)
 	}
-	return containerizer.New(l, isos, filepath.Join(cfg.LauncherDir, "corral-init"), cfg.RuntimeDir, cfg.Log)
+	cz, err := containerizer.New(l, isos, filepath.Join(cfg.LauncherDir, "corral-init"), cfg.RuntimeDir, cfg.Log)
+	if err != nil {
+		containerizer.CloseIsolators(isos, cfg.Log)
+		return nil, err
+	}
+	return cz, nil
 }
 
 // Endpoint is host:port of the agent's HTTP API.
@@ -195,12 +218,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.fail = fail
 	a.mu.Unlock()
+	// The isolators' background work (disk/du's walks and their cgroup)
+	// ends with the agent; the containers of checkpointing frameworks
+	// outlive it and are taken back by the next start's recovery.
+	defer a.cz.Close()
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RecoveryTimeout)
 	err := a.recover(rctx)
 	cancel()
 	if err != nil {
 		return err
 	}
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		a.gc.Run(ctx)
+	}()
+	// Removals under way finish before Run returns.
+	defer func() { <-gcDone }()
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(a.ln) }()
@@ -293,6 +327,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("/slave(1)/state", a.serveState)
 	mux.HandleFunc("/monitor/statistics", a.serveStatistics)
 	mux.HandleFunc("/monitor/statistics.json", a.serveStatistics)
+	mux.HandleFunc("/metrics/snapshot", metrics.Handler(a.metrics))
 	return mux
 }
 

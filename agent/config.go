@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/agent/gc"
 	"github.com/corral/corral/api/resources"
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +48,10 @@ type Config struct {
 	// CgroupsRoot names the agent's cgroup under each hierarchy
 	// (--cgroups_root).
 	CgroupsRoot string
+	// SystemdEnableSupport (--systemd_enable_support): when systemd is PID
+	// 1, the linux launcher's containers live in a delegated transient
+	// scope outside the agent's unit (launcher/systemd).
+	SystemdEnableSupport bool
 	// CgroupsHierarchy is where cgroups are mounted (--cgroups_hierarchy,
 	// default /sys/fs/cgroup): a cgroup2 mount, or the folder of the v1
 	// hierarchies.
@@ -113,6 +118,40 @@ type Config struct {
 	RegistrationBackoffFactor time.Duration
 	// HeartbeatInterval is how often idle executor streams get a HEARTBEAT.
 	HeartbeatInterval time.Duration
+
+	// GCDelay is --gc_delay (default 1 week): how long the sandbox of an
+	// ended executor run is kept when the disk has room.
+	GCDelay time.Duration
+	// DiskWatchInterval is --disk_watch_interval (default 1 minute): how
+	// often the work_dir's file system is measured to prune sandboxes
+	// early.
+	DiskWatchInterval time.Duration
+	// GCDiskHeadroom is --gc_disk_headroom, in [0, 1]; nil is Mesos'
+	// default 0.1. A pointer because zero is a value the flag may take.
+	GCDiskHeadroom *float64
+	// GCInodeThreshold is --gc_inode_threshold, in [0, 1]: while a larger
+	// fraction of the work_dir's inodes is in use, the oldest scheduled
+	// sandboxes go first. 0 turns it off.
+	GCInodeThreshold float64
+	// GCMaxSandboxes is --gc_max_sandboxes: at most this many finished
+	// sandboxes are kept, the oldest go first. 0 turns it off.
+	GCMaxSandboxes int
+	// GCParallelism is --gc_parallelism (default 4): sandbox removals
+	// running at once.
+	GCParallelism int
+	// ContainerDiskWatchInterval is --container_disk_watch_interval
+	// (default 15s): how often disk/du measures each sandbox (and disk/xfs
+	// in kill mode reads the quotas).
+	ContainerDiskWatchInterval time.Duration
+	// EnforceContainerDiskQuota is --enforce_container_disk_quota (default
+	// false, as Mesos): without it the disk isolators only account.
+	EnforceContainerDiskQuota bool
+	// XFSProjectRange is --xfs_project_range (default [5000-10000]): the
+	// project IDs disk/xfs hands out.
+	XFSProjectRange string
+	// XFSKillContainers is --xfs_kill_containers: disk/xfs reports and
+	// destroys a container over its disk instead of failing its writes.
+	XFSKillContainers bool
 	// Flags are echoed by /flags.
 	Flags map[string]string
 	Log   *slog.Logger
@@ -126,6 +165,12 @@ const (
 
 // DefaultIsolation is what the agent runs with when --isolation is unset.
 const DefaultIsolation = "posix/cpu,posix/mem"
+
+// Defaults of the disk flags, as Mesos'.
+const (
+	DefaultContainerDiskWatchInterval = 15 * time.Second
+	DefaultXFSProjectRange            = "[5000-10000]"
+)
 
 func (c *Config) defaults() error {
 	if c.Master == "" {
@@ -201,6 +246,9 @@ func (c *Config) defaults() error {
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 15 * time.Second
 	}
+	if err := c.diskDefaults(); err != nil {
+		return err
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -245,6 +293,86 @@ func (c *Config) checkCgroupFlags() error {
 	return nil
 }
 
+// diskDefaults fills and checks the GC and disk isolation flags, whatever
+// the isolation, so a bad value is refused at start-up with its flag's
+// name.
+func (c *Config) diskDefaults() error {
+	switch {
+	case c.GCDelay < 0:
+		return fmt.Errorf("--gc_delay: %v is negative", c.GCDelay)
+	case c.GCDelay == 0:
+		c.GCDelay = gc.DefaultDelay
+	}
+	switch {
+	case c.DiskWatchInterval < 0:
+		return fmt.Errorf("--disk_watch_interval: %v is negative", c.DiskWatchInterval)
+	case c.DiskWatchInterval == 0:
+		c.DiskWatchInterval = gc.DefaultDiskWatchInterval
+	}
+	if h := c.GCDiskHeadroom; h != nil && !(*h >= 0 && *h <= 1) {
+		return fmt.Errorf("--gc_disk_headroom: %v is not in [0, 1]", *h)
+	}
+	if h := c.GCInodeThreshold; !(h >= 0 && h <= 1) {
+		return fmt.Errorf("--gc_inode_threshold: %v is not in [0, 1]", h)
+	}
+	if c.GCMaxSandboxes < 0 {
+		return fmt.Errorf("--gc_max_sandboxes: %d is negative", c.GCMaxSandboxes)
+	}
+	switch {
+	case c.GCParallelism < 0:
+		return fmt.Errorf("--gc_parallelism: %d is negative", c.GCParallelism)
+	case c.GCParallelism == 0:
+		c.GCParallelism = gc.DefaultParallelism
+	}
+	switch {
+	case c.ContainerDiskWatchInterval < 0:
+		return fmt.Errorf("--container_disk_watch_interval: %v is negative", c.ContainerDiskWatchInterval)
+	case c.ContainerDiskWatchInterval == 0:
+		c.ContainerDiskWatchInterval = DefaultContainerDiskWatchInterval
+	}
+	if c.XFSProjectRange == "" {
+		c.XFSProjectRange = DefaultXFSProjectRange
+	}
+	if err := checkProjectRange(c.XFSProjectRange); err != nil {
+		return fmt.Errorf("--xfs_project_range: %w", err)
+	}
+	return nil
+}
+
+// checkProjectRange accepts one range of project IDs as Mesos writes it,
+// "[lo-hi]" (or "lo-hi"). disk/xfs parses it again when it is used; this
+// check makes a bad value fail at start-up whatever the isolation.
+func checkProjectRange(s string) error {
+	t := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "["), "]")
+	a, b, ok := strings.Cut(t, "-")
+	lo, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
+	hi, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
+	switch {
+	case !ok || err1 != nil || err2 != nil:
+		return fmt.Errorf("%q is not a range such as [5000-10000]", s)
+	case lo == 0:
+		return fmt.Errorf("%q includes project 0, every file's default project", s)
+	case lo > hi:
+		return fmt.Errorf("%q is empty", s)
+	case hi == 1<<32-1:
+		return fmt.Errorf("%q includes %d, which the kernel reserves", s, hi)
+	}
+	return nil
+}
+
+// gcConfig is the sandbox collector's configuration from the flags.
+func (c *Config) gcConfig() gc.Config {
+	cfg := gc.Config{
+		WorkDir: c.WorkDir, Delay: c.GCDelay, DiskWatchInterval: c.DiskWatchInterval,
+		InodeThreshold: c.GCInodeThreshold, MaxSandboxes: c.GCMaxSandboxes, Parallelism: c.GCParallelism,
+		Logger: c.Log,
+	}
+	if c.GCDiskHeadroom != nil {
+		cfg.DiskHeadroom, cfg.DiskHeadroomSet = *c.GCDiskHeadroom, true
+	}
+	return cfg
+}
+
 // validTmpfsSize accepts tmpfs' size= syntax: a number of bytes with an
 // optional k, m, g (or t, p, e) suffix, or a percentage of RAM.
 func validTmpfsSize(s string) bool {
@@ -276,6 +404,18 @@ func (c *Config) containerOptions() containerizer.Options {
 	if c.DefaultContainerShmSize != "" {
 		extra["default_container_shm_size"] = c.DefaultContainerShmSize
 	}
+	// The disk isolators' settings (isolators/disk reads them by these
+	// names; disk/xfs checks the work_dir's file system for project quotas
+	// when it is built, so a work_dir without them fails the start-up).
+	extra["work_dir"] = c.WorkDir
+	if c.ContainerDiskWatchInterval > 0 {
+		extra["container_disk_watch_interval"] = c.ContainerDiskWatchInterval.String()
+	}
+	extra["enforce_container_disk_quota"] = strconv.FormatBool(c.EnforceContainerDiskQuota)
+	if c.XFSProjectRange != "" {
+		extra["xfs_project_range"] = c.XFSProjectRange
+	}
+	extra["xfs_kill_containers"] = strconv.FormatBool(c.XFSKillContainers)
 	return containerizer.Options{RuntimeDir: c.RuntimeDir, CgroupsRoot: c.CgroupsRoot, Extra: extra}
 }
 

@@ -5,11 +5,13 @@ import (
 	"time"
 
 	"github.com/corral/corral/agent"
+	"github.com/corral/corral/agent/gc"
 	"github.com/spf13/cobra"
 
 	// Launchers and isolators register themselves by name; every one is
 	// compiled in and --launcher/--isolation pick among them.
 	_ "github.com/corral/corral/isolators/cgroups"
+	_ "github.com/corral/corral/isolators/disk"
 	_ "github.com/corral/corral/isolators/filesystem"
 	_ "github.com/corral/corral/isolators/namespaces"
 	_ "github.com/corral/corral/isolators/posix"
@@ -27,6 +29,12 @@ type agentFlags struct {
 	recover, bootIDPath                                                                                 string
 	strict                                                                                              bool
 	execReregTimeout, recoveryTimeout, updateRetryMin, updateRetryMax                                   time.Duration
+	gcDelay, diskWatchInterval, containerDiskWatchInterval                                              time.Duration
+	gcDiskHeadroom, gcInodeThreshold                                                                    float64
+	gcMaxSandboxes, gcParallelism                                                                       int
+	enforceDiskQuota, xfsKillContainers                                                                 bool
+	systemdEnableSupport                                                                                bool
+	xfsProjectRange                                                                                     string
 }
 
 func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
@@ -51,6 +59,7 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.StringVar(&f.cgroupsPidsMax, "cgroups_pids_max", "max", "cgroups/pids: default pids.max of a container (a task overrides it with the label corral.pids.max)")
 	fl.UintVar(&f.cgroupsBlkioWeight, "cgroups_blkio_weight", 500, "cgroups/blkio: default I/O weight, 10..1000 (the label corral.blkio.weight overrides it)")
 	fl.StringVar(&f.shmSize, "default_container_shm_size", "", "namespaces/ipc: size of a container's private /dev/shm, e.g. 64m (default: tmpfs' half of RAM)")
+	fl.BoolVar(&f.systemdEnableSupport, "systemd_enable_support", true, "when systemd is PID 1, keep the linux launcher's containers in a transient scope in corral-executors.slice, outside the agent's unit, so they survive its restart")
 	fl.BoolVar(&f.switchUser, "switch_user", true, "run tasks as their framework's user when the agent is root")
 	fl.DurationVar(&f.execRegTimeout, "executor_registration_timeout", time.Minute, "how long a custom executor may take to subscribe")
 	fl.DurationVar(&f.execGrace, "executor_shutdown_grace_period", 5*time.Second, "time an executor gets to shut down")
@@ -61,6 +70,16 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.DurationVar(&f.recoveryTimeout, "recovery_timeout", 15*time.Minute, "bound on the agent's recovery, and how long checkpointing executors keep trying to re-subscribe to a restarting agent")
 	fl.DurationVar(&f.updateRetryMin, "status_update_retry_interval_min", 10*time.Second, "first resend interval of an unacknowledged status update (doubling up to the max)")
 	fl.DurationVar(&f.updateRetryMax, "status_update_retry_interval_max", 10*time.Minute, "longest resend interval of an unacknowledged status update")
+	fl.DurationVar(&f.gcDelay, "gc_delay", gc.DefaultDelay, "how long the sandbox of an ended executor run is kept when the disk has room")
+	fl.DurationVar(&f.diskWatchInterval, "disk_watch_interval", gc.DefaultDiskWatchInterval, "how often the work_dir's file system is measured to remove sandboxes early as it fills")
+	fl.Float64Var(&f.gcDiskHeadroom, "gc_disk_headroom", gc.DefaultDiskHeadroom, "free-disk headroom in [0, 1]: a sandbox is kept at most gc_delay * max(0, 1 - gc_disk_headroom - disk usage)")
+	fl.Float64Var(&f.gcInodeThreshold, "gc_inode_threshold", 0, "while more than this fraction of the work_dir's inodes is in use, the oldest sandboxes go first (0: off)")
+	fl.IntVar(&f.gcMaxSandboxes, "gc_max_sandboxes", 0, "keep at most this many finished sandboxes, the oldest go first (0: no limit)")
+	fl.IntVar(&f.gcParallelism, "gc_parallelism", gc.DefaultParallelism, "sandbox removals running at once")
+	fl.DurationVar(&f.containerDiskWatchInterval, "container_disk_watch_interval", agent.DefaultContainerDiskWatchInterval, "disk/du: how often each container's sandbox is measured (disk/xfs kill mode: how often quotas are read)")
+	fl.BoolVar(&f.enforceDiskQuota, "enforce_container_disk_quota", false, "disk/du and disk/xfs: hold containers to their disk resource (without it they only account)")
+	fl.StringVar(&f.xfsProjectRange, "xfs_project_range", agent.DefaultXFSProjectRange, "disk/xfs: the project IDs handed out to sandboxes")
+	fl.BoolVar(&f.xfsKillContainers, "xfs_kill_containers", false, "disk/xfs: destroy a container over its disk resource instead of failing its writes")
 	fl.StringVar(&f.bootIDPath, "boot_id_path", "", "file holding the boot id (default /proc/sys/kernel/random/boot_id); tests simulate reboots with it")
 	_ = fl.MarkHidden("boot_id_path")
 	_ = fl.MarkHidden("status_update_retry_interval_min")
@@ -71,7 +90,7 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 	return agent.Config{
 		Master: f.master, WorkDir: f.workDir, RuntimeDir: f.runtimeDir, IP: f.ip, Port: f.port,
 		Hostname: f.hostname, Resources: f.resources, Isolation: f.isolation, Launcher: f.launcher,
-		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
+		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SystemdEnableSupport: f.systemdEnableSupport, SwitchUser: f.switchUser,
 		CgroupsHierarchy: f.cgroupsHierarchy, CgroupsEnableCFS: f.cgroupsEnableCFS, CgroupsAllowSwap: !f.cgroupsLimitSwap,
 		CgroupsMemorySoftLimit: f.cgroupsSoftLimit, CgroupsPidsMax: f.cgroupsPidsMax, CgroupsBlkioWeight: f.cgroupsBlkioWeight,
 		DefaultContainerShmSize:     f.shmSize,
@@ -80,6 +99,10 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		Recover: f.recover, NonStrict: !f.strict, ExecutorReregistrationTimeout: f.execReregTimeout,
 		RecoveryTimeout: f.recoveryTimeout, BootIDPath: f.bootIDPath,
 		StatusUpdateRetryMin: f.updateRetryMin, StatusUpdateRetryMax: f.updateRetryMax,
+		GCDelay: f.gcDelay, DiskWatchInterval: f.diskWatchInterval, GCDiskHeadroom: &f.gcDiskHeadroom,
+		GCInodeThreshold: f.gcInodeThreshold, GCMaxSandboxes: f.gcMaxSandboxes, GCParallelism: f.gcParallelism,
+		ContainerDiskWatchInterval: f.containerDiskWatchInterval, EnforceContainerDiskQuota: f.enforceDiskQuota,
+		XFSProjectRange: f.xfsProjectRange, XFSKillContainers: f.xfsKillContainers,
 	}
 }
 

@@ -43,6 +43,7 @@ type runFlags struct {
 	master, name, command, resources, frameworkName, codec, logging string
 	env                                                             []string
 	killAfter, timeout                                              time.Duration
+	checkpoint                                                      bool
 }
 
 func newRunCommand() *cobra.Command {
@@ -91,6 +92,7 @@ or the run fails, 2 for bad flags.`,
 	fl.StringVar(&f.frameworkName, "framework_name", "corral-run", "name of the framework corral run registers")
 	fl.StringVar(&f.codec, "codec", "json", "media type spoken with the master: json or protobuf")
 	fl.StringArrayVar(&f.env, "env", nil, "KEY=VALUE added to the task's environment (repeatable)")
+	fl.BoolVar(&f.checkpoint, "checkpoint", false, "the framework checkpoints: its task survives agent restarts (as mesos-execute --checkpoint)")
 	fl.DurationVar(&f.killAfter, "kill_after", 0, "kill the task this long after it is running (e.g. 10s)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up (killing the task) after this long overall; 0 waits forever")
 	fl.StringVar(&f.logging, "logging_level", "WARNING", "DEBUG, INFO, WARNING or ERROR (logs go to stderr)")
@@ -175,6 +177,7 @@ func (f *runFlags) options() (*runOptions, error) {
 			// Nothing fails over to a finished corral run: if it dies, its
 			// task should go with it.
 			FailoverTimeout: proto.Float64(0),
+			Checkpoint:      proto.Bool(f.checkpoint),
 		},
 		codec: c,
 		task: &mesos.TaskInfo{

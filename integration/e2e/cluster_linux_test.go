@@ -300,6 +300,11 @@ type framework struct {
 	regOnce    sync.Once
 	stopOnce   sync.Once
 	updates    chan *mesos.TaskStatus
+	// backlog holds updates a wait read but did not consume (another
+	// task's, or one that came after its task's wait was over), oldest
+	// first; the next waits read it before the channel. Only the test's
+	// goroutine touches it.
+	backlog []*mesos.TaskStatus
 
 	mu        sync.Mutex
 	offers    map[string]*mesos.Offer // held, not yet used
@@ -520,10 +525,17 @@ func (f *framework) await(tb testing.TB, ids []string, done func(*mesos.TaskStat
 	left := len(want)
 	timeout := time.NewTimer(taskTimeout)
 	defer timeout.Stop()
+	var kept []*mesos.TaskStatus
+	defer func() { f.backlog = append(kept, f.backlog...) }()
 	for left > 0 {
 		select {
-		case s := <-f.updates:
+		case s := <-f.nextUpdate():
 			id := s.GetTaskId().GetValue()
+			if !want[id] {
+				// Another task's (or a later) update: seen here, but
+				// left for the wait that asks for it.
+				kept = append(kept, s)
+			}
 			h := out[id]
 			if h == nil {
 				h = &history{}
@@ -554,6 +566,18 @@ func (f *framework) await(tb testing.TB, ids []string, done func(*mesos.TaskStat
 		}
 	}
 	return out
+}
+
+// nextUpdate is a channel that yields the oldest backlogged update if
+// there is one, else the live update channel.
+func (f *framework) nextUpdate() <-chan *mesos.TaskStatus {
+	if len(f.backlog) == 0 {
+		return f.updates
+	}
+	ch := make(chan *mesos.TaskStatus, 1)
+	ch <- f.backlog[0]
+	f.backlog = f.backlog[1:]
+	return ch
 }
 
 func historyOf(m map[string]*history, id string) string {

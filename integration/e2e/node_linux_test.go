@@ -20,7 +20,6 @@ import (
 	"github.com/corral/corral/api/v1/mesos"
 	sched "github.com/corral/corral/driver/scheduler"
 	"github.com/corral/corral/internal/testsupport"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -350,18 +349,7 @@ func (n *node) cleanup() {
 	if err := n.masterCmd.term(); err != nil {
 		tb.Errorf("stopping the master: %v", err)
 	}
-	removeCgroupRoot(tb, n.cgRoot)
-}
-
-// removeCgroupRoot removes the (empty) cgroups root from every hierarchy.
-func removeCgroupRoot(tb testing.TB, root string) {
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", root))
-	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", root))
-	for _, d := range dirs {
-		if err := unix.Rmdir(d); err != nil && err != unix.ENOENT {
-			tb.Errorf("removing cgroups root %s: %v", d, err)
-		}
-	}
+	testsupport.RemoveCgroupsRoot(tb, n.cgRoot)
 }
 
 // ckptFramework is a framework that checkpoints (its tasks survive agent
@@ -410,7 +398,7 @@ func plainFramework(tb testing.TB, master, name string) *framework {
 func (f *framework) next(tb testing.TB) *mesos.TaskStatus {
 	tb.Helper()
 	select {
-	case s := <-f.updates:
+	case s := <-f.nextUpdate():
 		return s
 	case err := <-f.runErr:
 		f.runErr <- err
@@ -456,6 +444,10 @@ func newTracker() *tracker {
 
 // feed records updates from f until ctx ends.
 func (tr *tracker) feed(ctx context.Context, f *framework) {
+	for _, s := range f.backlog {
+		tr.record(s)
+	}
+	f.backlog = nil
 	for {
 		select {
 		case <-ctx.Done():

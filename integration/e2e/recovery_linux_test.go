@@ -229,10 +229,10 @@ func TestRecoverCustomExecutor(t *testing.T) {
 	f.launch(executorTask(t, "long", "sleep 1000", ei))
 	f.running(t, "long")
 	sandbox := (&cluster{workDir: n.workDir}).sandbox(t, "exec-1")
+	// RUNNING may come before the task's shell has started its sleep: the
+	// snapshot is taken once the tree is complete.
+	waitFor(t, "the task's sleep to start", func() bool { return hasCommand(processesOf(sandbox), "sleep 1000") })
 	before := processesOf(sandbox)
-	if len(before) == 0 {
-		t.Fatal("no executor process")
-	}
 
 	n.restartAgent(t)
 	waitFor(t, "the executor to re-subscribe", func() bool {
@@ -366,7 +366,10 @@ func TestRecoverOrphans(t *testing.T) {
 			var orphanDir string
 			switch launcher {
 			case "linux":
-				orphanDir = filepath.Join("/sys/fs/cgroup/freezer", n.cgRoot, prefix+"orphan")
+				// Beside the live container, in the hierarchy the launcher
+				// tracks it by: cgroup2 on v2 (below systemd's containers
+				// scope where systemd is PID 1), the freezer one on v1.
+				orphanDir = filepath.Join(filepath.Dir(trackingCgroup(t, cid)), prefix+"orphan")
 				if err := os.MkdirAll(orphanDir, 0o755); err != nil {
 					t.Fatal(err)
 				}
@@ -540,4 +543,33 @@ func hasCommand(procs []string, cmd string) bool {
 func (n *node) taskSandbox(tb testing.TB, taskID string) string {
 	tb.Helper()
 	return (&cluster{workDir: n.workDir}).sandbox(tb, taskID)
+}
+
+// trackingCgroup is the cgroup directory the linux launcher tracks a
+// container by, read from one of its processes.
+func trackingCgroup(t *testing.T, cid string) string {
+	t.Helper()
+	procs := processesOf(cid)
+	if len(procs) == 0 {
+		t.Fatalf("container %s has no process", cid)
+	}
+	pid, _, _ := strings.Cut(procs[0], ":")
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "cgroup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if fileExists("/sys/fs/cgroup/cgroup.controllers") && parts[0] == "0" {
+			return filepath.Join("/sys/fs/cgroup", parts[2])
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "freezer") {
+			return filepath.Join("/sys/fs/cgroup/freezer", parts[2])
+		}
+	}
+	t.Fatalf("no tracking cgroup for container %s in:\n%s", cid, b)
+	return ""
 }

@@ -55,7 +55,7 @@ export HOME=/root TMPDIR=/tmp
 # Where the boot spent its time (under emulation every unit counts).
 { systemd-analyze time; systemd-analyze blame --no-pager | head -n 20; } >"$O/boot.txt" 2>&1
 
-set -- -test.v -test.count=1 -test.timeout "${CORRAL_VM_TEST_TIMEOUT}s"
+set -- -test.v -test.count="${CORRAL_VM_COUNT:-1}" -test.timeout "${CORRAL_VM_TEST_TIMEOUT}s"
 [ "$CORRAL_VM_SHORT" = 1 ] && set -- "$@" -test.short
 [ -n "$CORRAL_VM_RUN" ] && set -- "$@" -test.run "$CORRAL_VM_RUN"
 

@@ -41,6 +41,7 @@ type PayloadOptions struct {
 	Run      string   // -test.run
 	Short    bool     // -test.short
 	Timeout  int      // seconds per test binary
+	Count    int      // -test.count (runs of each test); 0 is 1
 }
 
 // Payload is the read-only share every guest mounts.
@@ -206,8 +207,9 @@ func BuildPayload(ctx context.Context, o PayloadOptions, pkgs []TestPackage, dir
 	if o.Short {
 		short = "1"
 	}
-	config := fmt.Sprintf("CORRAL_VM_SRC=%s\nCORRAL_VM_TEST_TIMEOUT=%d\nCORRAL_VM_SHORT=%s\nCORRAL_VM_RUN=%s\n",
-		o.Root, o.Timeout, short, shellQuote(o.Run))
+	count := max(o.Count, 1)
+	config := fmt.Sprintf("CORRAL_VM_SRC=%s\nCORRAL_VM_TEST_TIMEOUT=%d\nCORRAL_VM_SHORT=%s\nCORRAL_VM_RUN=%s\nCORRAL_VM_COUNT=%d\n",
+		o.Root, o.Timeout, short, shellQuote(o.Run), count)
 	if err := os.WriteFile(filepath.Join(dir, "config.env"), []byte(config), 0o644); err != nil {
 		return nil, err
 	}

@@ -1,11 +1,17 @@
 package testsupport
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/corral/corral/launcher/systemd"
 )
 
 // CgroupsRoot returns a --cgroups_root for an agent started by a test (named
@@ -26,6 +32,7 @@ func CgroupsRoot(tb testing.TB, prefix string) string {
 // made there.
 func RemoveCgroupsRoot(tb testing.TB, root string) {
 	tb.Helper()
+	stopContainersScope(tb, root)
 	const base = "/sys/fs/cgroup"
 	dirs := []string{filepath.Join(base, root)}
 	entries, _ := os.ReadDir(base)
@@ -37,5 +44,35 @@ func RemoveCgroupsRoot(tb testing.TB, root string) {
 		if err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, syscall.EROFS) {
 			tb.Errorf("removing %s: %v", d, err)
 		}
+	}
+}
+
+// stopContainersScope stops the systemd scope that an agent with this
+// cgroups root made for its containers (launcher/systemd; only where systemd
+// is PID 1). The scope outlives agents by design, so a test stops it; a
+// process in it other than its keeper is a leaked container, reported
+// before the stop kills it.
+func stopContainersScope(tb testing.TB, root string) {
+	tb.Helper()
+	if !systemd.Booted() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	unit := systemd.UnitName(root)
+	pids, err := systemd.Processes(ctx, unit)
+	if err != nil {
+		tb.Errorf("listing the processes of scope %s: %v", unit, err)
+	}
+	for _, pid := range pids {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := bytes.Split(bytes.TrimRight(cmdline, "\x00"), []byte{0})
+		if len(args) == 3 && string(args[1]) == systemd.KeeperArg {
+			continue
+		}
+		tb.Errorf("test left process %d (%s) in scope %s", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), unit)
+	}
+	if err := systemd.Stop(ctx, unit); err != nil {
+		tb.Errorf("stopping scope %s: %v", unit, err)
 	}
 }

@@ -374,8 +374,11 @@ func (m *Mem) oomEvent(w *oomWatch) {
 	m.fire(w)
 }
 
-// fire reports the OOM once per watch.
+// fire reports the OOM once per watch. The message is read before the watch
+// is marked fired: Finalize relies on a fired watch's message being complete,
+// since the cgroup (and with it the peak usage) may go as soon as it returns.
 func (m *Mem) fire(w *oomWatch) {
+	msg := m.message(w)
 	m.wmu.Lock()
 	if w.fired || m.watches[w.id] != w {
 		m.wmu.Unlock()
@@ -383,7 +386,7 @@ func (m *Mem) fire(w *oomWatch) {
 	}
 	w.fired = true
 	m.wmu.Unlock()
-	w.report(containerizer.Limitation{Reason: ReasonMemory, Message: m.message(w)})
+	w.report(containerizer.Limitation{Reason: ReasonMemory, Message: msg})
 }
 
 // oomKills reads how many processes the OOM killer killed in the container.

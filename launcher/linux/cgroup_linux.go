@@ -46,6 +46,11 @@ func readSmall(path string, buf []byte) ([]byte, error) {
 		if err == unix.EINTR {
 			continue
 		}
+		if err == unix.ENODEV {
+			// The cgroup was removed between open and read (another
+			// destroy got there first): for callers, that is absent.
+			err = unix.ENOENT
+		}
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +47,13 @@ const DefaultCgroupsRoot = "corral"
 // (Mesos' --cgroups_hierarchy); default /sys/fs/cgroup. When it is a cgroup2
 // mount the launcher works in v2 mode, otherwise it uses <it>/freezer.
 const HierarchyKey = "cgroups_hierarchy"
+
+// TrackingCgroupsKey (Options.Extra) lists, comma separated, cgroup
+// directories outside the launcher's hierarchy that every container init
+// joins before it runs: on cgroup v1 under systemd, the containers' scope in
+// systemd's own hierarchies (launcher/systemd), so that systemd counts them
+// in that scope and not in the agent's unit.
+const TrackingCgroupsKey = "systemd_tracking_cgroups"
 
 // DefaultHierarchy is where cgroups are mounted unless HierarchyKey says
 // otherwise.
@@ -114,6 +122,8 @@ type Launcher struct {
 	rootDir string
 	// hasKill: the kernel has cgroup.kill (v2, Linux 5.14+).
 	hasKill bool
+	// tracking are TrackingCgroupsKey's directories (v1 only).
+	tracking []string
 
 	mu   sync.Mutex
 	ctrs map[string]*ctr
@@ -153,6 +163,14 @@ func New(o containerizer.Options) (*Launcher, error) {
 		l.base = fz
 	}
 	l.rootDir = filepath.Join(l.base, root)
+	if t := o.Extra[TrackingCgroupsKey]; t != "" && !l.v2 {
+		for _, d := range strings.Split(t, ",") {
+			if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
+				return nil, fmt.Errorf("linux launcher: tracking cgroup: %w", err)
+			}
+			l.tracking = append(l.tracking, d)
+		}
+	}
 	if err := l.ensureRoot(); err != nil {
 		return nil, err
 	}
@@ -271,12 +289,14 @@ func (l *Launcher) Fork(_ context.Context, spec *containerizer.ForkSpec) (*conta
 	if !l.v2 {
 		// The init waits on its sync pipe and so has not forked: moving it
 		// moves the whole container.
-		if err := writeFile(filepath.Join(dir, "cgroup.procs"), fmt.Sprint(p.Pid())); err != nil {
-			_ = p.Signal(syscall.SIGKILL)
-			_, _, _ = p.Wait(context.Background())
-			_ = p.Close()
-			_ = unix.Rmdir(dir)
-			return nil, fmt.Errorf("moving container init into %s: %w", dir, err)
+		for _, d := range append(slices.Clip(l.tracking), dir) {
+			if err := writeFile(filepath.Join(d, "cgroup.procs"), fmt.Sprint(p.Pid())); err != nil {
+				_ = p.Signal(syscall.SIGKILL)
+				_, _, _ = p.Wait(context.Background())
+				_ = p.Close()
+				_ = unix.Rmdir(dir)
+				return nil, fmt.Errorf("moving container init into %s: %w", d, err)
+			}
 		}
 	}
 	l.mu.Lock()

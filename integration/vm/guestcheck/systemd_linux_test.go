@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/integration/vm/vmenv"
+	"github.com/corral/corral/launcher/systemd"
 )
 
 // unitName returns a unit name unique to this test process.
@@ -203,11 +204,19 @@ func TestGuestAgentAsSystemdUnit(t *testing.T) {
 	masterPort, agentPort := freePort(t), freePort(t)
 	master := fmt.Sprintf("127.0.0.1:%d", masterPort)
 	mu, au := unitName("master"), unitName("agent")
+	root := unitName("root")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := systemd.Stop(ctx, systemd.UnitName(root)); err != nil {
+			t.Errorf("stopping the containers' scope: %v", err)
+		}
+	})
 
 	startUnit(t, mu, nil, corral, "master", "--ip", "127.0.0.1", "--port", strconv.Itoa(masterPort), "--logging_level", "INFO")
 	startUnit(t, au, []string{"Delegate=yes", "KillMode=mixed"},
 		corral, "agent", "--master", master, "--ip", "127.0.0.1", "--port", strconv.Itoa(agentPort),
-		"--work_dir", filepath.Join(work, "agent"), "--resources", "cpus:1;mem:256", "--logging_level", "INFO")
+		"--work_dir", filepath.Join(work, "agent"), "--resources", "cpus:1;mem:256", "--cgroups_root", root, "--logging_level", "INFO")
 
 	// The agent registers: the master's /state lists it.
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -256,17 +265,16 @@ func TestGuestAgentAsSystemdUnit(t *testing.T) {
 	if !strings.Contains(string(stdout), "hello from the guest") {
 		t.Fatalf("task stdout:\n%s", stdout)
 	}
-	// The task ran below the agent's unit (posix launcher) or in Corral's
-	// own cgroups root (linux launcher): either way inside what the agent
-	// was delegated or owns, never in another unit.
-	unified, systemd := cgroupPaths(string(stdout))
+	// The task ran in the containers' scope (the linux launcher under
+	// systemd), never in the agent's unit.
+	unified, systemdCg := cgroupPaths(string(stdout))
 	taskCg := unified
 	if vmenv.Mode() == vmenv.V1 {
-		taskCg = systemd
+		taskCg = systemdCg
 	}
 	agentCg := unitProp(t, au+".service", "ControlGroup")
-	if !strings.HasPrefix(taskCg, agentCg) && !strings.Contains(taskCg, "/corral/") {
-		t.Errorf("the task ran in cgroup %q, outside the agent unit's %q and Corral's root", taskCg, agentCg)
+	if want := "/corral.slice/" + systemd.DefaultSlice + "/" + systemd.UnitName(root) + "/"; !strings.HasPrefix(taskCg+"/", want) {
+		t.Errorf("the task ran in cgroup %q, want it below %s (the agent unit's is %q)", taskCg, want, agentCg)
 	}
 	t.Logf("agent unit cgroup %s; task cgroup %s", agentCg, taskCg)
 	if st := unitProp(t, au+".service", "ActiveState"); st != "active" {

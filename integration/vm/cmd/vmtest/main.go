@@ -52,7 +52,8 @@ func main() {
 		modes       = flag.String("modes", env("CORRAL_VM_MODES", "v2,v1"), "cgroup modes to boot, comma separated (v2, v1) [CORRAL_VM_MODES]")
 		pkgs        = flag.String("pkgs", env("CORRAL_VM_PKGS", ""), "go package patterns to test, space separated; 'all' for every package with tests; default: "+strings.Join(vm.DefaultPatterns, " ")+" [CORRAL_VM_PKGS]")
 		run         = flag.String("run", env("CORRAL_VM_RUN", ""), "-test.run regexp [CORRAL_VM_RUN]")
-		short       = flag.Bool("short", envBool("CORRAL_VM_SHORT", true), "run tests with -test.short [CORRAL_VM_SHORT]")
+		short       = flag.Bool("short", envBool("CORRAL_VM_SHORT", false), "run tests with -test.short (skips the end-to-end tests) [CORRAL_VM_SHORT]")
+		count       = flag.Int("count", envInt("CORRAL_VM_COUNT", 1), "-test.count: runs of each test, to hunt a flaky one [CORRAL_VM_COUNT]")
 		testTimeout = flag.Int("test-timeout", envInt("CORRAL_VM_TEST_TIMEOUT", 300), "seconds per test binary in the guest [CORRAL_VM_TEST_TIMEOUT]")
 		bootTimeout = flag.Int("boot-timeout", envInt("CORRAL_VM_BOOT_TIMEOUT", 240), "seconds from qemu start to the suite's start [CORRAL_VM_BOOT_TIMEOUT]")
 		timeout     = flag.Int("timeout", envInt("CORRAL_VM_TIMEOUT", 900), "hard limit per guest in seconds, boot included: the guest is killed and the mode fails past it [CORRAL_VM_TIMEOUT]")
@@ -137,7 +138,7 @@ func main() {
 	// 3. The payload: static commands and test binaries.
 	t1 := time.Now()
 	goCmd := env("GO", "go")
-	po := vm.PayloadOptions{Go: goCmd, Root: root, Run: *run, Short: *short, Timeout: *testTimeout}
+	po := vm.PayloadOptions{Go: goCmd, Root: root, Run: *run, Short: *short, Timeout: *testTimeout, Count: *count}
 	if p := strings.Fields(*pkgs); len(p) == 1 && p[0] == "all" {
 		po.All = true
 	} else {
