@@ -444,7 +444,14 @@ func (a *Agent) subscribeCall() *cluster.Call {
 		call.Subscribe.Frameworks = append(call.Subscribe.Frameworks, fw.info)
 		for _, ex := range fw.executors {
 			if ex.kind == httpExecutor {
-				call.Subscribe.Executors = append(call.Subscribe.Executors, ex.info)
+				info := ex.info
+				if info.FrameworkId == nil {
+					// Checkpointed before the master filled it in: the
+					// master owns a reported executor by this field.
+					info = proto.Clone(info).(*mesos.ExecutorInfo)
+					info.FrameworkId = &mesos.FrameworkID{Value: proto.String(fw.id)}
+				}
+				call.Subscribe.Executors = append(call.Subscribe.Executors, info)
 			}
 			for _, t := range ex.tasks {
 				call.Subscribe.Tasks = append(call.Subscribe.Tasks, t.message(a.agentID, fw.id, ex))

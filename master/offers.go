@@ -233,6 +233,7 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 					continue
 				}
 				pool = pool.Minus(used)
+				setFrameworkID(ti.GetExecutor(), fw.id)
 				m.addTask(fw, a, ti, ti.GetExecutor())
 				a.send(&cluster.Event{Type: cluster.Event_RUN_TASK.Enum(), RunTask: &cluster.Event_RunTask{Framework: fw.info, Task: ti}})
 			}
@@ -246,6 +247,7 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 				continue
 			}
 			pool = pool.Minus(used)
+			setFrameworkID(lg.GetExecutor(), fw.id)
 			for _, ti := range lg.GetTaskGroup().GetTasks() {
 				m.addTask(fw, a, ti, lg.GetExecutor())
 			}
@@ -261,6 +263,15 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 	}
 	m.requestAllocation()
 	return nil
+}
+
+// setFrameworkID fills an ExecutorInfo's framework_id as Mesos' master
+// does: the agent keeps the ExecutorInfo and reports it when it
+// re-registers, and the master needs the framework to own it by.
+func setFrameworkID(ex *mesos.ExecutorInfo, fwID string) {
+	if ex != nil && ex.FrameworkId == nil {
+		ex.FrameworkId = &mesos.FrameworkID{Value: proto.String(fwID)}
+	}
 }
 
 func launchedTasks(acc *scheduler.Call_Accept) []*mesos.TaskInfo {

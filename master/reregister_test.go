@@ -24,7 +24,7 @@ type fakeAgent struct {
 	events chan *cluster.Event
 }
 
-func connectFakeAgent(t *testing.T, tm *testMaster, id string, tasks []*mesos.Task, frameworks []*mesos.FrameworkInfo) *fakeAgent {
+func connectFakeAgent(t *testing.T, tm *testMaster, id string, tasks []*mesos.Task, frameworks []*mesos.FrameworkInfo, executors ...*mesos.ExecutorInfo) *fakeAgent {
 	t.Helper()
 	res, err := resources.Parse(agentResources)
 	if err != nil {
@@ -34,7 +34,7 @@ func connectFakeAgent(t *testing.T, tm *testMaster, id string, tasks []*mesos.Ta
 	call := &cluster.Call{Type: cluster.Call_SUBSCRIBE.Enum(), Subscribe: &cluster.Call_Subscribe{
 		AgentInfo: &mesos.AgentInfo{Hostname: proto.String("fake"), Port: proto.Int32(1), Resources: res},
 		Endpoint:  &mesos.URL{Scheme: proto.String("http"), Address: &mesos.Address{Hostname: proto.String("fake"), Ip: proto.String("127.0.0.1"), Port: proto.Int32(1)}},
-		Tasks:     tasks, Frameworks: frameworks,
+		Tasks:     tasks, Frameworks: frameworks, Executors: executors,
 	}}
 	if id != "" {
 		call.AgentId = &mesos.AgentID{Value: proto.String(id)}
@@ -149,5 +149,35 @@ func TestAgentReregistration(t *testing.T) {
 	state := getState(t, tm)
 	if len(state.Slaves) != 1 || state.Slaves[0].ID != fa.id {
 		t.Errorf("master /state has agents %+v, want just %s", state.Slaves, fa.id)
+	}
+}
+
+// TestReregisteredExecutorIsShutDown: the ExecutorInfo the master hands the
+// agent names its framework, so that an executor the agent reports when it
+// re-registers — with no task left — is still the framework's, and the
+// framework's teardown reaches that agent to shut it down.
+func TestReregisteredExecutorIsShutDown(t *testing.T) {
+	tm := startMaster(t)
+	fa := connectFakeAgent(t, tm, "", nil, nil)
+	s := subscribe(t, tm, codec.JSON)
+	o := s.offer(offerWait)
+	ti := task("", "with-executor", o, "cpus:0.5;mem:64", "")
+	ti.Command = nil
+	ti.Executor = &mesos.ExecutorInfo{ExecutorId: &mesos.ExecutorID{Value: proto.String("ex")},
+		Command: &mesos.CommandInfo{Value: proto.String("/bin/true")}}
+	s.launch(o, ti)
+	run := fa.next(cluster.Event_RUN_TASK).GetRunTask()
+	ex := run.GetTask().GetExecutor()
+	if got := ex.GetFrameworkId().GetValue(); got != s.id {
+		t.Fatalf("RUN_TASK's ExecutorInfo names framework %q, want %s", got, s.id)
+	}
+	fa.update(s.id, ti, mesos.TaskState_TASK_FINISHED)
+	s.update("with-executor", 5*time.Second, mesos.TaskState_TASK_FINISHED)
+
+	_ = fa.sub.Close()
+	back := connectFakeAgent(t, tm, fa.id, nil, []*mesos.FrameworkInfo{run.GetFramework()}, ex)
+	s.mustCall(&scheduler.Call{Type: scheduler.Call_TEARDOWN.Enum()})
+	if got := back.next(cluster.Event_SHUTDOWN_FRAMEWORK).GetShutdownFramework().GetFrameworkId().GetValue(); got != s.id {
+		t.Errorf("SHUTDOWN_FRAMEWORK for %s, want %s", got, s.id)
 	}
 }

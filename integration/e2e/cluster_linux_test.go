@@ -309,6 +309,9 @@ type framework struct {
 	mu        sync.Mutex
 	offers    map[string]*mesos.Offer // held, not yet used
 	pending   []*mesos.TaskInfo
+	// groups are pending task groups, each launched whole (LAUNCH_GROUP)
+	// on its tasks' executor.
+	groups [][]*mesos.TaskInfo
 	executors map[string]bool // executors already launched
 }
 
@@ -426,10 +429,20 @@ func (f *framework) launch(tasks ...*mesos.TaskInfo) {
 	f.launchLocked()
 }
 
-// launchLocked packs pending tasks into the held offers, one ACCEPT per
-// agent with all of its offers. Leftovers come back at once (no filter).
+// launchGroup queues a task group: its tasks share their executor
+// (tasks[0].Executor) and go out together in one LAUNCH_GROUP.
+func (f *framework) launchGroup(tasks ...*mesos.TaskInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.groups = append(f.groups, tasks)
+	f.launchLocked()
+}
+
+// launchLocked packs pending tasks and groups into the held offers, one
+// ACCEPT per agent with all of its offers. Leftovers come back at once (no
+// filter).
 func (f *framework) launchLocked() {
-	if len(f.pending) == 0 {
+	if len(f.pending) == 0 && len(f.groups) == 0 {
 		return
 	}
 	byAgent := map[string][]*mesos.Offer{}
@@ -469,16 +482,49 @@ func (f *framework) launchLocked() {
 			t.AgentId = &mesos.AgentID{Value: proto.String(agentID)}
 			take = append(take, t)
 		}
-		if len(take) == 0 {
+		var ops []*mesos.Offer_Operation
+		if len(take) > 0 {
+			ops = append(ops, &mesos.Offer_Operation{Type: mesos.Offer_Operation_LAUNCH.Enum(), Launch: &mesos.Offer_Operation_Launch{TaskInfos: take}})
+		}
+		var keepGroups [][]*mesos.TaskInfo
+		for _, g := range f.groups {
+			ei := g[0].GetExecutor()
+			var need resources.Resources
+			for _, ti := range g {
+				r, _ := resources.New(ti.GetResources())
+				need = need.Plus(r)
+			}
+			if exID := ei.GetExecutorId().GetValue(); !f.executors[exID] && !newExecutors[exID] {
+				exRes, _ := resources.New(ei.GetResources())
+				need = need.Plus(exRes)
+			}
+			if !pool.Contains(need) {
+				keepGroups = append(keepGroups, g)
+				continue
+			}
+			pool = pool.Minus(need)
+			newExecutors[ei.GetExecutorId().GetValue()] = true
+			group := &mesos.TaskGroupInfo{}
+			for _, ti := range g {
+				t := proto.Clone(ti).(*mesos.TaskInfo)
+				t.AgentId = &mesos.AgentID{Value: proto.String(agentID)}
+				t.Executor = nil // the group's executor says it
+				group.Tasks = append(group.Tasks, t)
+			}
+			ops = append(ops, &mesos.Offer_Operation{Type: mesos.Offer_Operation_LAUNCH_GROUP.Enum(),
+				LaunchGroup: &mesos.Offer_Operation_LaunchGroup{Executor: ei, TaskGroup: group}})
+		}
+		if len(ops) == 0 {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := f.d.LaunchTasks(ctx, ids, take, &mesos.Filters{RefuseSeconds: proto.Float64(0)})
+		err := f.d.AcceptOffers(ctx, ids, ops, &mesos.Filters{RefuseSeconds: proto.Float64(0)})
 		cancel()
 		if err != nil {
-			f.tb.Logf("LaunchTasks: %v; retrying on the next offers", err)
+			f.tb.Logf("ACCEPT: %v; retrying on the next offers", err)
 			continue
 		}
+		f.groups = keepGroups
 		for _, id := range ids {
 			delete(f.offers, id.GetValue())
 		}

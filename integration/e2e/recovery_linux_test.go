@@ -265,6 +265,52 @@ func TestRecoverCustomExecutor(t *testing.T) {
 	waitFor(t, "the executor to exit after teardown", func() bool { return len(processesOf(sandbox)) == 0 })
 }
 
+// TestRecoverTaskGroup: a task group (LAUNCH_GROUP) on a custom executor
+// survives kill -9 of the agent as a whole: the executor re-subscribes with
+// both tasks, which keep running in the same processes, and each can then
+// be killed on its own.
+func TestRecoverTaskGroup(t *testing.T) {
+	needsRoot(t)
+	prefix := testsupport.Prefix(t)
+	testsupport.CheckLeaks(t, prefix)
+	n := startNode(t, prefix, "linux", "--executor_reregistration_timeout", "1m")
+	f := ckptFramework(t, n.master, "recover-group", false, false)
+	ei := testExecutorInfo(t, "group-exec")
+	f.launchGroup(executorTask(t, "ga", "sleep 1001", ei), executorTask(t, "gb", "sleep 1002", ei))
+	f.running(t, "ga")
+	f.running(t, "gb")
+	sandbox := (&cluster{workDir: n.workDir}).sandbox(t, "group-exec")
+	waitFor(t, "both tasks' sleeps to start", func() bool {
+		ps := processesOf(sandbox)
+		return hasCommand(ps, "sleep 1001") && hasCommand(ps, "sleep 1002")
+	})
+	before := processesOf(sandbox)
+
+	n.restartAgent(t)
+	waitFor(t, "the executor to re-subscribe", func() bool {
+		b, _ := os.ReadFile(filepath.Join(sandbox, "stderr"))
+		return strings.Contains(string(b), "re-registered")
+	})
+	if r := n.recovery(t).Recovery; r.Running != 1 {
+		t.Errorf("recovery re-attached %d containers, want the group's executor: %+v", r.Running, r)
+	}
+	if after := processesOf(sandbox); !slices.Equal(after, before) {
+		t.Errorf("the group's processes changed across the restart: %v, then %v", before, after)
+	}
+	if st := n.taskStates(t); st["ga"] != "TASK_RUNNING" || st["gb"] != "TASK_RUNNING" {
+		t.Errorf("after the restart the agent has the group's tasks in %v, want both TASK_RUNNING", st)
+	}
+	for _, id := range []string{"ga", "gb"} {
+		f.kill(t, id)
+		h := f.awaitTerminal(t, id)[id]
+		if s := h.last; s.GetState() != mesos.TaskState_TASK_KILLED || slices.Contains(h.states, mesos.TaskState_TASK_LOST) {
+			t.Fatalf("%s went %v, last %v %q, want TASK_KILLED", id, h, s.GetReason(), s.GetMessage())
+		}
+	}
+	f.stop()
+	waitFor(t, "the executor to exit after teardown", func() bool { return len(processesOf(sandbox)) == 0 })
+}
+
 // TestRecoverExecutorReregistrationTimeout: a custom executor that does not
 // re-subscribe after the agent's restart is destroyed and its task reported
 // TASK_LOST (TASK_GONE for a partition-aware framework) with
