@@ -306,12 +306,12 @@ type framework struct {
 	// goroutine touches it.
 	backlog []*mesos.TaskStatus
 
-	mu        sync.Mutex
-	offers    map[string]*mesos.Offer // held, not yet used
-	pending   []*mesos.TaskInfo
+	mu      sync.Mutex
+	offers  map[string]*mesos.Offer // held, not yet used
+	pending []*mesos.TaskInfo
 	// groups are pending task groups, each launched whole (LAUNCH_GROUP)
 	// on its tasks' executor.
-	groups [][]*mesos.TaskInfo
+	groups    [][]*mesos.TaskInfo
 	executors map[string]bool // executors already launched
 }
 
