@@ -638,6 +638,32 @@ func TestReconcile(t *testing.T) {
 
 	s.mustCall(&scheduler.Call{Type: scheduler.Call_KILL.Enum(), Kill: &scheduler.Call_Kill{TaskId: &mesos.TaskID{Value: proto.String(id)}}})
 	s.update(id, 10*time.Second, mesos.TaskState_TASK_KILLED)
+
+	// Once its end is acknowledged the task is among the completed ones:
+	// reconciling it, or killing it again (a kill retried while the end
+	// was on its way), restates that end instead of Mesos' TASK_LOST.
+	deadline := time.Now().Add(10 * time.Second)
+	for completed := false; !completed; {
+		for _, fw := range getState(t, tm).Frameworks {
+			for _, ct := range fw.CompletedTasks {
+				completed = completed || ct.ID == id
+			}
+		}
+		if !completed && time.Now().After(deadline) {
+			t.Fatalf("%s not among the completed tasks 10s after its end was acknowledged", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range []*scheduler.Call{
+		{Type: scheduler.Call_RECONCILE.Enum(), Reconcile: &scheduler.Call_Reconcile{Tasks: []*scheduler.Call_Reconcile_Task{{TaskId: &mesos.TaskID{Value: proto.String(id)}}}}},
+		{Type: scheduler.Call_KILL.Enum(), Kill: &scheduler.Call_Kill{TaskId: &mesos.TaskID{Value: proto.String(id)}}},
+	} {
+		s.mustCall(c)
+		st := s.update(id, 3*time.Second, mesos.TaskState_TASK_KILLED, mesos.TaskState_TASK_LOST)
+		if st.GetState() != mesos.TaskState_TASK_KILLED || st.GetReason() != mesos.TaskStatus_REASON_RECONCILIATION || st.Uuid != nil {
+			t.Errorf("%v of the completed task: %v %v uuid=%x, want TASK_KILLED REASON_RECONCILIATION without uuid", c.GetType(), st.GetState(), st.GetReason(), st.GetUuid())
+		}
+	}
 }
 
 func TestTeardown(t *testing.T) {

@@ -367,8 +367,13 @@ func (m *Master) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewor
 func (m *Master) killTask(fw *framework, k *scheduler.Call_Kill) {
 	t := fw.tasks[k.GetTaskId().GetValue()]
 	if t == nil || t.agent == nil {
-		// Unknown to us: answer as reconciliation does, so the framework
-		// learns the task is not running.
+		// Not running: answer as reconciliation does, so the framework
+		// learns where the task is — a kill sent again while the task's
+		// end was on its way gets that end restated, not a TASK_LOST.
+		if done := fw.completedTask(k.GetTaskId().GetValue()); done != nil {
+			fw.send(updateEvent(reconciledStatus(done)))
+			return
+		}
 		fw.send(m.unknownTaskUpdate(fw, k.GetTaskId(), k.GetAgentId(), "Attempted to kill an unknown task"))
 		return
 	}
@@ -415,12 +420,29 @@ func (m *Master) reconcile(fw *framework, rc *scheduler.Call_Reconcile) {
 	}
 	for _, rt := range rc.GetTasks() {
 		t := fw.tasks[rt.GetTaskId().GetValue()]
+		if t == nil {
+			// Ended and acknowledged: Mesos answers TASK_LOST for these
+			// (it forgets them); the kept end is the truth.
+			t = fw.completedTask(rt.GetTaskId().GetValue())
+		}
 		if t != nil {
 			fw.send(updateEvent(reconciledStatus(t)))
 			continue
 		}
 		fw.send(m.unknownTaskUpdate(fw, rt.GetTaskId(), rt.GetAgentId(), "Reconciliation: task is unknown"))
 	}
+}
+
+// completedTask is the task with this ID among those that ended and were
+// acknowledged (bounded by --max_completed_tasks_per_framework), newest
+// first; nil when it is not kept.
+func (fw *framework) completedTask(id string) *task {
+	for i := len(fw.completed) - 1; i >= 0; i-- {
+		if fw.completed[i].id == id {
+			return fw.completed[i]
+		}
+	}
+	return nil
 }
 
 // reconciledStatus is the task's latest state without a uuid: answers to

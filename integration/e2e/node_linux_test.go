@@ -459,6 +459,11 @@ func (tr *tracker) feed(ctx context.Context, f *framework) {
 }
 
 func (tr *tracker) record(s *mesos.TaskStatus) {
+	if s.GetReason() == mesos.TaskStatus_REASON_RECONCILIATION && len(s.GetUuid()) == 0 {
+		// The master's answer to a kill sent again (or a reconciliation):
+		// it restates where the task is, it is not a transition.
+		return
+	}
 	tr.mu.Lock()
 	id := s.GetTaskId().GetValue()
 	h := tr.tasks[id]

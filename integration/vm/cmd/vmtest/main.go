@@ -54,7 +54,7 @@ func main() {
 		run         = flag.String("run", env("CORRAL_VM_RUN", ""), "-test.run regexp [CORRAL_VM_RUN]")
 		short       = flag.Bool("short", envBool("CORRAL_VM_SHORT", false), "run tests with -test.short (skips the end-to-end tests) [CORRAL_VM_SHORT]")
 		count       = flag.Int("count", envInt("CORRAL_VM_COUNT", 1), "-test.count: runs of each test, to hunt a flaky one [CORRAL_VM_COUNT]")
-		testTimeout = flag.Int("test-timeout", envInt("CORRAL_VM_TEST_TIMEOUT", 300), "seconds per test binary in the guest [CORRAL_VM_TEST_TIMEOUT]")
+		testTimeout = flag.Int("test-timeout", envInt("CORRAL_VM_TEST_TIMEOUT", 600), "seconds per test binary in the guest [CORRAL_VM_TEST_TIMEOUT]")
 		bootTimeout = flag.Int("boot-timeout", envInt("CORRAL_VM_BOOT_TIMEOUT", 240), "seconds from qemu start to the suite's start [CORRAL_VM_BOOT_TIMEOUT]")
 		timeout     = flag.Int("timeout", envInt("CORRAL_VM_TIMEOUT", 900), "hard limit per guest in seconds, boot included: the guest is killed and the mode fails past it [CORRAL_VM_TIMEOUT]")
 		accel       = flag.String("accel", env("CORRAL_VM_ACCEL", "auto"), "auto (KVM when it boots, else TCG), kvm or tcg [CORRAL_VM_ACCEL]")
