@@ -293,21 +293,27 @@ func (c *Config) checkCgroupFlags() error {
 	return nil
 }
 
+// orDefault refuses a negative flag value and puts def in place of zero
+// (unset).
+func orDefault[T int | time.Duration](v *T, def T, flag string) error {
+	switch {
+	case *v < 0:
+		return fmt.Errorf("--%s: %v is negative", flag, *v)
+	case *v == 0:
+		*v = def
+	}
+	return nil
+}
+
 // diskDefaults fills and checks the GC and disk isolation flags, whatever
 // the isolation, so a bad value is refused at start-up with its flag's
 // name.
 func (c *Config) diskDefaults() error {
-	switch {
-	case c.GCDelay < 0:
-		return fmt.Errorf("--gc_delay: %v is negative", c.GCDelay)
-	case c.GCDelay == 0:
-		c.GCDelay = gc.DefaultDelay
+	if err := orDefault(&c.GCDelay, gc.DefaultDelay, "gc_delay"); err != nil {
+		return err
 	}
-	switch {
-	case c.DiskWatchInterval < 0:
-		return fmt.Errorf("--disk_watch_interval: %v is negative", c.DiskWatchInterval)
-	case c.DiskWatchInterval == 0:
-		c.DiskWatchInterval = gc.DefaultDiskWatchInterval
+	if err := orDefault(&c.DiskWatchInterval, gc.DefaultDiskWatchInterval, "disk_watch_interval"); err != nil {
+		return err
 	}
 	if h := c.GCDiskHeadroom; h != nil && !(*h >= 0 && *h <= 1) {
 		return fmt.Errorf("--gc_disk_headroom: %v is not in [0, 1]", *h)
@@ -318,17 +324,11 @@ func (c *Config) diskDefaults() error {
 	if c.GCMaxSandboxes < 0 {
 		return fmt.Errorf("--gc_max_sandboxes: %d is negative", c.GCMaxSandboxes)
 	}
-	switch {
-	case c.GCParallelism < 0:
-		return fmt.Errorf("--gc_parallelism: %d is negative", c.GCParallelism)
-	case c.GCParallelism == 0:
-		c.GCParallelism = gc.DefaultParallelism
+	if err := orDefault(&c.GCParallelism, gc.DefaultParallelism, "gc_parallelism"); err != nil {
+		return err
 	}
-	switch {
-	case c.ContainerDiskWatchInterval < 0:
-		return fmt.Errorf("--container_disk_watch_interval: %v is negative", c.ContainerDiskWatchInterval)
-	case c.ContainerDiskWatchInterval == 0:
-		c.ContainerDiskWatchInterval = DefaultContainerDiskWatchInterval
+	if err := orDefault(&c.ContainerDiskWatchInterval, DefaultContainerDiskWatchInterval, "container_disk_watch_interval"); err != nil {
+		return err
 	}
 	if c.XFSProjectRange == "" {
 		c.XFSProjectRange = DefaultXFSProjectRange

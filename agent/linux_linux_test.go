@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/corral/corral/driver/scheduler"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/master"
+	"github.com/corral/corral/master/mastertest"
 
 	// As cmd/corral links them.
 	_ "github.com/corral/corral/isolators/cgroups"
@@ -233,24 +233,7 @@ func isFinal(s mesos.TaskState) bool {
 
 func startMaster(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	addr := srv.Listener.Addr().String()
-	m := master.New(master.Config{Address: addr, HeartbeatInterval: time.Second, AllocationInterval: 50 * time.Millisecond, Log: testLogger(t)})
-	srv.Config.Handler = m.Handler()
-	srv.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		// Event streams never end on their own; Close would wait for them.
-		srv.CloseClientConnections()
-		srv.Close()
-	})
+	addr, _ := mastertest.Start(t, master.Config{HeartbeatInterval: time.Second, AllocationInterval: 50 * time.Millisecond, Log: testLogger(t)})
 	return addr
 }
 

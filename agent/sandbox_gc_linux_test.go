@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/corral/corral/driver/scheduler"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/master"
+	"github.com/corral/corral/master/mastertest"
 
 	// As the corral binary links them.
 	_ "github.com/corral/corral/isolators/disk"
@@ -252,23 +252,7 @@ func runTestAgent(t *testing.T, cfg Config) *Agent {
 
 func startTestMaster(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	addr := srv.Listener.Addr().String()
-	m := master.New(master.Config{Address: addr, HeartbeatInterval: time.Second, AllocationInterval: 50 * time.Millisecond, Log: discardLog()})
-	srv.Config.Handler = m.Handler()
-	srv.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		srv.CloseClientConnections()
-		srv.Close()
-	})
+	addr, _ := mastertest.Start(t, master.Config{HeartbeatInterval: time.Second, AllocationInterval: 50 * time.Millisecond, Log: discardLog()})
 	return addr
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/ids"
 	"github.com/corral/corral/master"
+	"github.com/corral/corral/master/mastertest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -42,29 +43,7 @@ type testMaster struct {
 
 func startMaster(t *testing.T, heartbeat time.Duration) *testMaster {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	addr := srv.Listener.Addr().String()
-	m := master.New(master.Config{
-		Address:            addr,
-		HeartbeatInterval:  heartbeat,
-		AllocationInterval: 50 * time.Millisecond,
-		Log:                testLogger(t),
-	})
-	srv.Config.Handler = m.Handler()
-	srv.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		// Event streams never end on their own; Close would wait for them.
-		srv.CloseClientConnections()
-		srv.Close()
-	})
+	addr, srv := mastertest.Start(t, master.Config{HeartbeatInterval: heartbeat, AllocationInterval: 50 * time.Millisecond, Log: testLogger(t)})
 	return &testMaster{Server: srv, addr: addr}
 }
 
