@@ -328,6 +328,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("/monitor/statistics", a.serveStatistics)
 	mux.HandleFunc("/monitor/statistics.json", a.serveStatistics)
 	mux.HandleFunc("/metrics/snapshot", metrics.Handler(a.metrics))
+	a.registerFiles(mux)
 	return mux
 }
 

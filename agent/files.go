@@ -1,0 +1,316 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/corral/corral/api/httpapi"
+)
+
+// Mesos' /files endpoints on the agent: browse, read and download what is
+// in the sandboxes — how operators and tools (Mesos' UI, its CLI) read a
+// task's stdout and stderr. A path is either a sandbox's real path (the
+// "directory" /state gives) or Mesos' virtual one,
+// /frameworks/<fw>/executors/<ex>/runs/<run|latest>/...; nothing outside the
+// work_dir's sandboxes is served, symbolic links that lead out included.
+
+// readCap bounds one /files/read answer: 16 pages, as Mesos.
+var readCap = int64(os.Getpagesize() * 16)
+
+func (a *Agent) registerFiles(mux *http.ServeMux) {
+	for name, h := range map[string]http.HandlerFunc{"browse": a.serveBrowse, "read": a.serveRead, "download": a.serveDownload} {
+		mux.HandleFunc("/files/"+name, h)
+		mux.HandleFunc("/files/"+name+".json", h)
+	}
+}
+
+// openSandboxPath opens what a /files path names, beneath the sandboxes'
+// root. The error is an HTTP status with its reason.
+func (a *Agent) openSandboxPath(r *http.Request) (*os.File, string, *httpError) {
+	p := r.URL.Query().Get("path")
+	if p == "" {
+		return nil, "", &httpError{http.StatusBadRequest, "Expecting 'path' in query"}
+	}
+	clean := path.Clean("/" + p)
+	slaves := filepath.Join(a.cfg.WorkDir, "slaves")
+	var root, rel string
+	switch {
+	case strings.HasPrefix(clean, slaves+"/"):
+		root, rel = slaves, strings.TrimPrefix(clean, slaves+"/")
+	case strings.HasPrefix(clean, "/frameworks/"):
+		id := a.ID()
+		if id == "" {
+			return nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found: the agent has no ID yet", p)}
+		}
+		root, rel = filepath.Join(slaves, id), strings.TrimPrefix(clean, "/")
+	default:
+		return nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found: only sandboxes are served", p)}
+	}
+	f, err := openBeneath(root, rel)
+	switch {
+	case err == nil:
+		// A task may plant a FIFO or a device: reading those could block
+		// or touch hardware. Only files and directories are served.
+		if fi, err := f.Stat(); err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
+			f.Close()
+			return nil, "", &httpError{http.StatusBadRequest, fmt.Sprintf("%s is not a regular file or a directory", p)}
+		}
+		return f, clean, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found", p)}
+	case errors.Is(err, errOutside):
+		return nil, "", &httpError{http.StatusForbidden, fmt.Sprintf("%s leads out of the sandboxes", p)}
+	default:
+		return nil, "", &httpError{http.StatusInternalServerError, fmt.Sprintf("opening %s: %v", p, err)}
+	}
+}
+
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) write(w http.ResponseWriter) { httpapi.Error(w, e.code, "%s", e.msg) }
+
+// serveBrowse lists a directory (or describes one file) as Mesos does: a
+// JSON array of {path, nlink, size, mtime, mode, uid, gid}.
+func (a *Agent) serveBrowse(w http.ResponseWriter, r *http.Request) {
+	f, p, herr := a.openSandboxPath(r)
+	if herr != nil {
+		herr.write(w)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		httpapi.Error(w, http.StatusInternalServerError, "stat %s: %v", p, err)
+		return
+	}
+	out := []map[string]any{}
+	if !fi.IsDir() {
+		out = append(out, fileJSON(p, fi))
+		httpapi.WriteJSON(w, out)
+		return
+	}
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		httpapi.Error(w, http.StatusInternalServerError, "listing %s: %v", p, err)
+		return
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, fileJSON(path.Join(p, e.Name()), info))
+	}
+	slices.SortFunc(out, func(x, y map[string]any) int { return strings.Compare(x["path"].(string), y["path"].(string)) })
+	httpapi.WriteJSON(w, out)
+}
+
+// serveRead answers {"data": ..., "offset": ...}: up to length bytes (16
+// pages at most) from offset; offset -1 (or none) asks for the file's size
+// only, which is how Mesos' clients tail a log.
+func (a *Agent) serveRead(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	offset, length := int64(-1), int64(-1)
+	for _, v := range []struct {
+		name string
+		dst  *int64
+	}{{"offset", &offset}, {"length", &length}} {
+		s := q.Get(v.name)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			httpapi.Error(w, http.StatusBadRequest, "Failed to parse %s: %q is not a number", v.name, s)
+			return
+		}
+		if n < -1 {
+			httpapi.Error(w, http.StatusBadRequest, "Negative %s provided: %d", v.name, n)
+			return
+		}
+		*v.dst = n
+	}
+	f, p, herr := a.openSandboxPath(r)
+	if herr != nil {
+		herr.write(w)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		httpapi.Error(w, http.StatusInternalServerError, "stat %s: %v", p, err)
+		return
+	}
+	if fi.IsDir() {
+		httpapi.Error(w, http.StatusBadRequest, "Cannot read a directory: %s", p)
+		return
+	}
+	size := fi.Size()
+	if offset == -1 {
+		httpapi.WriteJSON(w, map[string]any{"data": "", "offset": size})
+		return
+	}
+	if length == -1 || length > readCap {
+		length = readCap
+	}
+	if offset >= size || length == 0 {
+		httpapi.WriteJSON(w, map[string]any{"data": "", "offset": offset})
+		return
+	}
+	buf := make([]byte, min(length, size-offset))
+	n, err := f.ReadAt(buf, offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		httpapi.Error(w, http.StatusInternalServerError, "reading %s: %v", p, err)
+		return
+	}
+	httpapi.WriteJSON(w, map[string]any{"data": string(buf[:n]), "offset": offset})
+}
+
+// serveDownload sends a file whole (ranges honoured) as an attachment.
+func (a *Agent) serveDownload(w http.ResponseWriter, r *http.Request) {
+	f, p, herr := a.openSandboxPath(r)
+	if herr != nil {
+		herr.write(w)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		httpapi.Error(w, http.StatusInternalServerError, "stat %s: %v", p, err)
+		return
+	}
+	if fi.IsDir() {
+		httpapi.Error(w, http.StatusBadRequest, "Cannot download a directory: %s", p)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(p)))
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// fileJSON is one entry of /files/browse, in Mesos' shape.
+func fileJSON(p string, fi fs.FileInfo) map[string]any {
+	out := map[string]any{
+		"path": p, "size": fi.Size(), "mode": modeString(fi.Mode()),
+		"mtime": float64(fi.ModTime().UnixNano()) / float64(time.Second),
+		"nlink": 1, "uid": "", "gid": "",
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		out["nlink"] = st.Nlink
+		out["uid"], out["gid"] = names.user(st.Uid), names.group(st.Gid)
+	}
+	return out
+}
+
+// modeString is ls -l's mode column (Go's FileMode.String differs for
+// links, devices and special bits).
+func modeString(m fs.FileMode) string {
+	b := []byte("----------")
+	switch {
+	case m.IsDir():
+		b[0] = 'd'
+	case m&fs.ModeSymlink != 0:
+		b[0] = 'l'
+	case m&fs.ModeNamedPipe != 0:
+		b[0] = 'p'
+	case m&fs.ModeSocket != 0:
+		b[0] = 's'
+	case m&fs.ModeCharDevice != 0:
+		b[0] = 'c'
+	case m&fs.ModeDevice != 0:
+		b[0] = 'b'
+	}
+	const rwx = "rwxrwxrwx"
+	for i := range 9 {
+		if m.Perm()&(1<<(8-i)) != 0 {
+			b[i+1] = rwx[i]
+		}
+	}
+	if m&fs.ModeSetuid != 0 {
+		b[3] = map[bool]byte{true: 's', false: 'S'}[b[3] == 'x']
+	}
+	if m&fs.ModeSetgid != 0 {
+		b[6] = map[bool]byte{true: 's', false: 'S'}[b[6] == 'x']
+	}
+	if m&fs.ModeSticky != 0 {
+		b[9] = map[bool]byte{true: 't', false: 'T'}[b[9] == 'x']
+	}
+	return string(b)
+}
+
+// names caches uid and gid names: a browse of a large sandbox asks for the
+// same few again and again.
+var names = &idNames{users: map[uint32]string{}, groups: map[uint32]string{}}
+
+type idNames struct {
+	mu            sync.Mutex
+	users, groups map[uint32]string
+}
+
+func (n *idNames) user(id uint32) string {
+	return n.lookup(n.users, id, func(s string) (string, error) {
+		u, err := user.LookupId(s)
+		if err != nil {
+			return "", err
+		}
+		return u.Username, nil
+	})
+}
+
+func (n *idNames) group(id uint32) string {
+	return n.lookup(n.groups, id, func(s string) (string, error) {
+		g, err := user.LookupGroupId(s)
+		if err != nil {
+			return "", err
+		}
+		return g.Name, nil
+	})
+}
+
+func (n *idNames) lookup(m map[uint32]string, id uint32, find func(string) (string, error)) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s, ok := m[id]; ok {
+		return s
+	}
+	s := strconv.FormatUint(uint64(id), 10)
+	if name, err := find(s); err == nil {
+		s = name
+	}
+	m[id] = s
+	return s
+}
+
+// openChecked resolves rel below root with EvalSymlinks and refuses a
+// result outside root, then opens it. Between the check and the open a link
+// may be swapped in; only kernels without openat2 rely on it.
+func openChecked(root, rel string) (*os.File, error) {
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, err
+	}
+	p, err := filepath.EvalSymlinks(filepath.Join(root, rel))
+	if err != nil {
+		return nil, err
+	}
+	if p != realRoot && !strings.HasPrefix(p, realRoot+string(filepath.Separator)) {
+		return nil, errOutside
+	}
+	return os.Open(p)
+}
