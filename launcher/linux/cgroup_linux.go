@@ -169,9 +169,17 @@ func killPid(pid int, inCgroup func(pid int) bool) {
 // or below) in the hierarchy whose line matches: controller "freezer" on
 // v1, the "0::" line on v2.
 func memberOf(pid int, v2 bool, rel string) bool {
+	p, ok := trackingCgroupOf(pid, v2)
+	return ok && (p == rel || strings.HasPrefix(p, rel+"/"))
+}
+
+// trackingCgroupOf is the cgroup a process is in, in the hierarchy the
+// launcher tracks containers by (cgroup2, or the v1 freezer), relative to
+// that hierarchy's root.
+func trackingCgroupOf(pid int, v2 bool) (string, bool) {
 	b, err := readSmall("/proc/"+strconv.Itoa(pid)+"/cgroup", make([]byte, 1024))
 	if err != nil {
-		return false
+		return "", false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		parts := strings.SplitN(line, ":", 3)
@@ -185,10 +193,9 @@ func memberOf(pid int, v2 bool, rel string) bool {
 		} else if !hasController(parts[1], "freezer") {
 			continue
 		}
-		p := parts[2]
-		return p == rel || strings.HasPrefix(p, rel+"/")
+		return parts[2], true
 	}
-	return false
+	return "", false
 }
 
 func hasController(list, name string) bool {

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -134,6 +135,10 @@ type ctr struct {
 	// and the reaper's may overlap).
 	mu   sync.Mutex
 	proc *containerizer.Process
+	// dir is the container's cgroup when it is not under the launcher's
+	// root: one recovered from an agent that ran with another root (before
+	// systemd's scope was used, or with another --cgroups_root).
+	dir string
 }
 
 // New builds a linux launcher: it detects the cgroup mode, creates the
@@ -361,6 +366,9 @@ func (l *Launcher) Destroy(ctx context.Context, id string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	dir := l.CgroupPath(id)
+	if c.dir != "" {
+		dir = c.dir
+	}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		l.forget(id, c)
 		return nil
@@ -551,11 +559,13 @@ func (l *Launcher) Recover(ctx context.Context, known map[string]*containerizer.
 		return fmt.Errorf("linux launcher: listing %s: %w", l.rootDir, err)
 	}
 	var errs []error
+	found := map[string]bool{}
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
 		id := e.Name()
+		found[id] = true
 		if p, ok := known[id]; ok {
 			l.mu.Lock()
 			l.ctrs[id] = &ctr{proc: p}
@@ -565,6 +575,23 @@ func (l *Launcher) Recover(ctx context.Context, known map[string]*containerizer.
 		if err := l.Destroy(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("orphan: %w", err))
 		}
+	}
+	// A live container that is not under the root was started by an agent
+	// with another root (an upgrade to systemd's scope, a changed
+	// --cgroups_root): it is adopted where its init is, so that destroying
+	// it still kills it by its cgroup. The cgroup must be named by the
+	// container's ID, as everything Corral makes is.
+	for id, p := range known {
+		if found[id] || p == nil {
+			continue
+		}
+		rel, ok := trackingCgroupOf(p.Pid(), l.v2)
+		if !ok || path.Base(rel) != id {
+			continue
+		}
+		l.mu.Lock()
+		l.ctrs[id] = &ctr{proc: p, dir: filepath.Join(l.base, rel)}
+		l.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }

@@ -110,6 +110,52 @@ func TestNoChildEscapes(t *testing.T) {
 	})
 }
 
+// A known container whose cgroup is not under the launcher's root — started
+// by an agent with another root, as before an upgrade to systemd's scope —
+// is adopted where it is: destroying it kills it and removes its cgroup.
+func TestRecoverAdoptsContainerOutsideRoot(t *testing.T) {
+	forEachMode(t, func(t *testing.T, m mode) {
+		c, l, prefix := setup(t, m)
+		id := prefix + "elsewhere"
+		launch(t, c, &containerizer.Config{ID: id}, "sleep 1000")
+		old := l.CgroupPath(id)
+		waitFor(t, "the container running", func() bool { return len(procsIn(old)) >= 2 })
+		// Its init is the oldest process of the cgroup.
+		var init *containerizer.Process
+		for _, s := range procsIn(old) {
+			pid, _ := strconv.Atoi(s)
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if strings.Contains(string(b), "corral-init") {
+				st, err := containerizer.ProcessStartTime(pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if init, err = containerizer.OpenProcess(pid, st); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if init == nil {
+			t.Fatalf("no corral-init among %v", procsIn(old))
+		}
+		defer init.Close()
+
+		l2 := newLauncher(t, m, prefix+"other-")
+		if err := l2.Recover(context.Background(), map[string]*containerizer.Process{id: init}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l2.Destroy(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		if exists(old) {
+			t.Fatalf("cgroup %s survived the destroy of the adopted container (processes %v)", old, procsIn(old))
+		}
+		if leaks := testsupport.Leaks(id); len(leaks) > 0 {
+			t.Fatalf("the adopted container's processes survived: %v", leaks)
+		}
+	})
+}
+
 // Recover takes back the known containers and destroys an orphan cgroup with
 // live processes, made by hand.
 func TestRecoverDestroysOrphans(t *testing.T) {
