@@ -294,8 +294,16 @@ func (l *Launcher) Fork(_ context.Context, spec *containerizer.ForkSpec) (*conta
 	if !l.v2 {
 		// The init waits on its sync pipe and so has not forked: moving it
 		// moves the whole container.
-		for _, d := range append(slices.Clip(l.tracking), dir) {
-			if err := writeFile(filepath.Join(d, "cgroup.procs"), fmt.Sprint(p.Pid())); err != nil {
+		for i, d := range append(slices.Clip(l.tracking), dir) {
+			err := writeFile(filepath.Join(d, "cgroup.procs"), fmt.Sprint(p.Pid()))
+			if err != nil && i < len(l.tracking) && errors.Is(err, os.ErrNotExist) {
+				// systemd's scope is gone (its keeper was killed and its
+				// last container ended): the container runs all the same,
+				// in the agent's unit, until an agent restart makes the
+				// scope again.
+				continue
+			}
+			if err != nil {
 				_ = p.Signal(syscall.SIGKILL)
 				_, _, _ = p.Wait(context.Background())
 				_ = p.Close()
