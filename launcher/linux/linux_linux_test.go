@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/linux"
@@ -499,4 +501,53 @@ func TestWaitAfterEnd(t *testing.T) {
 	if !term.StatusKnown || !term.Status.Exited() || term.Status.ExitStatus() != 3 {
 		t.Fatalf("termination %+v, want exit 3", term)
 	}
+}
+
+// On v1 under systemd each container init also joins the containers' scope
+// in systemd's own hierarchy (TrackingCgroupsKey); when that scope has
+// vanished, launches go on without it. The host's cgroup2 hierarchy stands
+// in for systemd's.
+func TestTrackingCgroups(t *testing.T) {
+	testsupport.RequireRoot(t)
+	var m mode
+	for _, md := range modes() {
+		if md.name == "v1" && md.hierarchy != "" {
+			m = md
+		}
+	}
+	if m.hierarchy == "" || !isFS("/sys/fs/cgroup/unified", unix.CGROUP2_SUPER_MAGIC) {
+		t.Skip("needs a v1 freezer hierarchy and the hybrid cgroup2 one at /sys/fs/cgroup/unified")
+	}
+	prefix := testsupport.Prefix(t)
+	testsupport.CheckLeaks(t, prefix)
+	track := filepath.Join("/sys/fs/cgroup/unified", prefix+"scope")
+	if err := os.Mkdir(track, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Rmdir(track) })
+	l, err := linux.New(containerizer.Options{CgroupsRoot: prefix + "root",
+		Extra: map[string]string{linux.HierarchyKey: m.hierarchy, linux.TrackingCgroupsKey: track}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.RemoveRoot(); err != nil {
+			t.Errorf("removing cgroups root: %v", err)
+		}
+	})
+	c := newContainerizer(t, l)
+	first := prefix + "tracked"
+	launch(t, c, &containerizer.Config{ID: first}, "sleep 1000")
+	waitFor(t, "the init in the tracking cgroup", func() bool { return len(procsIn(track)) >= 1 })
+	if _, err := c.Destroy(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the tracking cgroup empty", func() bool { return len(procsIn(track)) == 0 })
+
+	if err := unix.Rmdir(track); err != nil {
+		t.Fatal(err)
+	}
+	second := prefix + "untracked"
+	launch(t, c, &containerizer.Config{ID: second}, "sleep 1000")
+	waitFor(t, "the second container running", func() bool { return len(procsIn(l.CgroupPath(second))) >= 2 })
 }
