@@ -158,6 +158,7 @@ func Ensure(ctx context.Context, cfg Config) (*Scope, error) {
 func start(ctx context.Context, conn *sddbus.Conn, unit string, cfg Config) error {
 	keeper := exec.Command(cfg.Init, KeeperArg, unit)
 	keeper.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	keeper.Dir = "/" // it outlives the agent: it must not pin the agent's cwd
 	// Its own session: no signal aimed at the agent's process group
 	// reaches it. The agent does not wait for it; once the agent exits it
 	// is re-parented to init, and it lives as long as the scope.
