@@ -39,10 +39,10 @@ func (a *Agent) registerFiles(mux *http.ServeMux) {
 
 // openSandboxPath opens what a /files path names, beneath the sandboxes'
 // root. The error is an HTTP status with its reason.
-func (a *Agent) openSandboxPath(r *http.Request) (*os.File, string, *httpError) {
+func (a *Agent) openSandboxPath(r *http.Request) (*os.File, fs.FileInfo, string, *httpError) {
 	p := r.URL.Query().Get("path")
 	if p == "" {
-		return nil, "", &httpError{http.StatusBadRequest, "Expecting 'path' in query"}
+		return nil, nil, "", &httpError{http.StatusBadRequest, "Expecting 'path' in query"}
 	}
 	clean := path.Clean("/" + p)
 	slaves := filepath.Join(a.cfg.WorkDir, "slaves")
@@ -53,29 +53,44 @@ func (a *Agent) openSandboxPath(r *http.Request) (*os.File, string, *httpError) 
 	case strings.HasPrefix(clean, "/frameworks/"):
 		id := a.ID()
 		if id == "" {
-			return nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found: the agent has no ID yet", p)}
+			return nil, nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found: the agent has no ID yet", p)}
 		}
 		root, rel = filepath.Join(slaves, id), strings.TrimPrefix(clean, "/")
 	default:
-		return nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found: only sandboxes are served", p)}
+		return nil, nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found: only sandboxes are served", p)}
 	}
 	f, err := openBeneath(root, rel)
 	switch {
 	case err == nil:
 		// A task may plant a FIFO or a device: reading those could block
 		// or touch hardware. Only files and directories are served.
-		if fi, err := f.Stat(); err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
+		fi, err := f.Stat()
+		if err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
 			f.Close()
-			return nil, "", &httpError{http.StatusBadRequest, fmt.Sprintf("%s is not a regular file or a directory", p)}
+			return nil, nil, "", &httpError{http.StatusBadRequest, fmt.Sprintf("%s is not a regular file or a directory", p)}
 		}
-		return f, clean, nil
+		return f, fi, clean, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found", p)}
+		return nil, nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found", p)}
 	case errors.Is(err, errOutside):
-		return nil, "", &httpError{http.StatusForbidden, fmt.Sprintf("%s leads out of the sandboxes", p)}
+		return nil, nil, "", &httpError{http.StatusForbidden, fmt.Sprintf("%s leads out of the sandboxes", p)}
 	default:
-		return nil, "", &httpError{http.StatusInternalServerError, fmt.Sprintf("opening %s: %v", p, err)}
+		return nil, nil, "", &httpError{http.StatusInternalServerError, fmt.Sprintf("opening %s: %v", p, err)}
 	}
+}
+
+// openFile is openSandboxPath for the endpoints that want a file, not a
+// directory; verb names what they do in the refusal.
+func (a *Agent) openFile(r *http.Request, verb string) (*os.File, fs.FileInfo, string, *httpError) {
+	f, fi, p, herr := a.openSandboxPath(r)
+	if herr != nil {
+		return nil, nil, "", herr
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, nil, "", &httpError{http.StatusBadRequest, fmt.Sprintf("Cannot %s a directory: %s", verb, p)}
+	}
+	return f, fi, p, nil
 }
 
 type httpError struct {
@@ -88,17 +103,12 @@ func (e *httpError) write(w http.ResponseWriter) { httpapi.Error(w, e.code, "%s"
 // serveBrowse lists a directory (or describes one file) as Mesos does: a
 // JSON array of {path, nlink, size, mtime, mode, uid, gid}.
 func (a *Agent) serveBrowse(w http.ResponseWriter, r *http.Request) {
-	f, p, herr := a.openSandboxPath(r)
+	f, fi, p, herr := a.openSandboxPath(r)
 	if herr != nil {
 		herr.write(w)
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		httpapi.Error(w, http.StatusInternalServerError, "stat %s: %v", p, err)
-		return
-	}
 	out := []map[string]any{}
 	if !fi.IsDir() {
 		out = append(out, fileJSON(p, fi))
@@ -146,21 +156,12 @@ func (a *Agent) serveRead(w http.ResponseWriter, r *http.Request) {
 		}
 		*v.dst = n
 	}
-	f, p, herr := a.openSandboxPath(r)
+	f, fi, p, herr := a.openFile(r, "read")
 	if herr != nil {
 		herr.write(w)
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		httpapi.Error(w, http.StatusInternalServerError, "stat %s: %v", p, err)
-		return
-	}
-	if fi.IsDir() {
-		httpapi.Error(w, http.StatusBadRequest, "Cannot read a directory: %s", p)
-		return
-	}
 	size := fi.Size()
 	if offset == -1 {
 		httpapi.WriteJSON(w, map[string]any{"data": "", "offset": size})
@@ -184,21 +185,12 @@ func (a *Agent) serveRead(w http.ResponseWriter, r *http.Request) {
 
 // serveDownload sends a file whole (ranges honoured) as an attachment.
 func (a *Agent) serveDownload(w http.ResponseWriter, r *http.Request) {
-	f, p, herr := a.openSandboxPath(r)
+	f, fi, p, herr := a.openFile(r, "download")
 	if herr != nil {
 		herr.write(w)
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		httpapi.Error(w, http.StatusInternalServerError, "stat %s: %v", p, err)
-		return
-	}
-	if fi.IsDir() {
-		httpapi.Error(w, http.StatusBadRequest, "Cannot download a directory: %s", p)
-		return
-	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(p)))
 	http.ServeContent(w, r, "", fi.ModTime(), f)
