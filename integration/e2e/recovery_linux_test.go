@@ -235,10 +235,7 @@ func TestRecoverCustomExecutor(t *testing.T) {
 	before := processesOf(sandbox)
 
 	n.restartAgent(t)
-	waitFor(t, "the executor to re-subscribe", func() bool {
-		b, _ := os.ReadFile(filepath.Join(sandbox, "stderr"))
-		return strings.Contains(string(b), "re-registered")
-	})
+	awaitResubscribed(t, sandbox)
 	// Compared by PID: a shell may exec its last command in place (sh -c
 	// 'sleep 1000' becomes sleep) and is still the same process.
 	pids := func(ps []string) []string {
@@ -287,10 +284,7 @@ func TestRecoverTaskGroup(t *testing.T) {
 	before := processesOf(sandbox)
 
 	n.restartAgent(t)
-	waitFor(t, "the executor to re-subscribe", func() bool {
-		b, _ := os.ReadFile(filepath.Join(sandbox, "stderr"))
-		return strings.Contains(string(b), "re-registered")
-	})
+	awaitResubscribed(t, sandbox)
 	if r := n.recovery(t).Recovery; r.Running != 1 {
 		t.Errorf("recovery re-attached %d containers, want the group's executor: %+v", r.Running, r)
 	}
@@ -618,4 +612,14 @@ func trackingCgroup(t *testing.T, cid string) string {
 	}
 	t.Fatalf("no tracking cgroup for container %s in:\n%s", cid, b)
 	return ""
+}
+
+// awaitResubscribed waits until the test executor in sandbox says it
+// re-subscribed to the restarted agent.
+func awaitResubscribed(t *testing.T, sandbox string) {
+	t.Helper()
+	waitFor(t, "the executor to re-subscribe", func() bool {
+		b, _ := os.ReadFile(filepath.Join(sandbox, "stderr"))
+		return strings.Contains(string(b), "re-registered")
+	})
 }
