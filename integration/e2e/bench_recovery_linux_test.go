@@ -67,8 +67,9 @@ func BenchmarkRecover1000(b *testing.B) {
 
 	var recoverD, internalD []time.Duration
 	var rssBefore, rssAfter []float64
-	b.ResetTimer()
-	for range b.N {
+	// restart kills the agent, starts it again and waits until every
+	// container is re-attached and every pending update resent.
+	restart := func() (time.Duration, time.Duration, float64, float64) {
 		before := rssKB(b, n.agent.cmd.Process.Pid)
 		n.agent.kill9()
 		start := time.Now()
@@ -84,16 +85,26 @@ func BenchmarkRecover1000(b *testing.B) {
 		d := time.Since(start)
 		after := rssKB(b, n.agent.cmd.Process.Pid)
 		// From the agent's log: /state would read every container's usage.
-		running, internal, line := recoveredLine(b, n.agent.tail())
+		reattached, internal, line := recoveredLine(b, n.agent.tail())
 		b.Logf("agent: %s", line[strings.Index(line, "msg=recovered"):])
-		if running != count {
-			b.Fatalf("recovery re-attached %d containers, want %d", running, count)
+		if reattached != count {
+			b.Fatalf("recovery re-attached %d containers, want %d", reattached, count)
 		}
-		recoverD = append(recoverD, d)
-		internalD = append(internalD, internal)
-		rssBefore, rssAfter = append(rssBefore, before), append(rssAfter, after)
 		b.Logf("kill -9 → all %d re-attached and %d updates resent: %v (recovery itself %v); RSS %.1f MiB before, %.1f MiB after (%.2f×)",
-			count, count, d.Round(time.Millisecond), internalD[len(internalD)-1].Round(time.Millisecond), before/1024, after/1024, after/before)
+			count, count, d.Round(time.Millisecond), internal.Round(time.Millisecond), before/1024, after/1024, after/before)
+		return d, internal, before, after
+	}
+	// Right after the launch the node is still busy with it (page faults of
+	// 1000 new processes, writeback of their checkpoints): a restart then is
+	// logged, not measured; the measured ones find the containers running
+	// as a node has them most of the time.
+	restart()
+	time.Sleep(5 * time.Second)
+	b.ResetTimer()
+	for range b.N {
+		d, internal, before, after := restart()
+		recoverD, internalD = append(recoverD, d), append(internalD, internal)
+		rssBefore, rssAfter = append(rssBefore, before), append(rssAfter, after)
 	}
 	b.StopTimer()
 	b.ReportMetric(ms(percentile(recoverD, 50)), "recover-ms")
