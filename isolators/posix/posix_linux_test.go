@@ -47,9 +47,10 @@ func TestUsageBySession(t *testing.T) {
 		t.Cleanup(func() { _, _ = c.Destroy(context.Background(), id) })
 		return id
 	}
-	// 64 MiB held by tail, a spinning shell, and a sleep: 3 processes and
-	// the container's init.
-	busy := launch("busy", "head -c 64M /dev/zero | tail > /dev/null & while :; do :; done & exec sleep 1000")
+	// 64 MiB held by tail (a newline-free input is kept whole, and the
+	// reader that never reads keeps tail from finishing), a spinning shell
+	// and a sleep, with the container's init.
+	busy := launch("busy", "head -c 64M /dev/zero | tail | sleep 1000 & while :; do :; done & exec sleep 1000")
 	idle := launch("idle", "exec sleep 1000")
 
 	deadline := time.Now().Add(30 * time.Second)
