@@ -62,18 +62,21 @@ func TestUsageBySession(t *testing.T) {
 		if i, err = c.Usage(context.Background(), idle); err != nil {
 			t.Fatal(err)
 		}
-		if b.CPUsUserTimeSecs+b.CPUsSystemTimeSecs >= 0.2 && b.MemRSSBytes >= 64<<20 && b.Processes >= 4 {
+		if b.CPUsUserTimeSecs+b.CPUsSystemTimeSecs >= 2 && b.MemRSSBytes >= 64<<20 && b.Processes >= 4 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("busy container's usage after 30s: cpu %.2fs+%.2fs, rss %d, %d processes; want ≥0.2s of CPU, ≥64 MiB, ≥4 processes",
+			t.Fatalf("busy container's usage after 30s: cpu %.2fs+%.2fs, rss %d, %d processes; want ≥2s of CPU, ≥64 MiB, ≥4 processes",
 				b.CPUsUserTimeSecs, b.CPUsSystemTimeSecs, b.MemRSSBytes, b.Processes)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if i.Processes < 1 || i.Processes > 2 || i.MemRSSBytes >= 32<<20 || i.CPUsUserTimeSecs+i.CPUsSystemTimeSecs >= 0.2 {
-		t.Errorf("idle container's usage: cpu %.2fs+%.2fs, rss %d, %d processes; want its init and sleep only, small and idle",
-			i.CPUsUserTimeSecs, i.CPUsSystemTimeSecs, i.MemRSSBytes, i.Processes)
+	// The idle one's own start costs some CPU (much more under emulation
+	// in the VM tier), never the busy one's spinning.
+	if busyCPU, idleCPU := b.CPUsUserTimeSecs+b.CPUsSystemTimeSecs, i.CPUsUserTimeSecs+i.CPUsSystemTimeSecs; i.Processes < 1 || i.Processes > 2 ||
+		i.MemRSSBytes >= 32<<20 || idleCPU >= busyCPU/2 {
+		t.Errorf("idle container's usage: cpu %.2fs+%.2fs, rss %d, %d processes; want its init and sleep only, small, and far less CPU than the busy one's %.2fs",
+			i.CPUsUserTimeSecs, i.CPUsSystemTimeSecs, i.MemRSSBytes, i.Processes, busyCPU)
 	}
 }
 
