@@ -328,21 +328,27 @@ func (f *groupFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offe
 	ops := f.queue
 	f.queue = nil
 	f.mu.Unlock()
-	for i, o := range offers {
-		if i > 0 || len(ops) == 0 {
+	if len(ops) == 0 {
+		for _, o := range offers {
 			_ = d.DeclineOffer(context.Background(), o.GetId(), &mesos.Filters{RefuseSeconds: proto.Float64(0.1)})
-			continue
 		}
+		return
+	}
+	// All offers go in one ACCEPT (there is one agent): resources freed by
+	// an ended executor may come as an offer of their own, too small alone.
+	var ids []*mesos.OfferID
+	for _, o := range offers {
+		ids = append(ids, o.GetId())
 		for _, op := range ops {
 			for _, ti := range op.GetLaunchGroup().GetTaskGroup().GetTasks() {
 				ti.AgentId = o.GetAgentId()
 			}
 		}
-		if err := d.AcceptOffers(context.Background(), []*mesos.OfferID{o.GetId()}, ops, &mesos.Filters{RefuseSeconds: proto.Float64(0.1)}); err != nil {
-			f.mu.Lock()
-			f.queue = append(ops, f.queue...)
-			f.mu.Unlock()
-		}
+	}
+	if err := d.AcceptOffers(context.Background(), ids, ops, &mesos.Filters{RefuseSeconds: proto.Float64(0.1)}); err != nil {
+		f.mu.Lock()
+		f.queue = append(ops, f.queue...)
+		f.mu.Unlock()
 	}
 }
 
