@@ -22,9 +22,7 @@ import (
 // TASK_FINISHED line it prints, 20 runs per iteration against a cluster
 // already up, and reports their median and p99.
 func BenchmarkRunToFinished(b *testing.B) {
-	needsRoot(b)
-	prefix := testsupport.Prefix(b)
-	testsupport.CheckLeaks(b, prefix)
+	prefix := rootTest(b)
 	c := startCluster(b, prefix)
 	bin := corralBin(b)
 
@@ -84,9 +82,7 @@ func timeRun(b *testing.B, c *cluster, bin, name string) (finished, exited time.
 // BenchmarkBatch100 submits 100 command tasks at once (one ACCEPT) and
 // times them to all TASK_FINISHED.
 func BenchmarkBatch100(b *testing.B) {
-	needsRoot(b)
-	prefix := testsupport.Prefix(b)
-	testsupport.CheckLeaks(b, prefix)
+	prefix := rootTest(b)
 	c := startCluster(b, prefix)
 	f := newFramework(b, c, "e2e-bench-batch", nil)
 
@@ -187,9 +183,7 @@ func (f *framework) waitOffered(tb testing.TB, need resources.Resources) {
 // costs: processes per container and their memory (corral-init and the
 // task), and the agent's own growth per container.
 func BenchmarkContainerFootprint(b *testing.B) {
-	needsRoot(b)
-	prefix := testsupport.Prefix(b)
-	testsupport.CheckLeaks(b, prefix)
+	prefix := rootTest(b)
 	c := startCluster(b, prefix)
 	f := newFramework(b, c, "e2e-bench-footprint", nil)
 	agentPID := strconv.Itoa(c.cmd.Process.Pid)

@@ -21,7 +21,7 @@ import (
 // and less than 2× the RSS. CORRAL_BENCH_CONTAINERS changes the count,
 // CORRAL_BENCH_LAUNCHER the launcher (linux).
 func BenchmarkRecover1000(b *testing.B) {
-	needsRoot(b)
+	prefix := rootTest(b)
 	count := 1000
 	if v := os.Getenv("CORRAL_BENCH_CONTAINERS"); v != "" {
 		count, _ = strconv.Atoi(v)
@@ -30,8 +30,6 @@ func BenchmarkRecover1000(b *testing.B) {
 	if v := os.Getenv("CORRAL_BENCH_LAUNCHER"); v != "" {
 		launcher = v
 	}
-	prefix := testsupport.Prefix(b)
-	testsupport.CheckLeaks(b, prefix)
 	// No resend before the restart: what arrives after it is recovery's.
 	isolation := "cgroups/cpu,cgroups/mem"
 	if launcher != "linux" {

@@ -60,6 +60,23 @@ func needsRoot(tb testing.TB) {
 	testsupport.RequireRoot(tb)
 }
 
+// rootTest starts an end-to-end test: skipped as needsRoot says, else
+// the test's prefix, with the leak check for it registered.
+func rootTest(tb testing.TB) string {
+	tb.Helper()
+	needsRoot(tb)
+	prefix := testsupport.Prefix(tb)
+	testsupport.CheckLeaks(tb, prefix)
+	return prefix
+}
+
+// forEachLauncher runs f as a root subtest per launcher.
+func forEachLauncher(t *testing.T, f func(t *testing.T, launcher, prefix string)) {
+	for _, launcher := range launchers {
+		t.Run(launcher, func(t *testing.T) { f(t, launcher, rootTest(t)) })
+	}
+}
+
 // corralBin is the corral binary under test.
 func corralBin(tb testing.TB) string {
 	tb.Helper()
@@ -327,18 +344,25 @@ var codecs = []struct {
 // torn down in a cleanup (which kills whatever it still runs).
 func newFramework(tb testing.TB, c *cluster, name string, cdc codec.Codec) *framework {
 	tb.Helper()
-	f := &framework{
-		tb: tb, runErr: make(chan error, 1), registered: make(chan struct{}),
-		updates: make(chan *mesos.TaskStatus, 10000),
-		offers:  map[string]*mesos.Offer{}, executors: map[string]bool{},
-	}
-	d, err := sched.New(sched.Config{
+	return subscribeFramework(tb, sched.Config{
 		Master: c.master, Codec: cdc,
 		Framework: &mesos.FrameworkInfo{
 			User: proto.String("root"), Name: proto.String(name), FailoverTimeout: proto.Float64(0),
 		},
-		Log: slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}, f)
+	})
+}
+
+// subscribeFramework runs a driver with cfg (its log goes to the test's)
+// and waits for SUBSCRIBED; the framework is torn down in a cleanup.
+func subscribeFramework(tb testing.TB, cfg sched.Config) *framework {
+	tb.Helper()
+	f := &framework{
+		tb: tb, runErr: make(chan error, 1), registered: make(chan struct{}),
+		updates: make(chan *mesos.TaskStatus, 100000),
+		offers:  map[string]*mesos.Offer{}, executors: map[string]bool{},
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := sched.New(cfg, f)
 	if err != nil {
 		tb.Fatalf("scheduler driver: %v", err)
 	}

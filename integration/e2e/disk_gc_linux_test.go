@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/v1/mesos"
-	"github.com/corral/corral/internal/testsupport"
 )
 
 // Issue 6 on real binaries: the agent's sandbox GC and disk/du, set by the
@@ -52,9 +51,7 @@ func runParents(sandbox string) (exDir, fwDir string) {
 // its executor's and framework's directories (nothing else of the
 // framework is live); /metrics/snapshot counts the removals and the bytes.
 func TestDiskGCRemovesEndedSandbox(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "posix", "--gc_delay", "2s", "--disk_watch_interval", "1s")
 	// startNode waits for the agent to listen, not for its registration.
 	var m map[string]float64
@@ -104,9 +101,7 @@ func TestDiskGCRemovesEndedSandbox(t *testing.T) {
 // kept running holds the framework's directory (which would take every
 // sandbox with it) until it is killed.
 func TestDiskGCAfterAgentRestart(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	// Headroom 0: only a full disk would prune the 1h sandbox early.
 	n := startNode(t, prefix, "posix", "--gc_delay", "1h", "--gc_disk_headroom", "0")
 	f := ckptFramework(t, n.master, "disk-gc-restart", false, false)
@@ -166,9 +161,7 @@ func TestDiskGCAfterAgentRestart(t *testing.T) {
 // message giving usage and limit; a task below its limit is measured
 // (/monitor/statistics has its usage and limit) and runs to its end.
 func TestDiskDUEnforcedThroughAgent(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "posix", "--isolation", "disk/du", "--enforce_container_disk_quota",
 		"--container_disk_watch_interval", "200ms")
 	f := ckptFramework(t, n.master, "disk-du", false, false)
@@ -219,9 +212,7 @@ func TestDiskDUEnforcedThroughAgent(t *testing.T) {
 // disk/xfs (compiled in) on a work_dir without project quotas, naming the
 // cause.
 func TestDiskFlagsRefusedAtStart(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	cases := []struct {
 		name  string
 		args  []string

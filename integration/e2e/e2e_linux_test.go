@@ -9,16 +9,13 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/v1/mesos"
-	"github.com/corral/corral/internal/testsupport"
 	"google.golang.org/protobuf/proto"
 )
 
 // TestCommandTasks runs command tasks through the scheduler API, over
 // both codecs, and checks their states, messages and sandbox output.
 func TestCommandTasks(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	c := startCluster(t, prefix)
 
 	cases := []struct {
@@ -78,9 +75,7 @@ func TestCommandTasks(t *testing.T) {
 // TestKillTask kills a running task whose shell has children, one of them
 // in a session of its own, and checks that nothing of it is left.
 func TestKillTask(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	c := startCluster(t, prefix)
 	f := newFramework(t, c, "e2e-kill", nil)
 
@@ -138,9 +133,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // HTTP executor started from an ExecutorInfo, and checks that teardown
 // shuts it down.
 func TestCustomExecutor(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	bin := testExecutorBin(t)
 	c := startCluster(t, prefix)
 
@@ -192,9 +185,7 @@ func TestCustomExecutor(t *testing.T) {
 
 // TestBatch50 launches 50 command tasks in one ACCEPT; all must finish.
 func TestBatch50(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	c := startCluster(t, prefix)
 	f := newFramework(t, c, "e2e-batch", nil)
 
@@ -224,9 +215,7 @@ func TestBatch50(t *testing.T) {
 // (resources detected), then `corral run` exits 0 only on TASK_FINISHED and
 // prints a sandbox holding the task's stdout.
 func TestCorralRun(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	// An empty --resources (the last one wins) leaves them all detected.
 	c := startCluster(t, prefix, "--resources", "")
 

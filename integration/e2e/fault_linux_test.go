@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/v1/mesos"
-	"github.com/corral/corral/internal/testsupport"
 )
 
 // faultIterations is how many kill -9s each fault-injection run does: a
@@ -80,13 +79,11 @@ func TestRecoverFaultInjection(t *testing.T) {
 		iters    int
 	}{{"linux", 6}, {"posix", 3}} {
 		t.Run(tc.launcher, func(t *testing.T) {
-			needsRoot(t)
+			prefix := rootTest(t)
 			seed := faultSeed(t)
 			iters := faultIterations(t, tc.iters)
 			t.Logf("fault injection: launcher %s, seed %d (CORRAL_FAULT_SEED), %d iterations", tc.launcher, seed, iters)
 			rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-			prefix := testsupport.Prefix(t)
-			testsupport.CheckLeaks(t, prefix)
 			// Executors get all the time they need to re-subscribe: the
 			// timeout itself is another test's.
 			n := startNode(t, prefix, tc.launcher, "--executor_reregistration_timeout", "1m",

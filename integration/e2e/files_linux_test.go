@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/v1/mesos"
-	"github.com/corral/corral/internal/testsupport"
 )
 
 // get is one GET on the agent: status and body.
@@ -39,9 +38,7 @@ func (n *node) get(tb testing.TB, endpoint string, query url.Values) (int, []byt
 // its real path and by Mesos' virtual one, and nothing outside sandboxes:
 // not a host path, not a link a task planted to one.
 func TestFilesEndpoints(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "posix")
 	f := ckptFramework(t, n.master, "files", false, false)
 	script := `printf 'hello files\n'; printf '0123456789' > data; ln -s /etc/hostname escape; ln -s data inside; mkfifo pipe`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -357,11 +356,6 @@ func (n *node) cleanup() {
 // acknowledges updates itself.
 func ckptFramework(tb testing.TB, master, name string, explicitAcks, partitionAware bool) *framework {
 	tb.Helper()
-	f := &framework{
-		tb: tb, runErr: make(chan error, 1), registered: make(chan struct{}),
-		updates: make(chan *mesos.TaskStatus, 100000),
-		offers:  map[string]*mesos.Offer{}, executors: map[string]bool{},
-	}
 	info := &mesos.FrameworkInfo{
 		User: proto.String("root"), Name: proto.String(name), FailoverTimeout: proto.Float64(0),
 		Checkpoint: proto.Bool(true),
@@ -369,24 +363,7 @@ func ckptFramework(tb testing.TB, master, name string, explicitAcks, partitionAw
 	if partitionAware {
 		info.Capabilities = append(info.Capabilities, &mesos.FrameworkInfo_Capability{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE.Enum()})
 	}
-	d, err := sched.New(sched.Config{
-		Master: master, Framework: info, ExplicitAcks: explicitAcks,
-		Log: slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}, f)
-	if err != nil {
-		tb.Fatalf("scheduler driver: %v", err)
-	}
-	f.d = d
-	go func() { f.runErr <- d.Run(context.Background()) }()
-	tb.Cleanup(f.stop)
-	select {
-	case <-f.registered:
-	case err := <-f.runErr:
-		tb.Fatalf("scheduler driver ended before SUBSCRIBED: %v", err)
-	case <-time.After(startTimeout):
-		tb.Fatalf("no SUBSCRIBED within %v", startTimeout)
-	}
-	return f
+	return subscribeFramework(tb, sched.Config{Master: master, Framework: info, ExplicitAcks: explicitAcks})
 }
 
 // plainFramework is a framework that does not checkpoint.

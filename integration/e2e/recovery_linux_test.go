@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/corral/corral/api/v1/mesos"
-	"github.com/corral/corral/internal/testsupport"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -30,120 +29,108 @@ var launchers = []string{"linux", "posix"}
 // come back too: the task, made to exceed its limit after the restart, ends
 // with REASON_CONTAINER_LIMITATION_MEMORY.
 func TestRecoverRunningTask(t *testing.T) {
-	for _, launcher := range launchers {
-		t.Run(launcher, func(t *testing.T) {
-			needsRoot(t)
-			prefix := testsupport.Prefix(t)
-			testsupport.CheckLeaks(t, prefix)
-			var extra []string
-			if launcher == "linux" {
-				extra = []string{"--isolation", "cgroups/cpu,cgroups/mem"}
-			}
-			n := startNode(t, prefix, launcher, extra...)
-			f := ckptFramework(t, n.master, "recover-running", false, false)
-			id := n.agentID(t)
+	forEachLauncher(t, func(t *testing.T, launcher, prefix string) {
+		var extra []string
+		if launcher == "linux" {
+			extra = []string{"--isolation", "cgroups/cpu,cgroups/mem"}
+		}
+		n := startNode(t, prefix, launcher, extra...)
+		f := ckptFramework(t, n.master, "recover-running", false, false)
+		id := n.agentID(t)
 
-			f.launch(commandTask(t, "sleeper", "sleep 1000"))
-			hog := commandTask(t, "hog", `while [ ! -e go ]; do sleep 0.05; done; head -c 1024M /dev/zero | tail; sleep 1000`)
-			hog.Resources = mustResources(t, "cpus:0.1;mem:64")
-			if launcher == "linux" {
-				f.launch(hog)
-			}
-			cid := f.running(t, "sleeper")
-			waitFor(t, "the sleeper's sleep", func() bool { return hasCommand(processesOf(cid), "sleep 1000") })
-			before := processesOf(cid)
-			if launcher == "linux" {
-				f.running(t, "hog")
-			}
+		f.launch(commandTask(t, "sleeper", "sleep 1000"))
+		hog := commandTask(t, "hog", `while [ ! -e go ]; do sleep 0.05; done; head -c 1024M /dev/zero | tail; sleep 1000`)
+		hog.Resources = mustResources(t, "cpus:0.1;mem:64")
+		if launcher == "linux" {
+			f.launch(hog)
+		}
+		cid := f.running(t, "sleeper")
+		waitFor(t, "the sleeper's sleep", func() bool { return hasCommand(processesOf(cid), "sleep 1000") })
+		before := processesOf(cid)
+		if launcher == "linux" {
+			f.running(t, "hog")
+		}
 
-			n.restartAgent(t)
-			if got := n.agentID(t); got != id {
-				t.Fatalf("agent re-registered as %s, want %s", got, id)
+		n.restartAgent(t)
+		if got := n.agentID(t); got != id {
+			t.Fatalf("agent re-registered as %s, want %s", got, id)
+		}
+		if st := n.taskStates(t); st["sleeper"] != "TASK_RUNNING" {
+			t.Fatalf("after the restart the agent has the sleeper %q, want TASK_RUNNING (tasks %v)", st["sleeper"], st)
+		}
+		if r := n.recovery(t).Recovery; r.Running < 1 || r.Discarded != "" {
+			t.Fatalf("recovery: %+v, want the containers re-attached", r)
+		}
+		if after := processesOf(cid); !slices.Equal(after, before) {
+			t.Fatalf("the sleeper's processes changed across the restart: %v, then %v", before, after)
+		}
+		if launcher == "linux" {
+			// The OOM watch was restored with the container.
+			hogBox := n.taskSandbox(t, "hog")
+			if err := os.WriteFile(filepath.Join(hogBox, "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
 			}
-			if st := n.taskStates(t); st["sleeper"] != "TASK_RUNNING" {
-				t.Fatalf("after the restart the agent has the sleeper %q, want TASK_RUNNING (tasks %v)", st["sleeper"], st)
+			h := f.awaitTerminal(t, "hog")["hog"]
+			if s := h.last; s.GetState() != mesos.TaskState_TASK_FAILED || s.GetReason() != mesos.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY {
+				t.Errorf("hog ended %v %v %q, want TASK_FAILED with REASON_CONTAINER_LIMITATION_MEMORY", s.GetState(), s.GetReason(), s.GetMessage())
 			}
-			if r := n.recovery(t).Recovery; r.Running < 1 || r.Discarded != "" {
-				t.Fatalf("recovery: %+v, want the containers re-attached", r)
-			}
-			if after := processesOf(cid); !slices.Equal(after, before) {
-				t.Fatalf("the sleeper's processes changed across the restart: %v, then %v", before, after)
-			}
-			if launcher == "linux" {
-				// The OOM watch was restored with the container.
-				hogBox := n.taskSandbox(t, "hog")
-				if err := os.WriteFile(filepath.Join(hogBox, "go"), nil, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				h := f.awaitTerminal(t, "hog")["hog"]
-				if s := h.last; s.GetState() != mesos.TaskState_TASK_FAILED || s.GetReason() != mesos.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY {
-					t.Errorf("hog ended %v %v %q, want TASK_FAILED with REASON_CONTAINER_LIMITATION_MEMORY", s.GetState(), s.GetReason(), s.GetMessage())
-				}
-			}
+		}
 
-			f.kill(t, "sleeper")
-			h := f.awaitTerminal(t, "sleeper")["sleeper"]
-			if s := h.last; s.GetState() != mesos.TaskState_TASK_KILLED {
-				t.Fatalf("sleeper ended %v %v %q, want TASK_KILLED", s.GetState(), s.GetReason(), s.GetMessage())
-			}
-			if slices.Contains(h.states, mesos.TaskState_TASK_LOST) {
-				t.Errorf("sleeper went %v: lost on the way", h)
-			}
-			waitFor(t, "no process of the killed task", func() bool { return len(processesOf(cid)) == 0 })
-		})
-	}
+		f.kill(t, "sleeper")
+		h := f.awaitTerminal(t, "sleeper")["sleeper"]
+		if s := h.last; s.GetState() != mesos.TaskState_TASK_KILLED {
+			t.Fatalf("sleeper ended %v %v %q, want TASK_KILLED", s.GetState(), s.GetReason(), s.GetMessage())
+		}
+		if slices.Contains(h.states, mesos.TaskState_TASK_LOST) {
+			t.Errorf("sleeper went %v: lost on the way", h)
+		}
+		waitFor(t, "no process of the killed task", func() bool { return len(processesOf(cid)) == 0 })
+	})
 }
 
 // TestRecoverTaskEndedWhileDown: tasks that end while the agent is down are
 // reported with their real exit status after the restart, not as lost.
 func TestRecoverTaskEndedWhileDown(t *testing.T) {
-	for _, launcher := range launchers {
-		t.Run(launcher, func(t *testing.T) {
-			needsRoot(t)
-			prefix := testsupport.Prefix(t)
-			testsupport.CheckLeaks(t, prefix)
-			n := startNode(t, prefix, launcher)
-			f := ckptFramework(t, n.master, "recover-ended", false, false)
-			wait := `while [ ! -e go ]; do sleep 0.05; done; `
-			f.launch(commandTask(t, "ok", wait+"exit 0"), commandTask(t, "three", wait+"exit 3"))
-			cids := map[string]string{"ok": f.running(t, "ok"), "three": f.running(t, "three")}
+	forEachLauncher(t, func(t *testing.T, launcher, prefix string) {
+		n := startNode(t, prefix, launcher)
+		f := ckptFramework(t, n.master, "recover-ended", false, false)
+		wait := `while [ ! -e go ]; do sleep 0.05; done; `
+		f.launch(commandTask(t, "ok", wait+"exit 0"), commandTask(t, "three", wait+"exit 3"))
+		cids := map[string]string{"ok": f.running(t, "ok"), "three": f.running(t, "three")}
 
-			n.agent.kill9()
-			for id, cid := range cids {
-				if err := os.WriteFile(filepath.Join(n.taskSandbox(t, id), "go"), nil, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				waitFor(t, "task "+id+" to end while the agent is down", func() bool { return len(processesOf(cid)) == 0 })
+		n.agent.kill9()
+		for id, cid := range cids {
+			if err := os.WriteFile(filepath.Join(n.taskSandbox(t, id), "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
 			}
-			n.startAgent(t)
+			waitFor(t, "task "+id+" to end while the agent is down", func() bool { return len(processesOf(cid)) == 0 })
+		}
+		n.startAgent(t)
 
-			got := f.awaitTerminal(t, "ok", "three")
-			if s := got["ok"].last; s.GetState() != mesos.TaskState_TASK_FINISHED {
-				t.Errorf("ok ended %v %v %q, want TASK_FINISHED", s.GetState(), s.GetReason(), s.GetMessage())
-			}
-			if s := got["three"].last; s.GetState() != mesos.TaskState_TASK_FAILED || !strings.Contains(s.GetMessage(), "status 3") ||
-				s.GetReason() != mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED {
-				t.Errorf("three ended %v %v %q, want TASK_FAILED with exit status 3", s.GetState(), s.GetReason(), s.GetMessage())
-			}
-			if r := n.recovery(t).Recovery; r.Ended != 2 {
-				t.Errorf("recovery found %d ended containers, want 2: %+v", r.Ended, r)
-			}
-			// Their runtime records go once the ends are recorded.
-			waitFor(t, "the runtime records to go", func() bool {
-				entries, _ := os.ReadDir(filepath.Join(n.runtimeDir(), "containers"))
-				return len(entries) == 0
-			})
+		got := f.awaitTerminal(t, "ok", "three")
+		if s := got["ok"].last; s.GetState() != mesos.TaskState_TASK_FINISHED {
+			t.Errorf("ok ended %v %v %q, want TASK_FINISHED", s.GetState(), s.GetReason(), s.GetMessage())
+		}
+		if s := got["three"].last; s.GetState() != mesos.TaskState_TASK_FAILED || !strings.Contains(s.GetMessage(), "status 3") ||
+			s.GetReason() != mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED {
+			t.Errorf("three ended %v %v %q, want TASK_FAILED with exit status 3", s.GetState(), s.GetReason(), s.GetMessage())
+		}
+		if r := n.recovery(t).Recovery; r.Ended != 2 {
+			t.Errorf("recovery found %d ended containers, want 2: %+v", r.Ended, r)
+		}
+		// Their runtime records go once the ends are recorded.
+		waitFor(t, "the runtime records to go", func() bool {
+			entries, _ := os.ReadDir(filepath.Join(n.runtimeDir(), "containers"))
+			return len(entries) == 0
 		})
-	}
+	})
 }
 
 // TestRecoverResendsUnacknowledged: an update the scheduler did not
 // acknowledge before the agent was killed is resent after the restart,
 // with the same uuid; one it acknowledged is never resent.
 func TestRecoverResendsUnacknowledged(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "linux", "--status_update_retry_interval_min", "1h", "--status_update_retry_interval_max", "1h")
 	f := ckptFramework(t, n.master, "recover-resend", true, false)
 	f.launch(commandTask(t, "t", "sleep 1000"))
@@ -220,9 +207,7 @@ func executorTask(tb testing.TB, id, command string, ei *mesos.ExecutorInfo) *me
 // re-subscribes to the restarted agent, the task is then killed through it
 // and the executor shut down by the framework's teardown.
 func TestRecoverCustomExecutor(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "linux", "--executor_reregistration_timeout", "1m")
 	f := ckptFramework(t, n.master, "recover-executor", false, false)
 	ei := testExecutorInfo(t, "exec-1")
@@ -267,9 +252,7 @@ func TestRecoverCustomExecutor(t *testing.T) {
 // both tasks, which keep running in the same processes, and each can then
 // be killed on its own.
 func TestRecoverTaskGroup(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "linux", "--executor_reregistration_timeout", "1m")
 	f := ckptFramework(t, n.master, "recover-group", false, false)
 	ei := testExecutorInfo(t, "group-exec")
@@ -316,9 +299,7 @@ func TestRecoverExecutorReregistrationTimeout(t *testing.T) {
 			name, want = "gone", mesos.TaskState_TASK_GONE
 		}
 		t.Run(name, func(t *testing.T) {
-			needsRoot(t)
-			prefix := testsupport.Prefix(t)
-			testsupport.CheckLeaks(t, prefix)
+			prefix := rootTest(t)
 			n := startNode(t, prefix, "linux", "--executor_reregistration_timeout", "500ms")
 			f := ckptFramework(t, n.master, "recover-rereg-timeout", false, pa)
 			ei := testExecutorInfo(t, "stalling", "TESTEXECUTOR_STALL_ON_DISCONNECT=1")
@@ -341,49 +322,44 @@ func TestRecoverExecutorReregistrationTimeout(t *testing.T) {
 // aware) with REASON_AGENT_RESTARTED, whatever still runs is destroyed, the
 // runtime directory is cleared, and the agent keeps its ID.
 func TestRecoverAfterReboot(t *testing.T) {
-	for _, launcher := range launchers {
-		t.Run(launcher, func(t *testing.T) {
-			needsRoot(t)
-			prefix := testsupport.Prefix(t)
-			testsupport.CheckLeaks(t, prefix)
-			n := startNode(t, prefix, launcher)
-			id := n.agentID(t)
-			f := ckptFramework(t, n.master, "recover-reboot", false, true)
-			lost := ckptFramework(t, n.master, "recover-reboot-lost", false, false)
-			f.launch(commandTask(t, "a", "sleep 1000"))
-			lost.launch(commandTask(t, "b", "sleep 1000"))
-			cidA, cidB := f.running(t, "a"), lost.running(t, "b")
+	forEachLauncher(t, func(t *testing.T, launcher, prefix string) {
+		n := startNode(t, prefix, launcher)
+		id := n.agentID(t)
+		f := ckptFramework(t, n.master, "recover-reboot", false, true)
+		lost := ckptFramework(t, n.master, "recover-reboot-lost", false, false)
+		f.launch(commandTask(t, "a", "sleep 1000"))
+		lost.launch(commandTask(t, "b", "sleep 1000"))
+		cidA, cidB := f.running(t, "a"), lost.running(t, "b")
 
-			n.agent.kill9()
-			n.setBootID(t, "00000000-0000-4000-8000-000000000042")
-			n.startAgent(t)
-			if got := n.agentID(t); got != id {
-				t.Errorf("agent re-registered as %s after the reboot, want %s", got, id)
+		n.agent.kill9()
+		n.setBootID(t, "00000000-0000-4000-8000-000000000042")
+		n.startAgent(t)
+		if got := n.agentID(t); got != id {
+			t.Errorf("agent re-registered as %s after the reboot, want %s", got, id)
+		}
+		if s := f.awaitTerminal(t, "a")["a"].last; s.GetState() != mesos.TaskState_TASK_GONE || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
+			t.Errorf("a ended %v %v %q, want TASK_GONE with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
+		}
+		if s := lost.awaitTerminal(t, "b")["b"].last; s.GetState() != mesos.TaskState_TASK_LOST || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
+			t.Errorf("b ended %v %v %q, want TASK_LOST with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
+		}
+		if r := n.recovery(t).Recovery; r.Discarded == "" || r.Gone != 2 || r.Running != 0 {
+			t.Errorf("recovery %+v, want both tasks discarded as gone", r)
+		}
+		for _, cid := range []string{cidA, cidB} {
+			if p := processesOf(cid); len(p) != 0 {
+				t.Errorf("container %s survived the reboot: %v", cid, p)
 			}
-			if s := f.awaitTerminal(t, "a")["a"].last; s.GetState() != mesos.TaskState_TASK_GONE || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
-				t.Errorf("a ended %v %v %q, want TASK_GONE with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
-			}
-			if s := lost.awaitTerminal(t, "b")["b"].last; s.GetState() != mesos.TaskState_TASK_LOST || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
-				t.Errorf("b ended %v %v %q, want TASK_LOST with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
-			}
-			if r := n.recovery(t).Recovery; r.Discarded == "" || r.Gone != 2 || r.Running != 0 {
-				t.Errorf("recovery %+v, want both tasks discarded as gone", r)
-			}
-			for _, cid := range []string{cidA, cidB} {
-				if p := processesOf(cid); len(p) != 0 {
-					t.Errorf("container %s survived the reboot: %v", cid, p)
-				}
-			}
-			if entries, _ := os.ReadDir(filepath.Join(n.runtimeDir(), "containers")); len(entries) != 0 {
-				t.Errorf("runtime directory not cleared after the reboot: %d entries", len(entries))
-			}
-			// The agent goes on as usual.
-			f.launch(commandTask(t, "c", "exit 0"))
-			if s := f.awaitTerminal(t, "c")["c"].last; s.GetState() != mesos.TaskState_TASK_FINISHED {
-				t.Errorf("a task after the reboot ended %v %q", s.GetState(), s.GetMessage())
-			}
-		})
-	}
+		}
+		if entries, _ := os.ReadDir(filepath.Join(n.runtimeDir(), "containers")); len(entries) != 0 {
+			t.Errorf("runtime directory not cleared after the reboot: %d entries", len(entries))
+		}
+		// The agent goes on as usual.
+		f.launch(commandTask(t, "c", "exit 0"))
+		if s := f.awaitTerminal(t, "c")["c"].last; s.GetState() != mesos.TaskState_TASK_FINISHED {
+			t.Errorf("a task after the reboot ended %v %q", s.GetState(), s.GetMessage())
+		}
+	})
 }
 
 // TestRecoverOrphans: what no checkpoint claims is destroyed at recovery —
@@ -391,65 +367,58 @@ func TestRecoverAfterReboot(t *testing.T) {
 // the master, as in Mesos), a cgroup with a process under the launcher's
 // root (linux), a runtime record of a live process (posix).
 func TestRecoverOrphans(t *testing.T) {
-	for _, launcher := range launchers {
-		t.Run(launcher, func(t *testing.T) {
-			needsRoot(t)
-			prefix := testsupport.Prefix(t)
-			testsupport.CheckLeaks(t, prefix)
-			n := startNode(t, prefix, launcher)
-			plain := plainFramework(t, n.master, "recover-orphans-plain")
-			plain.launch(commandTask(t, "plain", "sleep 1000"))
-			cid := plain.running(t, "plain")
+	forEachLauncher(t, func(t *testing.T, launcher, prefix string) {
+		n := startNode(t, prefix, launcher)
+		plain := plainFramework(t, n.master, "recover-orphans-plain")
+		plain.launch(commandTask(t, "plain", "sleep 1000"))
+		cid := plain.running(t, "plain")
 
-			n.agent.kill9()
-			orphan := startOrphan(t, prefix)
-			var orphanDir string
-			switch launcher {
-			case "linux":
-				// Beside the live container, in the hierarchy the launcher
-				// tracks it by: cgroup2 on v2 (below systemd's containers
-				// scope where systemd is PID 1), the freezer one on v1.
-				orphanDir = filepath.Join(filepath.Dir(trackingCgroup(t, cid)), prefix+"orphan")
-				if err := os.MkdirAll(orphanDir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(orphanDir, "cgroup.procs"), []byte(strconv.Itoa(orphan.Process.Pid)), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			case "posix":
-				orphanDir = filepath.Join(n.runtimeDir(), "containers", prefix+"orphan")
-				if err := os.MkdirAll(orphanDir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				st, err := processStartTime(orphan.Process.Pid)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(orphanDir, "pid"), fmt.Appendf(nil, "%d %d\n", orphan.Process.Pid, st), 0o644); err != nil {
-					t.Fatal(err)
-				}
+		n.agent.kill9()
+		orphan := startOrphan(t, prefix)
+		var orphanDir string
+		switch launcher {
+		case "linux":
+			// Beside the live container, in the hierarchy the launcher
+			// tracks it by: cgroup2 on v2 (below systemd's containers
+			// scope where systemd is PID 1), the freezer one on v1.
+			orphanDir = filepath.Join(filepath.Dir(trackingCgroup(t, cid)), prefix+"orphan")
+			if err := os.MkdirAll(orphanDir, 0o755); err != nil {
+				t.Fatal(err)
 			}
-			n.startAgent(t)
+			if err := os.WriteFile(filepath.Join(orphanDir, "cgroup.procs"), []byte(strconv.Itoa(orphan.Process.Pid)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case "posix":
+			orphanDir = filepath.Join(n.runtimeDir(), "containers", prefix+"orphan")
+			if err := os.MkdirAll(orphanDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			st, err := processStartTime(orphan.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(orphanDir, "pid"), fmt.Appendf(nil, "%d %d\n", orphan.Process.Pid, st), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.startAgent(t)
 
-			if s := plain.awaitTerminal(t, "plain")["plain"].last; s.GetState() != mesos.TaskState_TASK_LOST || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
-				t.Errorf("the non-checkpointing task ended %v %v %q, want TASK_LOST with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
-			}
-			waitFor(t, "the non-checkpointing task's container to be destroyed", func() bool { return len(processesOf(cid)) == 0 })
-			waitFor(t, "the orphan process to be killed", func() bool { return orphanDone(orphan) })
-			if _, err := os.Stat(orphanDir); !os.IsNotExist(err) {
-				t.Errorf("orphan %s still there: %v", orphanDir, err)
-			}
-		})
-	}
+		if s := plain.awaitTerminal(t, "plain")["plain"].last; s.GetState() != mesos.TaskState_TASK_LOST || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
+			t.Errorf("the non-checkpointing task ended %v %v %q, want TASK_LOST with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
+		}
+		waitFor(t, "the non-checkpointing task's container to be destroyed", func() bool { return len(processesOf(cid)) == 0 })
+		waitFor(t, "the orphan process to be killed", func() bool { return orphanDone(orphan) })
+		if _, err := os.Stat(orphanDir); !os.IsNotExist(err) {
+			t.Errorf("orphan %s still there: %v", orphanDir, err)
+		}
+	})
 }
 
 // TestRecoverCorruptCheckpoint: a damaged checkpoint stops a strict agent
 // with a message naming the file; with --strict=false the agent skips it
 // and recovers the rest.
 func TestRecoverCorruptCheckpoint(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "linux")
 	f := ckptFramework(t, n.master, "recover-corrupt", false, false)
 	f.launch(commandTask(t, "good", "sleep 1000"), commandTask(t, "bad", "sleep 1000"))
@@ -496,9 +465,7 @@ func TestRecoverCorruptCheckpoint(t *testing.T) {
 // mode destroys every container; a plain SIGTERM leaves checkpointed tasks
 // running for the next agent.
 func TestRecoverCleanup(t *testing.T) {
-	needsRoot(t)
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix)
+	prefix := rootTest(t)
 	n := startNode(t, prefix, "linux")
 	f := ckptFramework(t, n.master, "recover-cleanup", false, false)
 	f.launch(commandTask(t, "first", "sleep 1000"))
