@@ -825,15 +825,6 @@ func run(t *testing.T, name string, args ...string) string {
 	return out.String()
 }
 
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/a\040b\134c\011`); got != "/a b\\c\t" {
-		t.Errorf("unescapeMount = %q", got)
-	}
-	if got := unescapeMount(`/trailing\04`); got != `/trailing\04` {
-		t.Errorf("unescapeMount of a short escape = %q", got)
-	}
-}
-
 // The loop retries a failed removal by itself once its back-off ends.
 func TestRunRetriesFailedRemoval(t *testing.T) {
 	testsupport.RequireRoot(t)

@@ -1,7 +1,6 @@
 package cgroups
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/corral/corral/agent/containerizer"
@@ -64,27 +64,13 @@ func readHost() (*hostInfo, error) {
 	}
 	// Legacy or hybrid: the controllers are v1 hierarchies, found in
 	// mountinfo (cpu and cpuacct may share one, or not).
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, fl := range fields {
-			if fl == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || len(fields) < sep+4 || fields[sep+1] != "cgroup" {
-			continue
-		}
-		mnt := unescapeMount(fields[4])
-		for _, opt := range strings.Split(fields[sep+3], ",") {
+	for _, m := range mounts {
+		mnt := m.Mountpoint
+		for _, opt := range strings.Split(m.VFSOptions, ",") {
 			if opt == "rw" || opt == "ro" || strings.Contains(opt, "=") {
 				continue
 			}
@@ -95,7 +81,7 @@ func readHost() (*hostInfo, error) {
 			}
 		}
 	}
-	return h, sc.Err()
+	return h, nil
 }
 
 // v2Controllers reads the controllers a cgroup2 hierarchy offers.
@@ -109,25 +95,6 @@ func v2Controllers(mount string) (map[string]bool, error) {
 		out[c] = true
 	}
 	return out, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cleanRoot validates Options.CgroupsRoot: a relative cgroup path, possibly

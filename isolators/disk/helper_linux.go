@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,23 +114,18 @@ func helperCgroups(name string) ([]string, error) {
 	if name == "" || strings.Contains(name, "..") {
 		return nil, fmt.Errorf("--%s: %q is not a relative cgroup path", DUCgroupKey, name)
 	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	// A cgroup mounted from below its root is a container's view: skipped.
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return (m.FSType != "cgroup" && m.FSType != "cgroup2") || m.Root != "/", false
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading mount table: %w", err)
 	}
 	var dirs []string
 	seen := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 || f[3] != "/" {
-			continue // a cgroup mounted from below its root (a container's view)
-		}
-		mnt := f[4]
-		switch g[0] {
+	for _, m := range mounts {
+		mnt := m.Mountpoint
+		switch m.FSType {
 		case "cgroup2":
 			// Hybrid hosts mount a v2 hierarchy with no controllers: it
 			// accounts nothing, leave the helper where it is there.
@@ -139,7 +135,7 @@ func helperCgroups(name string) ([]string, error) {
 			}
 		case "cgroup":
 			use := false
-			for _, o := range strings.Split(g[2], ",") {
+			for _, o := range strings.Split(m.VFSOptions, ",") {
 				for _, a := range accounted {
 					use = use || o == a
 				}
@@ -150,10 +146,10 @@ func helperCgroups(name string) ([]string, error) {
 		default:
 			continue
 		}
-		if seen[g[2]] {
+		if seen[m.VFSOptions] {
 			continue // the same hierarchy mounted twice
 		}
-		seen[g[2]] = true
+		seen[m.VFSOptions] = true
 		dir := filepath.Join(mnt, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating the du helper's cgroup: %w", err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -343,20 +344,15 @@ func blockDevice(path string) (string, error) {
 		return "", &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	want := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	major, minor := int(unix.Major(st.Dev)), int(unix.Minor(st.Dev))
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Major != major || m.Minor != minor || !strings.HasPrefix(m.Source, "/"), false
+	})
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 || f[2] != want {
-			continue
-		}
-		for i := 6; i < len(f)-2; i++ {
-			if f[i] == "-" && strings.HasPrefix(f[i+2], "/") {
-				return f[i+2], nil
-			}
-		}
+	if len(mounts) > 0 {
+		return mounts[0].Source, nil
 	}
 	dev := filepath.Join("/dev/block", want)
 	if _, err := os.Stat(dev); err == nil {
