@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/agent"
+	"github.com/corral/corral/agent/agenttest"
 	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
@@ -46,31 +47,14 @@ func TestLinuxLauncherAgent(t *testing.T) {
 	workDir := filepath.Join(t.TempDir(), prefix+"work")
 
 	m := startMaster(t)
-	a, err := agent.New(agent.Config{
+	// Registered before the agent's stop, so it runs after it: the agent
+	// destroys its containers on the way out, then the roots go.
+	t.Cleanup(func() { testsupport.RemoveCgroupsRoot(t, root) })
+	a := agenttest.Start(t, agent.Config{
 		Master: m, WorkDir: workDir, IP: "127.0.0.1", Resources: "cpus:2;mem:1024;disk:1024",
 		Launcher: "linux", Isolation: "cgroups/cpu,cgroups/mem,namespaces/pid", CgroupsRoot: root,
 		CgroupsEnableCFS: true, LauncherDir: testsupport.BinDir(t), Log: testLogger(t),
 		RegistrationBackoffFactor: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatalf("agent.New: %v", err)
-	}
-	// Registered before the agent's stop, so it runs after it: the agent
-	// destroys its containers on the way out, then the roots go.
-	t.Cleanup(func() { testsupport.RemoveCgroupsRoot(t, root) })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("agent did not stop")
-		}
 	})
 
 	res, _ := resources.Parse("cpus:0.2;mem:64")

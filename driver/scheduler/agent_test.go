@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/agent"
+	"github.com/corral/corral/agent/agenttest"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/testsupport"
@@ -20,7 +21,7 @@ import (
 // startAgent runs the real agent (posix launcher) against m.
 func startAgent(t *testing.T, m *testMaster) {
 	t.Helper()
-	a, err := agent.New(agent.Config{
+	agenttest.Start(t, agent.Config{
 		Master:      m.addr,
 		WorkDir:     t.TempDir(),
 		IP:          "127.0.0.1",
@@ -30,23 +31,6 @@ func startAgent(t *testing.T, m *testMaster) {
 		Log:         testLogger(t).With("side", "agent"),
 		// Keep the test from waiting on the agent's first backoff.
 		RegistrationBackoffFactor: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatalf("agent.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent.Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Errorf("agent did not stop")
-		}
 	})
 }
 
