@@ -336,6 +336,30 @@ func (f *groupFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offe
 	}
 	// All offers go in one ACCEPT (there is one agent): resources freed by
 	// an ended executor may come as an offer of their own, too small alone.
+	// Offers that still do not fit the queue are declined for a moment;
+	// the master offers everything again together.
+	var pool, need resources.Resources
+	for _, o := range offers {
+		r, _ := resources.New(o.GetResources())
+		pool = pool.Plus(r)
+	}
+	for _, op := range ops {
+		r, _ := resources.New(op.GetLaunchGroup().GetExecutor().GetResources())
+		need = need.Plus(r)
+		for _, ti := range op.GetLaunchGroup().GetTaskGroup().GetTasks() {
+			r, _ := resources.New(ti.GetResources())
+			need = need.Plus(r)
+		}
+	}
+	if !pool.Contains(need) {
+		for _, o := range offers {
+			_ = d.DeclineOffer(context.Background(), o.GetId(), &mesos.Filters{RefuseSeconds: proto.Float64(0.1)})
+		}
+		f.mu.Lock()
+		f.queue = append(ops, f.queue...)
+		f.mu.Unlock()
+		return
+	}
 	var ids []*mesos.OfferID
 	for _, o := range offers {
 		ids = append(ids, o.GetId())
