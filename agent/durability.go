@@ -2,12 +2,15 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/corral/corral/agent/checkpoint"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/ids"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,6 +25,14 @@ import (
 // restarted one finds their containers unclaimed and destroys them as
 // orphans; the master reports them TASK_LOST (TASK_GONE when partition-aware)
 // with REASON_AGENT_RESTARTED when the agent re-registers without them.
+//
+// A checkpoint that cannot be written stops the agent (fatal), as in Mesos
+// — except for want of space, which must not take the node down when a
+// task fills the work_dir. The store gives the writes that keep running
+// work correct (status updates, acknowledgements, a run's end, a kill, a
+// resize) a reserve and waits for space beyond it (checkpoint/space.go);
+// a launch that cannot be recorded is not launched: its tasks fail
+// (launchNotRecorded) and the agent goes on.
 
 func runKey(ex *executor) checkpoint.Key {
 	return checkpoint.Key{Agent: ex.agentID, Framework: ex.fw.id, Executor: ex.id, Container: ex.containerID}
@@ -193,6 +204,11 @@ func (a *Agent) checkpointAck(u *cluster.StatusUpdate) error {
 	k := taskKey(t)
 	a.mu.Unlock()
 	if err := a.store.AppendAck(context.Background(), k, u.GetStatus().GetUuid()); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// The task has no records: its launch could not be recorded
+			// (launchNotRecorded), or they were removed. Nothing to keep.
+			return nil
+		}
 		err = fmt.Errorf("checkpointing the acknowledgement of %s of task %s: %w", u.GetStatus().GetState(), taskID, err)
 		a.mu.Lock()
 		gone := a.findTaskLocked(fwID, taskID) != t
@@ -205,6 +221,103 @@ func (a *Agent) checkpointAck(u *cluster.StatusUpdate) error {
 		return err
 	}
 	return nil
+}
+
+// launchNotRecorded handles a launch whose checkpoint failed (runTasks),
+// before anything of it was started or delivered. Without space on the
+// work_dir (the store admits new work only while there is room beyond its
+// reserve for status updates) the launch fails and the agent goes on: what
+// was recorded of it is removed, each of its tasks ends TASK_FAILED with
+// REASON_CONTAINER_LAUNCH_FAILED and a message saying why (an update not
+// recorded either: a restart before its acknowledgement finds nothing of
+// the task, and the master reports it lost), and an executor made for it
+// ends. Any other error stops the agent, as Mesos aborts: a store that
+// fails otherwise cannot be trusted.
+func (a *Agent) launchNotRecorded(fw *framework, ex *executor, tasks []*task, err error) {
+	if !errors.Is(err, checkpoint.ErrNoSpace) {
+		a.fatal(err)
+		return
+	}
+	a.mu.Lock()
+	fresh := !ex.recorded
+	k := runKey(ex)
+	a.mu.Unlock()
+	a.log.Error("launch not checkpointed for want of space on the work_dir; its tasks fail", "framework", fw.id,
+		"executor", ex.id, "tasks", len(tasks), "err", err)
+	ctx := context.Background()
+	for _, t := range tasks {
+		tk := k
+		tk.Task = t.info.GetTaskId().GetValue()
+		if rerr := a.store.RemoveTask(ctx, tk); rerr != nil {
+			a.log.Warn("removing the records of a launch that failed", "task", tk.Task, "err", rerr)
+		}
+	}
+	if fresh {
+		// A run recorded without its tasks would be launched again by
+		// the next recovery.
+		if rerr := a.store.RemoveRun(ctx, k); rerr != nil {
+			a.log.Warn("removing the records of a launch that failed", "container", ex.containerID, "err", rerr)
+		}
+	}
+	msg := "No space left on the agent's work_dir to checkpoint the task before its launch: " + err.Error()
+	for _, t := range tasks {
+		a.unrecordedFailure(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, msg)
+	}
+	a.mu.Lock()
+	open := false
+	for _, t := range ex.tasks {
+		open = open || !isTerminal(t.state)
+	}
+	a.mu.Unlock()
+	// A builtin executor's run is its tasks; a custom executor made for
+	// this launch was never started.
+	if !open && (fresh || ex.kind != httpExecutor) {
+		a.executorEnded(ex, nil)
+	}
+}
+
+// unrecordedFailure ends a task whose launch was never recorded with
+// TASK_FAILED, as taskUpdate and statusUpdate do, but without a checkpoint:
+// there is no record to append it to (and no room to make one).
+func (a *Agent) unrecordedFailure(t *task, reason mesos.TaskStatus_Reason, msg string) {
+	s := &mesos.TaskStatus{
+		TaskId:     t.info.GetTaskId(),
+		State:      mesos.TaskState_TASK_FAILED.Enum(),
+		Source:     mesos.TaskStatus_SOURCE_AGENT.Enum(),
+		Reason:     reason.Enum(),
+		Message:    proto.String(msg),
+		Timestamp:  proto.Float64(float64(time.Now().UnixNano()) / 1e9),
+		Uuid:       ids.UUID(),
+		ExecutorId: &mesos.ExecutorID{Value: proto.String(t.ex.id)},
+	}
+	t.updMu.Lock()
+	defer t.updMu.Unlock()
+	a.mu.Lock()
+	s.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
+	if !isTerminal(t.state) {
+		a.counters.tasksEnded[s.GetState()]++
+	}
+	a.counters.containerLaunchErrors++
+	t.state = s.GetState()
+	t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp})
+	fw := t.ex.fw
+	drop := fw.shuttingDown
+	if drop {
+		a.forgetTaskLocked(t)
+	}
+	a.mu.Unlock()
+	if drop {
+		return
+	}
+	u := &cluster.StatusUpdate{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)},
+		Status:      s,
+		LatestState: s.State,
+	}
+	if t.ex.kind != commandExecutor {
+		u.ExecutorId = &mesos.ExecutorID{Value: proto.String(t.ex.id)}
+	}
+	a.updates.Update(u)
 }
 
 // findTaskLocked finds a task of a live or ended executor.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
+	"google.golang.org/protobuf/proto"
 )
 
 // recoveryStats says what the agent's start-up recovery found and did
@@ -34,6 +36,10 @@ type recoveryStats struct {
 	pendingUpdates  int // unacknowledged updates to resend
 	inconsistencies int
 	truncated       int
+	// unrecoverable counts executors strict recovery found damaged
+	// checkpoints in: their containers were destroyed as orphans and their
+	// unfinished tasks are among the gone.
+	unrecoverable int
 }
 
 func (r recoveryStats) json() map[string]any {
@@ -43,6 +49,7 @@ func (r recoveryStats) json() map[string]any {
 		"containers_running": r.running, "containers_ended": r.ended, "containers_relaunched": r.relaunched,
 		"tasks_gone": r.gone, "pending_updates": r.pendingUpdates,
 		"inconsistencies": r.inconsistencies, "truncated_streams": r.truncated,
+		"executors_unrecoverable": r.unrecoverable,
 	}
 }
 
@@ -54,6 +61,17 @@ func (r recoveryStats) json() map[string]any {
 // is destroyed. After a reboot (or with --recover=cleanup) nothing is
 // re-attached: every container is destroyed and every unfinished task is
 // reported gone.
+//
+// With --strict (the default) damaged checkpoints of the node — the agent's
+// info, a framework's — stop the agent, as in Mesos. Damage inside one
+// executor stops only that executor: it is not re-attached, its containers
+// go as orphans, and its unfinished tasks are reported TASK_GONE (TASK_LOST
+// to frameworks that are not partition-aware) with
+// REASON_EXECUTOR_TERMINATED and a message naming the damaged file. Mesos'
+// --strict aborts the agent on any damage.
+//
+// Recovery needs no free space on the work_dir: a full disk does not keep
+// the agent from starting (checkpoint/space.go).
 func (a *Agent) recover(ctx context.Context) error {
 	start := time.Now()
 	st, err := a.store.Recover(ctx, !a.cfg.NonStrict)
@@ -77,7 +95,7 @@ func (a *Agent) recover(ctx context.Context) error {
 	if st.AgentID != "" {
 		a.agentID = st.AgentID
 	}
-	live := a.rebuildLocked(ctx, st, &stats)
+	live, damaged := a.rebuildLocked(ctx, st, &stats)
 	a.mu.Unlock()
 
 	// The containers: re-attached, or all destroyed.
@@ -120,8 +138,24 @@ func (a *Agent) recover(ctx context.Context) error {
 	}
 	wg.Wait()
 	a.mu.Lock()
+	isDamaged := map[*executor]bool{}
+	for _, d := range damaged {
+		isDamaged[d.ex] = true
+		// Their containers went with the orphans above.
+		for _, t := range d.ex.tasks {
+			if !isTerminal(t.state) {
+				stats.gone++
+				actions = append(actions, func() {
+					a.taskUpdate(t, goneState(d.ex.fw), mesos.TaskStatus_REASON_EXECUTOR_TERMINATED.Enum(), d.why, nil)
+				})
+			}
+		}
+	}
 	for _, fw := range a.frameworks {
 		for _, ex := range fw.ended {
+			if isDamaged[ex] {
+				continue // reported above
+			}
 			for _, t := range ex.tasks {
 				if !isTerminal(t.state) {
 					// Damaged records: a run that ended without its task's
@@ -157,21 +191,32 @@ func (a *Agent) recover(ctx context.Context) error {
 		"containers", containersDone.Sub(rebuilt).Round(time.Microsecond), "frameworks", stats.frameworks,
 		"executors", stats.executors, "tasks", stats.tasks, "containers_running", stats.running, "containers_ended", stats.ended,
 		"containers_relaunched", stats.relaunched, "tasks_gone", stats.gone, "pending_updates", stats.pendingUpdates,
-		"inconsistencies", stats.inconsistencies, "truncated_streams", stats.truncated, "discarded", stats.discarded)
+		"inconsistencies", stats.inconsistencies, "truncated_streams", stats.truncated,
+		"executors_unrecoverable", stats.unrecoverable, "discarded", stats.discarded)
 	return nil
 }
 
 // rebuildLocked makes the frameworks, executors and tasks of the recovered
 // state and queues their unacknowledged updates. It returns the executors
-// whose runs had not ended. What is finished (every update of a terminal
+// whose runs had not ended, and the runs of executors strict recovery found
+// damaged (rebuilt as ended). What is finished (every update of a terminal
 // task acknowledged) is not rebuilt, and its records go.
-func (a *Agent) rebuildLocked(ctx context.Context, st *checkpoint.State, stats *recoveryStats) []*executor {
-	var live []*executor
+func (a *Agent) rebuildLocked(ctx context.Context, st *checkpoint.State, stats *recoveryStats) (live []*executor, damaged []damagedRun) {
 	for _, fwID := range sortedKeys(st.Frameworks) {
 		rf := st.Frameworks[fwID]
 		fw := &framework{id: fwID, info: rf.Info, recorded: rf.Info, executors: map[string]*executor{}, tasks: map[string]*task{}}
 		for _, exID := range sortedKeys(rf.Executors) {
 			re := rf.Executors[exID]
+			if len(re.Damaged) > 0 {
+				for _, d := range a.rebuildDamaged(ctx, st.AgentID, fw, re, stats) {
+					for id, t := range d.ex.tasks {
+						fw.tasks[id] = t
+					}
+					fw.ended = append(fw.ended, d.ex)
+					damaged = append(damaged, d)
+				}
+				continue
+			}
 			runs := sortedKeys(re.Runs)
 			// Oldest first, so that of two unfinished runs (damage) the newest
 			// is the live one.
@@ -214,7 +259,121 @@ func (a *Agent) rebuildLocked(ctx context.Context, st *checkpoint.State, stats *
 		stats.frameworks++
 		a.frameworks[fwID] = fw
 	}
-	return live
+	return live, damaged
+}
+
+// damagedRun is a run of an executor that cannot be recovered, and what its
+// tasks are told.
+type damagedRun struct {
+	ex  *executor
+	why string
+}
+
+// rebuildDamaged makes ended executors of the runs of an executor whose
+// checkpoints strict recovery found damaged, with every task of them it
+// can name: by its record, or, where that is unreadable, by its
+// directory's name (Mesos' layout: tasks/<task id>). Their containers are
+// not claimed, so container recovery destroys them as orphans; the agent
+// then reports the unfinished tasks gone, and a task's records go when
+// its end is acknowledged, as for any ended run. Pending updates that
+// could be read are resent. Runs with nothing left to report go at once.
+func (a *Agent) rebuildDamaged(ctx context.Context, agentID string, fw *framework, re *checkpoint.Executor, stats *recoveryStats) []damagedRun {
+	stats.unrecoverable++
+	cause := re.Damaged[0]
+	damage := cause.Err.Error()
+	if !strings.Contains(damage, cause.Path) {
+		damage = cause.Path + ": " + damage
+	}
+	why := fmt.Sprintf("The agent could not recover the task's executor %s from its checkpoints: %s", re.ID, damage)
+	if n := len(re.Damaged) - 1; n > 0 {
+		why += fmt.Sprintf(" (and %d more damaged)", n)
+	}
+	why += "; its containers were destroyed"
+	a.log.Error("executor cannot be recovered from its damaged checkpoints; its containers are destroyed and its tasks reported gone",
+		"framework", fw.id, "executor", re.ID, "damaged", re.Damaged)
+	info := re.Info
+	if info == nil {
+		info = &mesos.ExecutorInfo{ExecutorId: &mesos.ExecutorID{Value: proto.String(re.ID)}, FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)}}
+	}
+	var out []damagedRun
+	for _, cid := range sortedKeys(re.Runs) {
+		run := re.Runs[cid]
+		ri := run.Info
+		ex := &executor{
+			fw: fw, id: re.ID, kind: damagedKind(re, run), info: info, agentID: agentID, containerID: cid,
+			directory: ri.GetSandbox(), tasks: map[string]*task{}, recorded: true, ended: true,
+			launched: time.Unix(0, int64(ri.GetLaunchedAt()*1e9)),
+		}
+		if ex.directory == "" {
+			ex.directory = a.sandboxDir(agentID, fw.id, re.ID, cid)
+		}
+		for _, id := range sortedKeys(run.Tasks) {
+			rt := run.Tasks[id]
+			pending := rt.Pending()
+			state, ok := rt.LatestState()
+			if ok && isTerminal(state) && len(pending) == 0 {
+				continue // finished and acknowledged: its records go with the run's
+			}
+			rec := rt.Record
+			ti := rec.GetInfo()
+			if ti == nil {
+				ti = &mesos.TaskInfo{
+					Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)},
+					AgentId: &mesos.AgentID{Value: proto.String(agentID)},
+				}
+			}
+			t := &task{
+				ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: int(rec.GetGroup()),
+				containerID: rec.GetContainerId().GetValue(), sandbox: rec.GetSandbox(), killing: rec.GetKilling(),
+			}
+			if ok {
+				t.state = state
+			}
+			var acked [][]byte
+			for _, u := range rt.Updates {
+				s := u.Update.GetStatus()
+				t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
+				if u.Acked {
+					acked = append(acked, s.GetUuid())
+				}
+			}
+			ex.tasks[id] = t
+			stats.tasks++
+			stats.pendingUpdates += len(pending)
+			a.updates.Recover(fw.id, id, pending, acked)
+		}
+		if len(ex.tasks) == 0 {
+			if err := a.store.RemoveRun(ctx, runKey(ex)); err != nil {
+				a.log.Warn("removing the checkpoints of a damaged run with nothing to report", "container", cid, "err", err)
+			}
+			continue
+		}
+		stats.executors++
+		out = append(out, damagedRun{ex: ex, why: why})
+	}
+	if len(out) == 0 {
+		if err := a.store.RemoveExecutor(ctx, checkpoint.Key{Agent: agentID, Framework: fw.id, Executor: re.ID}); err != nil {
+			a.log.Warn("removing the checkpoints of a damaged executor with nothing to report", "executor", re.ID, "err", err)
+		}
+	}
+	return out
+}
+
+// damagedKind is the best guess at what ran a damaged executor's run: its
+// run.info says, else its executor.info (the command executor's is named
+// after its task, and its only task has the executor's ID).
+func damagedKind(re *checkpoint.Executor, run *checkpoint.Run) executorKind {
+	switch {
+	case run.Info != nil:
+		return kindOf(run.Info.GetKind())
+	case re.Info.GetType() == mesos.ExecutorInfo_DEFAULT:
+		return defaultExecutor
+	case strings.HasPrefix(re.Info.GetName(), "Command Executor"):
+		return commandExecutor
+	case re.Info == nil && len(run.Tasks) == 1 && run.Tasks[re.ID] != nil:
+		return commandExecutor
+	}
+	return httpExecutor
 }
 
 // rebuildRun makes the executor of one recovered run, with the tasks that

@@ -30,8 +30,11 @@ type State struct {
 	AgentID    string
 	Agent      *mesos.AgentInfo
 	Frameworks map[string]*Framework
-	// Inconsistencies lists what non-strict recovery skipped, cut or
-	// ignored; each names its file. Strict recovery fails on the first.
+	// Inconsistencies lists the damage recovery went past, each naming its
+	// file: in non-strict mode everything it skipped, cut or ignored; in
+	// strict mode the damage inside executors (each also listed on its
+	// Executor.Damaged) and a damaged boot id. Other damage fails strict
+	// recovery.
 	Inconsistencies []Inconsistency
 	// Truncated counts update streams cut back to their last whole record:
 	// torn tails (an append cut short by a crash; cut in strict mode too,
@@ -52,15 +55,28 @@ type Framework struct {
 
 // Executor is a recovered executor.
 type Executor struct {
-	ID   string
+	ID string
+	// Info is nil only in a damaged executor whose executor.info is.
 	Info *mesos.ExecutorInfo
 	Runs map[string]*Run
+	// Damaged is set by strict recovery when a checkpoint inside the
+	// executor cannot be trusted — its executor.info, a run's run.info or
+	// completed sentinel, a task's task.info, an update stream damaged
+	// anywhere but in a torn tail, or a directory that cannot be read —
+	// and lists that damage. Such an executor is unrecoverable: the agent
+	// treats its containers as orphans and reports its unfinished tasks
+	// gone. What could be read of it is here all the same, so that those
+	// tasks can be named: a Run's Info or a Task's Record may be nil (a
+	// task's ID is then its directory's name) and a Task's Updates are
+	// those before the damage in its stream.
+	Damaged []Inconsistency
 }
 
 // Run is a recovered run of an executor: one container.
 type Run struct {
 	ContainerID string
-	Info        *RunInfo
+	// Info is nil only in a damaged executor (Executor.Damaged).
+	Info *RunInfo
 	// Completed is set once MarkRunCompleted was recorded.
 	Completed bool
 	Tasks     map[string]*Task
@@ -68,7 +84,8 @@ type Run struct {
 
 // Task is a recovered task and its update stream.
 type Task struct {
-	ID      string
+	ID string
+	// Record is nil only in a damaged executor (Executor.Damaged).
 	Record  *TaskRecord
 	Updates []Update
 }
@@ -110,17 +127,37 @@ func (i Inconsistency) String() string { return i.Err.Error() }
 
 // Recover reads the latest agent's checkpoints. A torn last record of an
 // update stream — an append a crash cut short, nothing acted on yet — is
-// cut off with a warning in either mode, as Mesos does. In strict mode the
-// first inconsistency (a torn or corrupt whole file, a corrupt record, a
-// directory whose info file is missing though it holds more, an
-// acknowledgement of nothing) is returned as an error naming the file. Otherwise each one is logged,
-// listed in State.Inconsistencies and skipped — the damaged entity with
-// everything under it, or a stream's records from the bad one on, which are
-// cut off so later appends continue a clean stream.
+// cut off with a warning in either mode, as Mesos does.
+//
+// Other damage (a torn or corrupt whole file, a corrupt record, a directory
+// whose info file is missing though it holds more, an acknowledgement of
+// nothing) is handled by where it is and by mode:
+//
+//   - Node level — slave.info, the latest link, a framework.info, a
+//     directory of frameworks or executors that cannot be read: strict
+//     recovery fails with an error naming the file. Without these the agent
+//     cannot register as itself, or re-register a framework with the master
+//     (FrameworkInfo is sent as is) or know its checkpoint and partition-
+//     aware capabilities, which decide the fate of every task of it.
+//   - Inside one executor (see Executor.Damaged): strict recovery marks that
+//     executor unrecoverable, reads on what it can of it, and goes on with
+//     the rest. Mesos' --strict aborts the agent on any of these; here one
+//     executor's records cannot take the node down, and the executor's
+//     tasks are still reported, with the damaged file named.
+//   - The boot id: in either mode the damage is listed and the runs say
+//     instead whether the node rebooted (an unfinished run recorded in
+//     another boot than this one). It is the one record the agent may
+//     rewrite in place on a full disk (space.go).
+//
+// Non-strict recovery logs each one, lists it in State.Inconsistencies and
+// skips it — the damaged entity with everything under it, or a stream's
+// records from the bad one on, which are cut off so later appends continue
+// a clean stream.
 //
 // Either way Recover deletes what unfinished writes left and nothing acted
 // on: directories without their first file, and the removal trash. Temp
-// files of whole-file writes are never read.
+// files of whole-file writes are never read. Recover writes nothing else
+// and needs no free space.
 func (s *Store) Recover(ctx context.Context, strict bool) (*State, error) {
 	st := &State{Frameworks: map[string]*Framework{}}
 	cur, err := s.CurrentBootID()
@@ -131,9 +168,10 @@ func (s *Store) Recover(ctx context.Context, strict bool) (*State, error) {
 	w := &walker{s: s, ctx: ctx, strict: strict, st: st}
 	r := &reader{w: w, buf: make([]byte, 0, 8<<10)}
 
-	w.emptyTrash()
+	s.emptyTrash()
 	bootPath := filepath.Join(s.dir, bootIDFile)
 	var payload []byte
+	bootDamaged := false
 	payload, r.buf, err = readValue(bootPath, r.buf)
 	switch {
 	case err == nil:
@@ -141,10 +179,15 @@ func (s *Store) Recover(ctx context.Context, strict bool) (*State, error) {
 		st.Rebooted = st.BootID != cur
 	case errors.Is(err, fs.ErrNotExist):
 	default:
-		if err := w.problem(bootPath, err); err != nil {
-			return nil, err
-		}
+		bootDamaged = true
+		s.log.Warn("damaged boot id; whether the node rebooted is read from the runs' boot ids", "path", bootPath, "err", err)
+		st.Inconsistencies = append(st.Inconsistencies, Inconsistency{Path: bootPath, Err: err})
 	}
+	defer func() {
+		if bootDamaged {
+			st.Rebooted = st.Rebooted || otherBoot(st, cur)
+		}
+	}()
 
 	link := filepath.Join(s.dir, slavesDir, latestLink)
 	id, err := os.Readlink(link)
@@ -170,6 +213,21 @@ func (s *Store) Recover(ctx context.Context, strict bool) (*State, error) {
 	return st, nil
 }
 
+// otherBoot reports whether an unfinished run was started in another boot
+// than cur: then the node rebooted since, and none of its processes lives.
+func otherBoot(st *State, cur string) bool {
+	for _, fw := range st.Frameworks {
+		for _, ex := range fw.Executors {
+			for _, run := range ex.Runs {
+				if b := run.Info.GetBootId(); !run.Completed && b != "" && b != cur {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // walker is one recovery's shared state. Executors are read by several
 // goroutines (reader): recovery time is system calls — several per file and
 // directory — and they overlap well.
@@ -193,34 +251,41 @@ type executorJob struct {
 type reader struct {
 	w   *walker
 	buf []byte
+	// ex is the executor being read, while one is: damage found then is
+	// that executor's (Executor.Damaged) in strict mode.
+	ex *Executor
 }
 
-// problem handles one inconsistency: fatal in strict mode, else recorded.
-func (w *walker) problem(path string, err error) error {
-	if w.strict {
+// problem handles one inconsistency. Outside an executor it is fatal in
+// strict mode; inside one it marks the executor damaged and reading goes
+// on (salvage). In non-strict mode it is recorded and the caller skips the
+// damaged entity.
+func (r *reader) problem(path string, err error) error {
+	w := r.w
+	switch {
+	case w.strict && r.ex == nil:
 		return err
+	case w.strict:
+		w.s.log.Error("damaged checkpoint: its executor cannot be recovered (strict recovery)", "executor", r.ex.ID, "path", path, "err", err)
+		r.ex.Damaged = append(r.ex.Damaged, Inconsistency{Path: path, Err: err})
+	default:
+		w.s.log.Warn("checkpoint inconsistency skipped (non-strict recovery)", "path", path, "err", err)
 	}
-	w.s.log.Warn("checkpoint inconsistency skipped (non-strict recovery)", "path", path, "err", err)
 	w.mu.Lock()
 	w.st.Inconsistencies = append(w.st.Inconsistencies, Inconsistency{Path: path, Err: err})
 	w.mu.Unlock()
 	return nil
 }
 
+// salvage reports whether reading goes on past damage, with what can be
+// read (strict recovery inside an executor), rather than skipping the
+// damaged entity (non-strict recovery).
+func (r *reader) salvage() bool { return r.w.strict && r.ex != nil }
+
 func (w *walker) count(n *int) {
 	w.mu.Lock()
 	*n++
 	w.mu.Unlock()
-}
-
-func (w *walker) emptyTrash() {
-	trash := filepath.Join(w.s.dir, trashDir)
-	names, _ := readNames(trash)
-	for _, n := range names {
-		if err := os.RemoveAll(filepath.Join(trash, n)); err != nil {
-			w.s.log.Warn("emptying checkpoint trash", "path", filepath.Join(trash, n), "err", err)
-		}
-	}
 }
 
 // runJobs reads the queued executors on up to GOMAXPROCS goroutines; in
@@ -258,14 +323,24 @@ func (w *walker) runJobs() error {
 	return firstErr
 }
 
+// found is what reading an entity's info file found.
+type found int
+
+const (
+	foundOK      found = iota
+	foundNone          // never written: the entity is dropped
+	foundDamaged       // damage, handled by problem
+)
+
 // missingInfo handles an entity directory without its info file. With
 // nothing else in it, the agent died between creating it and renaming the
 // file in, so nothing acted on it: it is dropped. With more in it,
 // something that should not exist does.
-func (w *walker) missingInfo(dir, infoName string) error {
+func (r *reader) missingInfo(dir, infoName string) (found, error) {
+	w := r.w
 	names, err := readNames(dir)
 	if err != nil {
-		return w.problem(dir, fmt.Errorf("recovering %s: %w", dir, err))
+		return foundDamaged, r.problem(dir, fmt.Errorf("recovering %s: %w", dir, err))
 	}
 	var children []string
 	for _, n := range names {
@@ -279,31 +354,29 @@ func (w *walker) missingInfo(dir, infoName string) error {
 		if err := os.RemoveAll(dir); err != nil {
 			w.s.log.Warn("removing incomplete checkpoint directory", "path", dir, "err", err)
 		}
-		return nil
+		return foundNone, nil
 	}
 	path := filepath.Join(dir, infoName)
-	return w.problem(path, &CorruptError{Path: path, Reason: fmt.Sprintf("missing, but its directory holds %v", children)})
+	return foundDamaged, r.problem(path, &CorruptError{Path: path, Reason: fmt.Sprintf("missing, but its directory holds %v", children)})
 }
 
-// info reads an entity's info file into m. ok is false when the entity is
-// to be skipped (err is non-nil only when recovery must stop).
-func (r *reader) info(dir, name string, m proto.Message) (ok bool, err error) {
+// info reads an entity's info file into m and checks that it names the
+// entity its directory does (id, as idOf reads it from m).
+func (r *reader) info(dir, name, what, id string, m proto.Message, idOf func() string) (found, error) {
 	path := filepath.Join(dir, name)
+	var err error
 	r.buf, err = readMessage(path, r.buf, m)
 	switch {
-	case err == nil:
-		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return false, r.w.missingInfo(dir, name)
+		return r.missingInfo(dir, name)
+	case err != nil:
+		return foundDamaged, r.problem(path, err)
 	}
-	return false, r.w.problem(path, err)
-}
-
-// mismatch reports an info file naming another entity than its directory
-// (a directory renamed or copied by hand).
-func (r *reader) mismatch(dir, name, what, got string) error {
-	path := filepath.Join(dir, name)
-	return r.w.problem(path, &CorruptError{Path: path, Reason: fmt.Sprintf("records %s %q", what, got)})
+	if got := idOf(); got != id {
+		// A directory renamed or copied by hand.
+		return foundDamaged, r.problem(path, &CorruptError{Path: path, Reason: fmt.Sprintf("records %s %q", what, got)})
+	}
+	return foundOK, nil
 }
 
 func (r *reader) agent(dir string) error {
@@ -315,16 +388,16 @@ func (r *reader) agent(dir string) error {
 	if err != nil {
 		// latest moves only after slave.info is durable, so even a missing
 		// one is damage.
-		return w.problem(path, err)
+		return r.problem(path, err)
 	}
 	if got := info.GetId().GetValue(); got != w.st.AgentID {
-		return r.mismatch(dir, agentInfoFile, "agent", got)
+		return r.problem(path, &CorruptError{Path: path, Reason: fmt.Sprintf("records agent %q", got)})
 	}
 	w.st.Agent = info
 	fws := filepath.Join(dir, frameworksDir)
 	ids, err := readNames(fws)
 	if err != nil {
-		return w.problem(fws, fmt.Errorf("recovering frameworks: %w", err))
+		return r.problem(fws, fmt.Errorf("recovering frameworks: %w", err))
 	}
 	for _, id := range ids {
 		if err := w.ctx.Err(); err != nil {
@@ -340,17 +413,14 @@ func (r *reader) agent(dir string) error {
 // framework reads a framework and queues its executors for runJobs.
 func (r *reader) framework(dir, id string) error {
 	info := &mesos.FrameworkInfo{}
-	if ok, err := r.info(dir, frameworkInfoFile, info); !ok {
+	if f, err := r.info(dir, frameworkInfoFile, "framework", id, info, func() string { return info.GetId().GetValue() }); f != foundOK {
 		return err
-	}
-	if got := info.GetId().GetValue(); got != id {
-		return r.mismatch(dir, frameworkInfoFile, "framework", got)
 	}
 	fw := &Framework{ID: id, Info: info, Executors: map[string]*Executor{}}
 	exs := filepath.Join(dir, executorsDir)
 	ids, err := readNames(exs)
 	if err != nil {
-		return r.w.problem(exs, fmt.Errorf("recovering executors: %w", err))
+		return r.problem(exs, fmt.Errorf("recovering executors: %w", err))
 	}
 	for _, ex := range ids {
 		r.w.jobs = append(r.w.jobs, executorJob{fw: fw, dir: filepath.Join(exs, ex), id: ex})
@@ -359,19 +429,29 @@ func (r *reader) framework(dir, id string) error {
 	return nil
 }
 
+// executor reads one executor with its runs. Problems found from here on
+// are the executor's (reader.problem).
 func (r *reader) executor(fw *Framework, dir, id string) error {
+	ex := &Executor{ID: id, Runs: map[string]*Run{}}
+	r.ex = ex
+	defer func() { r.ex = nil }()
 	info := &mesos.ExecutorInfo{}
-	if ok, err := r.info(dir, executorInfoFile, info); !ok {
+	switch f, err := r.info(dir, executorInfoFile, "executor", id, info, func() string { return info.GetExecutorId().GetValue() }); {
+	case err != nil:
 		return err
+	case f == foundNone:
+		return nil
+	case f == foundDamaged && !r.salvage():
+		return nil
+	case f == foundOK:
+		ex.Info = info
 	}
-	if got := info.GetExecutorId().GetValue(); got != id {
-		return r.mismatch(dir, executorInfoFile, "executor", got)
-	}
-	ex := &Executor{ID: id, Info: info, Runs: map[string]*Run{}}
 	runs := filepath.Join(dir, runsDir)
 	ids, err := readNames(runs)
 	if err != nil {
-		return r.w.problem(runs, fmt.Errorf("recovering runs: %w", err))
+		if err := r.problem(runs, fmt.Errorf("recovering runs: %w", err)); err != nil || !r.salvage() {
+			return err
+		}
 	}
 	for _, c := range ids {
 		if err := r.run(ex, filepath.Join(runs, c), c); err != nil {
@@ -386,32 +466,38 @@ func (r *reader) executor(fw *Framework, dir, id string) error {
 
 func (r *reader) run(ex *Executor, dir, id string) error {
 	info := &RunInfo{}
-	if ok, err := r.info(dir, runInfoFile, info); !ok {
+	run := &Run{ContainerID: id, Tasks: map[string]*Task{}}
+	switch f, err := r.info(dir, runInfoFile, "container", id, info, func() string { return info.GetContainerId().GetValue() }); {
+	case err != nil:
 		return err
+	case f == foundNone:
+		return nil
+	case f == foundDamaged && !r.salvage():
+		return nil
+	case f == foundOK:
+		run.Info = info
 	}
-	if got := info.GetContainerId().GetValue(); got != id {
-		return r.mismatch(dir, runInfoFile, "container", got)
-	}
-	run := &Run{ContainerID: id, Info: info, Tasks: map[string]*Task{}}
 	cpath := filepath.Join(dir, runCompletedFile)
 	var err error
-	_, r.buf, err = readValue(cpath, r.buf)
+	var done bool
+	done, r.buf, err = readSentinel(cpath, r.buf)
 	switch {
 	case err == nil:
-		run.Completed = true
-	case errors.Is(err, fs.ErrNotExist):
+		run.Completed = done
 	default:
-		// A damaged sentinel still says the run was ending; in non-strict
-		// mode it is taken as completed rather than waited for.
+		// A damaged sentinel still says the run was ending; it is taken as
+		// completed rather than waited for.
 		run.Completed = true
-		if err := r.w.problem(cpath, err); err != nil {
+		if err := r.problem(cpath, err); err != nil {
 			return err
 		}
 	}
 	tasks := filepath.Join(dir, tasksDir)
 	ids, err := readNames(tasks)
 	if err != nil {
-		return r.w.problem(tasks, fmt.Errorf("recovering tasks: %w", err))
+		if err := r.problem(tasks, fmt.Errorf("recovering tasks: %w", err)); err != nil || !r.salvage() {
+			return err
+		}
 	}
 	for _, t := range ids {
 		if err := r.task(run, filepath.Join(tasks, t), t); err != nil {
@@ -422,15 +508,35 @@ func (r *reader) run(ex *Executor, dir, id string) error {
 	return nil
 }
 
+// readSentinel reads a run's completed sentinel: an empty file, or (as
+// earlier versions wrote it) one empty whole-file record.
+func readSentinel(path string, buf []byte) (exists bool, b []byte, err error) {
+	b, err = readFile(path, buf)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, b, nil
+	case err != nil:
+		return false, b, err
+	case len(b) == 0:
+		return true, b, nil
+	}
+	_, b, err = readValue(path, b)
+	return err == nil, b, err
+}
+
 func (r *reader) task(run *Run, dir, id string) error {
 	rec := &TaskRecord{}
-	if ok, err := r.info(dir, taskInfoFile, rec); !ok {
+	t := &Task{ID: id}
+	switch f, err := r.info(dir, taskInfoFile, "task", id, rec, func() string { return rec.GetInfo().GetTaskId().GetValue() }); {
+	case err != nil:
 		return err
+	case f == foundNone:
+		return nil
+	case f == foundDamaged && !r.salvage():
+		return nil
+	case f == foundOK:
+		t.Record = rec
 	}
-	if got := rec.GetInfo().GetTaskId().GetValue(); got != id {
-		return r.mismatch(dir, taskInfoFile, "task", got)
-	}
-	t := &Task{ID: id, Record: rec}
 	if err := r.updates(filepath.Join(dir, taskUpdatesFile), t); err != nil {
 		return err
 	}
@@ -447,7 +553,7 @@ func (r *reader) updates(path string, t *Task) error {
 		return nil
 	}
 	if err != nil {
-		return w.problem(path, err)
+		return r.problem(path, err)
 	}
 	for off := 0; off < len(b); {
 		kind, payload, n, fe := parseFrame(b[off:])
@@ -462,14 +568,17 @@ func (r *reader) updates(path string, t *Task) error {
 				w.count(&w.st.Truncated)
 				if err := truncate(path, int64(off)); err != nil {
 					cerr.Reason += "; and cutting it off failed: " + err.Error()
-					return w.problem(path, cerr)
+					return r.problem(path, cerr)
 				}
 				w.s.log.Warn("cut off the torn last record of a status update stream (an append that never finished)",
 					"path", path, "offset", off, "dropped_bytes", len(b)-off, "reason", fe.reason)
 				return nil
 			}
-			if w.strict {
-				return cerr
+			if r.salvage() {
+				// Strict: the executor is unrecoverable; the stream is left
+				// as it is for whoever looks into it, its readable prefix
+				// kept to name and report the task.
+				return r.problem(path, cerr)
 			}
 			// Nothing after a bad frame can be found reliably (its length
 			// is untrusted). Cut the stream back to its whole prefix so the
@@ -478,12 +587,12 @@ func (r *reader) updates(path string, t *Task) error {
 			if err := truncate(path, int64(off)); err != nil {
 				cerr.Reason += "; and cutting it off failed: " + err.Error()
 			}
-			return w.problem(path, cerr)
+			return r.problem(path, cerr)
 		}
 		// A frame that is whole but whose content is wrong costs only that
 		// record: the framing around it is intact.
 		if err := record(t, path, off, kind, payload); err != nil {
-			if err := w.problem(path, err); err != nil {
+			if err := r.problem(path, err); err != nil {
 				return err
 			}
 		}

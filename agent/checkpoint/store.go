@@ -4,18 +4,20 @@
 // and unacknowledged status update it had:
 //
 //	meta/boot_id                                     the boot the agent last recovered in
+//	meta/reserve                                     preallocated room for writes on a full disk (space.go)
 //	meta/slaves/latest -> <agent>                    symlink: the agent ID to recover
 //	meta/slaves/<agent>/slave.info                   mesos.v1.AgentInfo
 //	  frameworks/<fw>/framework.info                 mesos.v1.FrameworkInfo
 //	    executors/<ex>/executor.info                 mesos.v1.ExecutorInfo
 //	      runs/<container>/run.info                  RunInfo (no pid: cgroups and pidfds find processes)
-//	      runs/<container>/completed                 sentinel: the run ended
+//	      runs/<container>/completed                 sentinel (an empty file): the run ended
 //	        tasks/<task>/task.info                   TaskRecord
 //	        tasks/<task>/task.updates                append-only StatusUpdate and ack records
 //
 // Every whole file is written to a temporary file in the same directory,
 // fsynced, renamed over the old one and its directory fsynced, so a reader
-// sees the old content or the new, never a mix. Every record is framed with
+// sees the old content or the new, never a mix (the one exception, the boot
+// id on a full disk, is in space.go). Every record is framed with
 // its length and a CRC32C (record.go) so what a crash or a bad disk leaves
 // behind is detected and reported, never trusted.
 package checkpoint
@@ -23,6 +25,8 @@ package checkpoint
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,6 +35,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/v1/mesos"
@@ -70,6 +76,13 @@ type Options struct {
 	Log *slog.Logger
 	// BootIDPath overrides DefaultBootIDPath (tests simulate reboots).
 	BootIDPath string
+	// Reserve is how many bytes meta/reserve keeps for the writes that must
+	// not fail on a full disk (space.go); 0 means DefaultReserve, a
+	// negative value none.
+	Reserve int64
+	// SpaceWait bounds how long such a write waits for space once the
+	// reserve is spent; 0 means DefaultSpaceWait.
+	SpaceWait time.Duration
 }
 
 // Store reads and writes the checkpoints under one work_dir. Its methods are
@@ -87,6 +100,9 @@ type Store struct {
 	// noSync skips fsyncs. Only this package's tests and benchmark set-up
 	// use it, to build large trees quickly; nothing outside can set it.
 	noSync bool
+	// reserve is the room kept for writes on a full disk (space.go).
+	reserve   reserve
+	spaceWait time.Duration
 }
 
 // Key names a checkpointed entity by its chain of IDs. Each method uses
@@ -110,6 +126,15 @@ func Open(workDir string, o Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.spaceWait = o.SpaceWait
+	if s.spaceWait <= 0 {
+		s.spaceWait = DefaultSpaceWait
+	}
+	s.reserve.path = filepath.Join(s.dir, reserveFile)
+	s.reserve.target = o.Reserve
+	if s.reserve.target == 0 {
+		s.reserve.target = DefaultReserve
+	}
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint directory %s: %w", s.dir, err)
 	}
@@ -119,8 +144,24 @@ func Open(workDir string, o Options) (*Store, error) {
 		return nil, err
 	}
 	if err := s.mkdirs(filepath.Join(s.dir, trashDir)); err != nil {
-		return nil, err
+		if !isNoSpace(err) {
+			return nil, err
+		}
+		// A full disk must not stop the agent; a removal makes it later.
+		s.log.Warn("no space to create the checkpoint trash yet", "err", err)
 	}
+	if s.reserve.target < 0 {
+		// None: a reserve an earlier run kept is given back. (A smaller one
+		// than before is cut to size by fillLocked.)
+		s.reserve.target = 0
+		_ = os.Remove(s.reserve.path)
+	}
+	s.reserve.mu.Lock()
+	if !s.reserve.fillLocked() {
+		s.log.Warn("the work_dir has no room for the whole checkpoint reserve; retrying as writes go on",
+			"path", s.reserve.path, "held_bytes", s.reserve.held, "want_bytes", s.reserve.target)
+	}
+	s.reserve.mu.Unlock()
 	return s, nil
 }
 
@@ -153,7 +194,19 @@ func (s *Store) WriteBootID(ctx context.Context) error {
 	}
 	// The payload is the id's text as the kernel gives it; framing it like
 	// every other file still makes a torn write detectable.
-	return s.writeFile(s.dir, bootIDFile, frame(kindValue, []byte(id)))
+	data := frame(kindValue, []byte(id))
+	path := filepath.Join(s.dir, bootIDFile)
+	if b, err := readFile(path, nil); err == nil && bytes.Equal(b, data) {
+		// A restart within the boot: nothing to write, so a full disk
+		// cannot stop it.
+		return nil
+	}
+	// After a reboot on a full disk with the reserve spent, the old boot id
+	// is overwritten in place (its block is there). A crash in the middle
+	// leaves it damaged, which Recover survives: the runs say which boot
+	// they started in.
+	return s.ensure(ctx, path, true, func() error { return rewriteInPlace(path, data) },
+		func() error { return s.writeFile(s.dir, bootIDFile, data) })
 }
 
 // WriteAgentInfo records the agent's info (its ID set) and makes that ID
@@ -167,8 +220,14 @@ func (s *Store) WriteAgentInfo(ctx context.Context, info *mesos.AgentInfo) error
 	if err != nil {
 		return err
 	}
-	if err := s.putMessage(dir, agentInfoFile, info); err != nil {
-		return err
+	path := filepath.Join(dir, agentInfoFile)
+	old := &mesos.AgentInfo{}
+	if _, err := readMessage(path, nil, old); err != nil || !proto.Equal(old, info) {
+		// Unchanged (every re-registration of a restarted agent), it is not
+		// written again: no space needed.
+		if err := s.ensure(ctx, path, true, nil, func() error { return s.putMessage(dir, agentInfoFile, info) }); err != nil {
+			return err
+		}
 	}
 	// latest moves only after slave.info is durable, so it never points
 	// at an agent without one.
@@ -176,17 +235,19 @@ func (s *Store) WriteAgentInfo(ctx context.Context, info *mesos.AgentInfo) error
 	if cur, err := os.Readlink(link); err == nil && cur == id {
 		return nil
 	}
-	tmp := filepath.Join(s.dir, slavesDir, "."+latestLink+tmpSuffix)
-	defer s.lock(tmp).Unlock()
-	_ = os.Remove(tmp)
-	if err := os.Symlink(id, tmp); err != nil {
-		return fmt.Errorf("checkpointing %s: %w", link, err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
+	return s.ensure(ctx, link, true, nil, func() error {
+		tmp := filepath.Join(s.dir, slavesDir, "."+latestLink+tmpSuffix)
+		defer s.lock(tmp).Unlock()
 		_ = os.Remove(tmp)
-		return fmt.Errorf("checkpointing %s: %w", link, err)
-	}
-	return s.syncDir(filepath.Dir(link))
+		if err := os.Symlink(id, tmp); err != nil {
+			return fmt.Errorf("checkpointing %s: %w", link, err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("checkpointing %s: %w", link, err)
+		}
+		return s.syncDir(filepath.Dir(link))
+	})
 }
 
 // ReadAgentInfo returns the info of the latest agent; the error wraps
@@ -209,6 +270,11 @@ func (s *Store) ReadAgentInfo() (*mesos.AgentInfo, error) {
 }
 
 // PutFramework records a framework (FrameworkInfo.checkpoint frameworks).
+//
+// The Put methods admit new work: the first record of an entity fails with
+// an error wrapping ErrNoSpace when the work_dir has no room beyond the
+// reserve (space.go), and the caller fails the launch. Rewriting a record
+// that exists (a kill, a resize) may use the reserve.
 func (s *Store) PutFramework(ctx context.Context, k Key, info *mesos.FrameworkInfo) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -220,7 +286,7 @@ func (s *Store) PutFramework(ctx context.Context, k Key, info *mesos.FrameworkIn
 	if err != nil {
 		return err
 	}
-	return s.putMessage(dir, frameworkInfoFile, info)
+	return s.put(ctx, dir, frameworkInfoFile, info)
 }
 
 // PutExecutor records an executor of a recorded framework.
@@ -235,7 +301,7 @@ func (s *Store) PutExecutor(ctx context.Context, k Key, info *mesos.ExecutorInfo
 	if err != nil {
 		return err
 	}
-	return s.putMessage(dir, executorInfoFile, info)
+	return s.put(ctx, dir, executorInfoFile, info)
 }
 
 // PutRun records a run (container) of an executor before it is launched,
@@ -251,7 +317,7 @@ func (s *Store) PutRun(ctx context.Context, k Key, info *RunInfo) error {
 	if err != nil {
 		return err
 	}
-	return s.putMessage(dir, runInfoFile, info)
+	return s.put(ctx, dir, runInfoFile, info)
 }
 
 // MarkRunCompleted records that a run's processes are all gone, so
@@ -267,7 +333,20 @@ func (s *Store) MarkRunCompleted(ctx context.Context, k Key) error {
 	if _, err := os.Stat(filepath.Join(dir, runInfoFile)); err != nil {
 		return fmt.Errorf("marking run completed: %w", err)
 	}
-	return s.writeFile(dir, runCompletedFile, frame(kindValue, nil))
+	// An empty file: its name is all it says, and creating it is atomic
+	// and needs an inode but no data block. (Earlier versions wrote one
+	// empty framed record; Recover reads both.)
+	path := filepath.Join(dir, runCompletedFile)
+	return s.ensure(ctx, path, true, nil, func() error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("checkpointing %s: %w", path, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("checkpointing %s: %w", path, err)
+		}
+		return s.syncDir(dir)
+	})
 }
 
 // PutTask records a task before the agent acts on it, and again when its
@@ -283,7 +362,7 @@ func (s *Store) PutTask(ctx context.Context, k Key, rec *TaskRecord) error {
 	if err != nil {
 		return err
 	}
-	return s.putMessage(dir, taskInfoFile, rec)
+	return s.put(ctx, dir, taskInfoFile, rec)
 }
 
 // AppendUpdate appends a status update to its task's stream; it is
@@ -382,6 +461,11 @@ func validID(what, id string) error {
 	return nil
 }
 
+// put writes a record as an admission (space.go).
+func (s *Store) put(ctx context.Context, dir, name string, m proto.Message) error {
+	return s.admit(ctx, filepath.Join(dir, name), func() error { return s.putMessage(dir, name, m) })
+}
+
 func (s *Store) putMessage(dir, name string, m proto.Message) error {
 	b, err := marshalFrame(kindValue, m)
 	if err != nil {
@@ -463,7 +547,8 @@ func (s *Store) syncDir(dir string) error {
 }
 
 // appendRecord appends one framed record to a task's update stream and
-// makes it durable.
+// makes it durable. It must not fail for want of space (space.go): a
+// status update the agent cannot record it cannot send.
 func (s *Store) appendRecord(ctx context.Context, k Key, kind byte, m proto.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -477,11 +562,17 @@ func (s *Store) appendRecord(ctx context.Context, k Key, kind byte, m proto.Mess
 	if err != nil {
 		return fmt.Errorf("checkpointing %s: %w", path, err)
 	}
+	return s.ensure(ctx, path, true, nil, func() error { return s.appendOnce(dir, path, rec) })
+}
+
+func (s *Store) appendOnce(dir, path string, rec []byte) error {
 	mu := s.lock(path)
 	defer mu.Unlock()
-	// No O_CREATE of directories: a stream without its task.info would be
-	// an update for a task the agent never recorded.
-	if _, err := os.Stat(filepath.Join(dir, taskInfoFile)); err != nil {
+	// No O_CREATE of directories: a stream is appended to only in the
+	// directory of a recorded task. (Its task.info may be damaged or, after
+	// a damage, missing: strict recovery reports such a task's end through
+	// its stream all the same.)
+	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("checkpointing %s: task not recorded: %w", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -493,21 +584,26 @@ func (s *Store) appendRecord(ctx context.Context, k Key, kind byte, m proto.Mess
 	if err != nil {
 		return fmt.Errorf("checkpointing %s: %w", path, err)
 	}
-	if _, err := f.Write(rec); err != nil {
-		// A short write (ENOSPC, EIO) would leave half a record that a
-		// later successful append buries in the middle of the stream; cut
-		// it off so the stream stays a clean sequence of whole records.
+	// A failed write or flush (ENOSPC, EIO) may leave part or all of the
+	// record behind, which a later successful append would bury in the
+	// middle of the stream (or a retry repeat): it is cut off, so the
+	// stream stays a clean sequence of whole records. Only then may the
+	// error be taken as retryable.
+	cut := func(err error) error {
 		if terr := f.Truncate(st.Size()); terr != nil {
-			err = errors.Join(err, terr)
+			return fmt.Errorf("checkpointing %s: %v; and cutting the failed append off: %w", path, err, terr)
 		}
 		return fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	if _, err := f.Write(rec); err != nil {
+		return cut(err)
 	}
 	if !s.noSync {
 		// After a failed fsync the page cache may no longer hold what was
 		// written; the caller must not act on this update (checkpoint
-		// before act) and should treat the store as failed.
+		// before act).
 		if err := datasync(f); err != nil {
-			return fmt.Errorf("checkpointing %s: %w", path, err)
+			return cut(err)
 		}
 	}
 	if st.Size() == 0 {
@@ -532,7 +628,9 @@ func (s *Store) lock(path string) *sync.Mutex {
 // removeLevel removes an entity's directory. It first renames it into
 // meta/.trash — one atomic, fsynced step — so a crash in the middle of
 // deleting a large tree never leaves a half-removed entity that recovery
-// would take for a damaged one; Recover empties the trash.
+// would take for a damaged one; Recover empties the trash. The rename
+// needs no new block, so removals work on a full disk (where they are what
+// frees it).
 func (s *Store) removeLevel(ctx context.Context, k Key, lvl level) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -544,26 +642,52 @@ func (s *Store) removeLevel(ctx context.Context, k Key, lvl level) error {
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	holder, err := os.MkdirTemp(filepath.Join(s.dir, trashDir), "rm-")
-	if err != nil {
-		return fmt.Errorf("removing %s: %w", dir, err)
-	}
-	if err := os.Rename(dir, filepath.Join(holder, "x")); err != nil {
-		os.Remove(holder)
-		if errors.Is(err, fs.ErrNotExist) {
+	trash := filepath.Join(s.dir, trashDir)
+	var held string
+	for try := 0; ; try++ {
+		held = filepath.Join(trash, "rm-"+randomName())
+		err = os.Rename(dir, held)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist) && try == 0:
+			// The trash itself may be missing (Open found no room for it).
+			if _, serr := os.Lstat(dir); serr == nil {
+				if merr := s.ensure(ctx, trash, false, nil, func() error { return s.mkdirs(trash) }); merr != nil {
+					return fmt.Errorf("removing %s: %w", dir, merr)
+				}
+				continue
+			}
 			return nil
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case (errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY)) && try < 3:
+			continue // the name was taken
+		case isNoSpace(err):
+			// A trash directory whose blocks are full of entries: room is
+			// made as for any write that must not fail.
+			err = s.ensure(ctx, dir, false, nil, func() error { return os.Rename(dir, held) })
 		}
-		return fmt.Errorf("removing %s: %w", dir, err)
+		if err != nil {
+			return fmt.Errorf("removing %s: %w", dir, err)
+		}
+		break
 	}
 	if err := s.syncDir(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(holder); err != nil {
+	if err := os.RemoveAll(held); err != nil {
 		// The entity is already gone from the tree; what is left in the
 		// trash is removed by the next Recover.
-		s.log.Warn("emptying checkpoint trash", "path", holder, "err", err)
+		s.log.Warn("emptying checkpoint trash", "path", held, "err", err)
 	}
 	return nil
+}
+
+// randomName is a name no other removal takes.
+func randomName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // readValue reads a whole-file checkpoint and returns its payload, which

@@ -201,6 +201,11 @@ func damagedTree(t *testing.T) (*testStore, func(name string, lvl level, file st
 	if err := ts.MarkRunCompleted(ctx, baseKey); err != nil {
 		t.Fatal(err)
 	}
+	// The sentinel as earlier versions wrote it (one empty record), which
+	// is still read, so that there are bytes to damage.
+	if err := os.WriteFile(ts.file(t, baseKey, levelRun, runCompletedFile), frame(kindValue, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := ts.WriteBootID(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -212,21 +217,63 @@ func damagedTree(t *testing.T) (*testStore, func(name string, lvl level, file st
 	}
 }
 
-// expectDamage checks that strict recovery refuses with an error naming
-// path and that non-strict recovery drops what check expects.
-func expectDamage(t *testing.T, ts *testStore, path string, check func(*State) bool, what string) {
+// expectDamage checks both modes against the damage at path, a file of
+// baseKey's at lvl (-1: the boot id). Strict recovery fails naming path
+// when the damage is at node level (agent, framework); inside an executor
+// it succeeds, with baseKey's executor marked damaged by path alone, its
+// task still named, and the other framework's executor recovered whole; a
+// damaged boot id is listed and survived. Non-strict recovery drops what
+// check expects.
+func expectDamage(t *testing.T, ts *testStore, path string, lvl level, check func(*State) bool, what string) {
 	t.Helper()
-	_, err := ts.Recover(context.Background(), true)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
-		t.Fatalf("%s: strict Recover = %v; want ErrCorrupt naming %s", what, err, path)
+	st, err := ts.Recover(context.Background(), true)
+	switch {
+	case lvl == levelAgent || lvl == levelFramework:
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("%s: strict Recover = %v; want ErrCorrupt naming %s", what, err, path)
+		}
+	case err != nil:
+		t.Fatalf("%s: strict Recover = %v; want the damage at %s survived", what, err, path)
+	case len(st.Inconsistencies) != 1 || st.Inconsistencies[0].Path != path || !errors.Is(st.Inconsistencies[0].Err, ErrCorrupt):
+		t.Fatalf("%s: strict inconsistencies = %v, want %s alone", what, st.Inconsistencies, path)
+	case lvl < 0:
+		if st.BootID != "" || st.Rebooted || taskOf(st, baseKey) == nil || damagedExecutors(st) != 0 {
+			t.Fatalf("%s: strict recovery with a damaged boot id: boot %q rebooted %v, %d damaged executors", what, st.BootID, st.Rebooted, damagedExecutors(st))
+		}
+	default:
+		ex := st.Frameworks[baseKey.Framework].Executors[baseKey.Executor]
+		if ex == nil || len(ex.Damaged) != 1 || ex.Damaged[0].Path != path {
+			t.Fatalf("%s: strict recovery: executor %+v, want it damaged by %s", what, ex, path)
+		}
+		if damagedExecutors(st) != 1 || st.Frameworks["fw-other"].Executors["e"].Runs["c"].Tasks["t"] == nil {
+			t.Fatalf("%s: strict recovery: %d damaged executors, or the other framework's task lost", what, damagedExecutors(st))
+		}
+		if task := taskOf(st, baseKey); task == nil || (lvl == levelTask) != (task.Record == nil) {
+			t.Fatalf("%s: strict recovery: damaged executor's task %+v, want it named (without its record only if that is the damage)", what, task)
+		}
 	}
-	st := ts.recover(t, false)
+	st = ts.recover(t, false)
 	if len(st.Inconsistencies) != 1 || st.Inconsistencies[0].Path != path || !errors.Is(st.Inconsistencies[0].Err, ErrCorrupt) {
 		t.Fatalf("%s: non-strict inconsistencies = %v", what, st.Inconsistencies)
+	}
+	if damagedExecutors(st) != 0 {
+		t.Fatalf("%s: non-strict recovery marked executors damaged", what)
 	}
 	if !check(st) {
 		t.Fatalf("%s: non-strict recovery did not drop exactly the damaged entity", what)
 	}
+}
+
+func damagedExecutors(st *State) int {
+	n := 0
+	for _, fw := range st.Frameworks {
+		for _, ex := range fw.Executors {
+			if len(ex.Damaged) > 0 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // TestTornWholeFile cuts every whole-file checkpoint at every byte offset:
@@ -241,12 +288,18 @@ func TestTornWholeFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			for cut := range len(orig) {
+				if cut == 0 && tc.file == runCompletedFile {
+					continue // an empty sentinel is how it is written now
+				}
 				if err := os.WriteFile(path, orig[:cut], 0o600); err != nil {
 					t.Fatal(err)
 				}
-				expectDamage(t, ts, path, tc.check, fmt.Sprintf("cut at %d of %d", cut, len(orig)))
+				expectDamage(t, ts, path, tc.lvl, tc.check, fmt.Sprintf("cut at %d of %d", cut, len(orig)))
 				var ce *CorruptError
-				_, err := ts.Recover(context.Background(), true)
+				st, err := ts.Recover(context.Background(), true)
+				if err == nil {
+					err = st.Inconsistencies[0].Err
+				}
 				if !errors.As(err, &ce) || !ce.Torn {
 					t.Fatalf("cut at %d: %v is not reported as torn", cut, err)
 				}
@@ -255,7 +308,7 @@ func TestTornWholeFile(t *testing.T) {
 			if err := os.WriteFile(path, append(bytes.Clone(orig), 0), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			expectDamage(t, ts, path, tc.check, "trailing byte")
+			expectDamage(t, ts, path, tc.lvl, tc.check, "trailing byte")
 			if err := os.WriteFile(path, orig, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -281,7 +334,7 @@ func TestCorruptWholeFile(t *testing.T) {
 				if err := os.WriteFile(path, bad, 0o600); err != nil {
 					t.Fatal(err)
 				}
-				expectDamage(t, ts, path, tc.check, fmt.Sprintf("byte %d flipped", i))
+				expectDamage(t, ts, path, tc.lvl, tc.check, fmt.Sprintf("byte %d flipped", i))
 			}
 		})
 	}
@@ -377,12 +430,17 @@ func TestUpdatesTornMiddle(t *testing.T) {
 	if err := os.WriteFile(path, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := ts.Recover(context.Background(), true)
+	// Strict: the executor is unrecoverable, the stream left as it is.
+	st := ts.recover(t, true)
+	ex := st.Frameworks[baseKey.Framework].Executors[baseKey.Executor]
 	var ce *CorruptError
-	if !errors.As(err, &ce) || ce.Path != path || ce.Offset != int64(bounds[1]) {
-		t.Fatalf("strict Recover = %v; want corruption at %d of %s", err, bounds[1], path)
+	if len(ex.Damaged) != 1 || !errors.As(ex.Damaged[0].Err, &ce) || ce.Path != path || ce.Offset != int64(bounds[1]) {
+		t.Fatalf("strict Recover: damage %v; want corruption at %d of %s", ex.Damaged, bounds[1], path)
 	}
-	st := ts.recover(t, false)
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, bad) || st.Truncated != 0 || len(taskOf(st, baseKey).Updates) != 1 {
+		t.Fatalf("strict: stream changed or prefix not kept (truncated %d, updates %d)", st.Truncated, len(taskOf(st, baseKey).Updates))
+	}
+	st = ts.recover(t, false)
 	if len(st.Inconsistencies) != 1 || st.Truncated != 1 || len(taskOf(st, baseKey).Updates) != 1 {
 		t.Fatalf("non-strict: inconsistencies %v, truncated %d, updates %d", st.Inconsistencies, st.Truncated, len(taskOf(st, baseKey).Updates))
 	}
@@ -437,11 +495,25 @@ func TestUpdatesCorrupt(t *testing.T) {
 			if err := os.WriteFile(path, bad, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := ts.Recover(ctx, true)
-			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
-				t.Fatalf("strict Recover = %v; want ErrCorrupt naming %s", err, path)
+			// Strict: the executor is unrecoverable; what the stream holds
+			// before the damage (and whole records after a bad one) is
+			// read, and the file is left as it is.
+			st, err := ts.Recover(ctx, true)
+			if err != nil {
+				t.Fatalf("strict Recover = %v; want the executor marked damaged", err)
 			}
-			st := ts.recover(t, false)
+			ex := st.Frameworks[baseKey.Framework].Executors[baseKey.Executor]
+			if len(ex.Damaged) != 1 || ex.Damaged[0].Path != path || !errors.Is(ex.Damaged[0].Err, ErrCorrupt) ||
+				len(st.Inconsistencies) != 1 || st.Inconsistencies[0].Path != path {
+				t.Fatalf("strict: damage %v, inconsistencies %v; want %s", ex.Damaged, st.Inconsistencies, path)
+			}
+			if got := len(taskOf(st, baseKey).Updates); got != tc.keep {
+				t.Errorf("strict: %d updates read, want %d", got, tc.keep)
+			}
+			if b, _ := os.ReadFile(path); !bytes.Equal(b, bad) || st.Truncated != 0 {
+				t.Errorf("strict recovery changed the damaged stream (truncated %d)", st.Truncated)
+			}
+			st = ts.recover(t, false)
 			if len(st.Inconsistencies) != 1 || st.Inconsistencies[0].Path != path {
 				t.Fatalf("inconsistencies = %v", st.Inconsistencies)
 			}
@@ -715,8 +787,10 @@ func TestInterruptedWrites(t *testing.T) {
 	}
 	exDir, _ := ts.path(k3, levelExecutor)
 	path := filepath.Join(exDir, executorInfoFile)
-	if _, err := ts.Recover(ctx, true); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
-		t.Fatalf("executor without info: strict Recover = %v", err)
+	st = ts.recover(t, true)
+	if ex := st.Frameworks[baseKey.Framework].Executors[k3.Executor]; ex == nil || len(ex.Damaged) != 1 || ex.Damaged[0].Path != path ||
+		ex.Info != nil || ex.Runs[k3.Container] == nil || taskOf(st, baseKey) == nil {
+		t.Fatalf("executor without info: strict recovery has %+v, want it damaged by %s with its run, and its sibling", ex, path)
 	}
 	st = ts.recover(t, false)
 	if len(st.Inconsistencies) != 1 || st.Inconsistencies[0].Path != path || st.Frameworks[baseKey.Framework].Executors[k3.Executor] != nil {
