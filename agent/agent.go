@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -173,13 +172,7 @@ func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
 		return nil, fmt.Errorf("--launcher: %w", err)
 	}
 	var isos []containerizer.Isolator
-	seen := map[string]bool{}
-	for _, name := range strings.Split(cfg.Isolation, ",") {
-		name = strings.TrimSpace(name)
-		if name == "" || seen[name] {
-			continue
-		}
-		seen[name] = true
+	for _, name := range cfg.isolators() {
 		iso, err := containerizer.NewIsolator(name, opts)
 		if err != nil {
 			// What the isolators built so far made (disk/du's cgroup)

@@ -80,6 +80,23 @@ type Config struct {
 	// SwitchUser runs tasks as their framework's (or command's) user when
 	// the agent is root (--switch_user).
 	SwitchUser bool
+	// HostPrivileges (--host_privileges) runs tasks with the agent's full
+	// privileges: no containment isolators are added to --isolation and
+	// filesystem/linux leaves the host root writable. An explicit operator
+	// choice; off by default.
+	HostPrivileges bool
+	// BoundingCapabilities and EffectiveCapabilities are linux/capabilities'
+	// flags (--bounding_capabilities: the most a task may hold;
+	// --effective_capabilities: what it holds unless it asks), Mesos'
+	// CapabilityInfo JSON or a list of names; empty is Docker's default set
+	// without MKNOD.
+	BoundingCapabilities  string
+	EffectiveCapabilities string
+	// SeccompConfigDir and SeccompProfileName are linux/seccomp's flags
+	// (--seccomp_config_dir, --seccomp_profile_name): the default profile
+	// is the file of that name in the dir; unset, the embedded default.
+	SeccompConfigDir   string
+	SeccompProfileName string
 	// ExecutorRegistrationTimeout bounds how long a custom executor may take
 	// to subscribe (--executor_registration_timeout).
 	ExecutorRegistrationTimeout time.Duration
@@ -165,6 +182,42 @@ const (
 
 // DefaultIsolation is what the agent runs with when --isolation is unset.
 const DefaultIsolation = "posix/cpu,posix/mem"
+
+// Containment is what every container gets in front of --isolation unless
+// --host_privileges: the privilege bounds that need no namespace, and with
+// the linux launcher its own cgroup namespace and the masked host view.
+var (
+	containmentPosix = []string{"linux/capabilities", "linux/nnp", "linux/seccomp"}
+	containmentLinux = append([]string{"namespaces/cgroup", "filesystem/masking"}, containmentPosix...)
+)
+
+// isolators is the isolator list the agent builds: the containment ones
+// first (their /dev comes before the other isolators' mounts), then
+// --isolation in its order, each once.
+func (c *Config) isolators() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(name string) {
+		name = strings.TrimSpace(name)
+		if name != "" && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	if !c.HostPrivileges {
+		contain := containmentPosix
+		if c.Launcher != "posix" {
+			contain = containmentLinux
+		}
+		for _, name := range contain {
+			add(name)
+		}
+	}
+	for _, name := range strings.Split(c.Isolation, ",") {
+		add(name)
+	}
+	return out
+}
 
 // Defaults of the disk flags, as Mesos'.
 const (
@@ -416,6 +469,15 @@ func (c *Config) containerOptions() containerizer.Options {
 		extra["xfs_project_range"] = c.XFSProjectRange
 	}
 	extra["xfs_kill_containers"] = strconv.FormatBool(c.XFSKillContainers)
+	extra["host_privileges"] = strconv.FormatBool(c.HostPrivileges)
+	for k, v := range map[string]string{
+		"bounding_capabilities": c.BoundingCapabilities, "effective_capabilities": c.EffectiveCapabilities,
+		"seccomp_config_dir": c.SeccompConfigDir, "seccomp_profile_name": c.SeccompProfileName,
+	} {
+		if v != "" {
+			extra[k] = v
+		}
+	}
 	return containerizer.Options{RuntimeDir: c.RuntimeDir, CgroupsRoot: c.CgroupsRoot, Extra: extra}
 }
 

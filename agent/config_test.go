@@ -164,3 +164,26 @@ func TestDiskDefaults(t *testing.T) {
 		t.Errorf("Options.Extra %v: want enforcement on and a 2s watch", extra)
 	}
 }
+
+// The containment isolators come first and once, unless --host_privileges.
+func TestContainmentIsolators(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"linux default", Config{Launcher: "linux", Isolation: "cgroups/cpu,cgroups/mem"},
+			"namespaces/cgroup,filesystem/masking,linux/capabilities,linux/nnp,linux/seccomp,cgroups/cpu,cgroups/mem"},
+		{"posix default", Config{Launcher: "posix", Isolation: DefaultIsolation},
+			"linux/capabilities,linux/nnp,linux/seccomp,posix/cpu,posix/mem"},
+		{"named again", Config{Launcher: "linux", Isolation: "filesystem/linux, linux/seccomp,filesystem/linux"},
+			"namespaces/cgroup,filesystem/masking,linux/capabilities,linux/nnp,linux/seccomp,filesystem/linux"},
+		{"host privileges", Config{Launcher: "linux", Isolation: "cgroups/cpu", HostPrivileges: true}, "cgroups/cpu"},
+		{"host privileges, named", Config{Launcher: "posix", Isolation: "linux/nnp", HostPrivileges: true}, "linux/nnp"},
+	}
+	for _, tc := range tests {
+		if got := strings.Join(tc.cfg.isolators(), ","); got != tc.want {
+			t.Errorf("%s: isolators %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

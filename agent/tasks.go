@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -382,6 +383,24 @@ func containerConfig(id, sandbox string, ti *mesos.TaskInfo, res resources.Resou
 	ci := ti.GetContainer()
 	if ci != nil {
 		cfg.Hostname = ci.GetHostname()
+		li := ci.GetLinuxInfo()
+		cfg.SeccompProfile = li.GetSeccomp().GetProfileName()
+		cfg.SeccompUnconfined = li.GetSeccomp().GetUnconfined()
+		for _, set := range []*mesos.CapabilityInfo{li.GetCapabilityInfo(), li.GetBoundingCapabilities(), li.GetEffectiveCapabilities()} {
+			if set == nil {
+				continue
+			}
+			// A root task holds its bounding set after exec, so what it gets
+			// is what every set it gives allows (Mesos' effective set lies
+			// within its bounding set anyway).
+			names := []string{}
+			for _, c := range set.GetCapabilities() {
+				if cfg.Capabilities == nil || slices.Contains(cfg.Capabilities, c.String()) {
+					names = append(names, c.String())
+				}
+			}
+			cfg.Capabilities = names
+		}
 		for _, v := range ci.GetVolumes() {
 			vol := containerizer.Volume{ContainerPath: v.GetContainerPath(), ReadOnly: v.GetMode() == mesos.Volume_RO}
 			switch {

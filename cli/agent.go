@@ -13,6 +13,7 @@ import (
 	_ "github.com/corral/corral/isolators/cgroups"
 	_ "github.com/corral/corral/isolators/disk"
 	_ "github.com/corral/corral/isolators/filesystem"
+	_ "github.com/corral/corral/isolators/linux"
 	_ "github.com/corral/corral/isolators/namespaces"
 	_ "github.com/corral/corral/isolators/posix"
 	_ "github.com/corral/corral/launcher/linux"
@@ -25,6 +26,8 @@ type agentFlags struct {
 	port                                                                                                int
 	cgroupsBlkioWeight                                                                                  uint
 	switchUser, cgroupsEnableCFS, cgroupsLimitSwap, cgroupsSoftLimit                                    bool
+	hostPrivileges                                                                                      bool
+	boundingCaps, effectiveCaps, seccompConfigDir, seccompProfileName                                   string
 	execRegTimeout, execGrace, regBackoff                                                               time.Duration
 	recover, bootIDPath                                                                                 string
 	strict                                                                                              bool
@@ -61,6 +64,11 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.StringVar(&f.shmSize, "default_container_shm_size", "", "namespaces/ipc: size of a container's private /dev/shm, e.g. 64m (default: tmpfs' half of RAM)")
 	fl.BoolVar(&f.systemdEnableSupport, "systemd_enable_support", true, "when systemd is PID 1, keep the linux launcher's containers in a transient scope in corral-executors.slice, outside the agent's unit, so they survive its restart")
 	fl.BoolVar(&f.switchUser, "switch_user", true, "run tasks as their framework's user when the agent is root")
+	fl.BoolVar(&f.hostPrivileges, "host_privileges", false, "run tasks with the agent's full privileges: no capability bound, no_new_privs, seccomp filter, cgroup namespace or masked /proc, /sys, /dev and work_dir, and a writable host root under filesystem/linux (unsafe; for trusted workloads only)")
+	fl.StringVar(&f.boundingCaps, "bounding_capabilities", "", "linux/capabilities: the most capabilities a task may hold, as Mesos' CapabilityInfo JSON or names (default: Docker's default set without MKNOD)")
+	fl.StringVar(&f.effectiveCaps, "effective_capabilities", "", "linux/capabilities: the capabilities a task holds unless its LinuxInfo asks for others (default: the bounding set's part of the default set)")
+	fl.StringVar(&f.seccompConfigDir, "seccomp_config_dir", "", "linux/seccomp: directory of seccomp profiles (Docker's JSON format) that tasks may name")
+	fl.StringVar(&f.seccompProfileName, "seccomp_profile_name", "", "linux/seccomp: the profile (a file in --seccomp_config_dir) tasks run under by default (default: the embedded profile)")
 	fl.DurationVar(&f.execRegTimeout, "executor_registration_timeout", time.Minute, "how long a custom executor may take to subscribe")
 	fl.DurationVar(&f.execGrace, "executor_shutdown_grace_period", 5*time.Second, "time an executor gets to shut down")
 	fl.DurationVar(&f.regBackoff, "registration_backoff_factor", time.Second, "initial backoff of (re-)registration with the master")
@@ -91,6 +99,8 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		Master: f.master, WorkDir: f.workDir, RuntimeDir: f.runtimeDir, IP: f.ip, Port: f.port,
 		Hostname: f.hostname, Resources: f.resources, Isolation: f.isolation, Launcher: f.launcher,
 		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SystemdEnableSupport: f.systemdEnableSupport, SwitchUser: f.switchUser,
+		HostPrivileges: f.hostPrivileges, BoundingCapabilities: f.boundingCaps, EffectiveCapabilities: f.effectiveCaps,
+		SeccompConfigDir: f.seccompConfigDir, SeccompProfileName: f.seccompProfileName,
 		CgroupsHierarchy: f.cgroupsHierarchy, CgroupsEnableCFS: f.cgroupsEnableCFS, CgroupsAllowSwap: !f.cgroupsLimitSwap,
 		CgroupsMemorySoftLimit: f.cgroupsSoftLimit, CgroupsPidsMax: f.cgroupsPidsMax, CgroupsBlkioWeight: f.cgroupsBlkioWeight,
 		DefaultContainerShmSize:     f.shmSize,

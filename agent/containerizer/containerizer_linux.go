@@ -147,6 +147,8 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 		StartedPath: filepath.Join(dir, "started")}
 	env := cfg.Env
 	var cloneFlags uintptr
+	var remountProc bool
+	var final []containerinit.Mount
 	for _, iso := range c.isolators {
 		li, err := iso.Prepare(ctx, cfg)
 		prepared++
@@ -159,14 +161,35 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 		cloneFlags |= li.CloneFlags
 		env = append(env, li.Env...)
 		spec.Mounts = append(spec.Mounts, li.Mounts...)
-		spec.RemountProc = spec.RemountProc || li.RemountProc
+		final = append(final, li.FinalMounts...)
+		remountProc = remountProc || li.RemountProc
 		if li.Hostname != "" {
 			spec.Hostname = li.Hostname
 		}
 		if li.WorkDir != "" {
 			spec.Dir = li.WorkDir
 		}
+		spec.CgroupNS = spec.CgroupNS || li.CgroupNS
+		spec.ReadonlyRoot = spec.ReadonlyRoot || li.ReadonlyRoot
+		spec.NoNewPrivs = spec.NoNewPrivs || li.NoNewPrivs
+		if li.Capabilities != nil {
+			spec.Capabilities = intersectCaps(spec.Capabilities, li.Capabilities)
+		}
+		if li.Seccomp != nil {
+			if spec.Seccomp != nil {
+				return fmt.Errorf("isolator %s: a second seccomp filter (one per container)", iso.Name())
+			}
+			spec.Seccomp = li.Seccomp
+		}
 	}
+	if remountProc {
+		// A fresh /proc for the container's PID namespace, before the masks
+		// over it.
+		spec.Mounts = append(spec.Mounts, containerinit.Mount{Source: "proc", Target: "/proc", FSType: "proc",
+			Flags: syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC})
+	}
+	spec.Mounts = append(spec.Mounts, final...)
+	owner := [2]int{-1, -1}
 	if cfg.User != "" && os.Geteuid() == 0 {
 		uid, gid, groups, err := lookupUser(cfg.User)
 		if err != nil {
@@ -174,19 +197,23 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 		}
 		if uid != 0 {
 			spec.UID, spec.GID, spec.Groups = &uid, &gid, groups
+			owner = [2]int{int(uid), int(gid)}
 		}
+	}
+	if err := ownSandbox(cfg.Sandbox, owner); err != nil {
+		return err
 	}
 	specJSON, err := json.Marshal(&spec)
 	if err != nil {
 		return fmt.Errorf("encoding init spec: %w", err)
 	}
 
-	stdout, err := openLog(filepath.Join(cfg.Sandbox, "stdout"))
+	stdout, err := openLog(filepath.Join(cfg.Sandbox, "stdout"), owner)
 	if err != nil {
 		return err
 	}
 	defer stdout.Close()
-	stderr, err := openLog(filepath.Join(cfg.Sandbox, "stderr"))
+	stderr, err := openLog(filepath.Join(cfg.Sandbox, "stderr"), owner)
 	if err != nil {
 		return err
 	}
@@ -206,7 +233,7 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 		ID:         cfg.ID,
 		Path:       c.initPath,
 		Argv:       []string{"corral-init"},
-		Env:        withDefaultPath(env),
+		Env:        withDefaultPath(overrideEnv(env)),
 		Dir:        cfg.Sandbox,
 		Files:      []*os.File{devnull, stdout, stderr, syncR},
 		CloneFlags: cloneFlags,
@@ -550,12 +577,53 @@ func validateID(id string) error {
 	return nil
 }
 
-func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+// ownSandbox gives the sandbox to the task's user (owner is uid, gid; -1
+// keeps the agent's) with mode 0750: the task can write its own sandbox, and
+// nobody else but the agent can read it.
+func ownSandbox(dir string, owner [2]int) error {
+	if owner[0] >= 0 {
+		if err := os.Lchown(dir, owner[0], owner[1]); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	return nil
+}
+
+// openLog opens stdout or stderr of the sandbox, owned as the sandbox is,
+// 0640: another task's user cannot read it.
+func openLog(path string, owner [2]int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox log: %w", err)
 	}
+	if owner[0] >= 0 {
+		if err := f.Chown(owner[0], owner[1]); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sandbox log: %w", err)
+		}
+	}
 	return f, nil
+}
+
+// overrideEnv keeps one value per variable, the last given: an isolator's
+// (MESOS_SANDBOX as seen in the container) over the agent's.
+func overrideEnv(env []string) []string {
+	last := make(map[string]int, len(env))
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		last[k] = i
+	}
+	out := env[:0:0]
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if last[k] == i {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func withDefaultPath(env []string) []string {
@@ -581,6 +649,24 @@ func lookupUser(name string) (uid, gid uint32, groups []uint32, err error) {
 		}
 	}
 	return uint32(id), uint32(g), groups, nil
+}
+
+// intersectCaps is the capabilities in both sets; nil is no bound.
+func intersectCaps(a, b *[]uint) *[]uint {
+	if a == nil {
+		return b
+	}
+	in := map[uint]bool{}
+	for _, c := range *b {
+		in[c] = true
+	}
+	out := []uint{}
+	for _, c := range *a {
+		if in[c] {
+			out = append(out, c)
+		}
+	}
+	return &out
 }
 
 func exists(path string) bool {

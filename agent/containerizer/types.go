@@ -33,6 +33,14 @@ type Config struct {
 	// Hostname is ContainerInfo.hostname; isolators fall back to the ID.
 	Hostname string
 	Volumes  []Volume
+	// Capabilities is the task's own request (ContainerInfo.linux_info's
+	// effective or bounding capabilities, by name); nil asks for the
+	// agent's default.
+	Capabilities []string
+	// SeccompProfile names the task's seccomp profile (LinuxInfo.seccomp);
+	// empty is the agent's default. SeccompUnconfined asks for none.
+	SeccompProfile    string
+	SeccompUnconfined bool
 }
 
 // Volume is a host_path or sandbox_path volume of ContainerInfo, resolved.
@@ -67,6 +75,22 @@ type LaunchInfo struct {
 	// WorkDir overrides the task's working directory as seen in the
 	// container (e.g. the sandbox's mount point).
 	WorkDir string
+	// FinalMounts come after every isolator's Mounts and the fresh /proc:
+	// masks over /proc and /sys, hiding the agent's directories.
+	FinalMounts []containerinit.Mount
+	// CgroupNS gives the container its own cgroup namespace, entered by
+	// the init once it is in its cgroups.
+	CgroupNS bool
+	// ReadonlyRoot makes the container's mounts read-only, except the
+	// writable ones it was given (sandbox, /tmp, volumes).
+	ReadonlyRoot bool
+	// Capabilities bounds the task's capabilities (kernel numbers); the
+	// narrowest set given by any isolator wins.
+	Capabilities *[]uint
+	// NoNewPrivs sets no_new_privs for the task.
+	NoNewPrivs bool
+	// Seccomp is the raw BPF filter the task runs under.
+	Seccomp []byte
 }
 
 // Isolator owns one kind of isolation for every container. Calls for one

@@ -89,10 +89,17 @@ func TestRecoverRunningTask(t *testing.T) {
 }
 
 // TestRecoverTaskEndedWhileDown: tasks that end while the agent is down are
-// reported with their real exit status after the restart, not as lost.
+// reported with their real exit status after the restart, not as lost. With
+// the linux launcher the tasks run under filesystem/linux, whose private
+// /tmp covers the work_dir (the tests' is under /tmp, as the quickstart's):
+// the init still records the exit status in the runtime directory.
 func TestRecoverTaskEndedWhileDown(t *testing.T) {
 	forEachLauncher(t, func(t *testing.T, launcher, prefix string) {
-		n := startNode(t, prefix, launcher)
+		var extra []string
+		if launcher == "linux" {
+			extra = []string{"--isolation", "filesystem/linux"}
+		}
+		n := startNode(t, prefix, launcher, extra...)
 		f := ckptFramework(t, n.master, "recover-ended", false, false)
 		wait := `while [ ! -e go ]; do sleep 0.05; done; `
 		f.launch(commandTask(t, "ok", wait+"exit 0"), commandTask(t, "three", wait+"exit 3"))
@@ -414,9 +421,11 @@ func TestRecoverOrphans(t *testing.T) {
 	})
 }
 
-// TestRecoverCorruptCheckpoint: a damaged checkpoint stops a strict agent
-// with a message naming the file; with --strict=false the agent skips it
-// and recovers the rest.
+// TestRecoverCorruptCheckpoint: a damaged executor record costs a strict
+// agent that executor only (its task lost, the file named); damage to the
+// node's records (a framework's) stops a strict agent with a message naming
+// the file, and with --strict=false the agent skips what is damaged and
+// recovers the rest.
 func TestRecoverCorruptCheckpoint(t *testing.T) {
 	prefix := rootTest(t)
 	n := startNode(t, prefix, "linux")
@@ -439,24 +448,45 @@ func TestRecoverCorruptCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Strict (the default): one executor's damage is that executor's, not
+	// the node's. The agent starts, good is re-attached, bad's container is
+	// destroyed and bad is reported lost with the damaged file named.
+	n.startAgent(t)
+	if s := f.awaitTerminal(t, "bad")["bad"].last; s.GetState() != mesos.TaskState_TASK_LOST ||
+		s.GetReason() != mesos.TaskStatus_REASON_EXECUTOR_TERMINATED || !strings.Contains(s.GetMessage(), infos[0]) {
+		t.Errorf("bad ended %v %v %q, want TASK_LOST with REASON_EXECUTOR_TERMINATED naming %s", s.GetState(), s.GetReason(), s.GetMessage(), infos[0])
+	}
+	if st := n.taskStates(t); st["good"] != "TASK_RUNNING" {
+		t.Errorf("strict recovery has tasks %v, want good running", st)
+	}
+	// Damage of the node's own records still stops a strict agent.
+	n.agent.kill9()
+	fwInfos, _ := filepath.Glob(filepath.Join(n.workDir, "meta", "slaves", id, "frameworks", "*", "framework.info"))
+	if len(fwInfos) != 1 {
+		t.Fatalf("framework.info: %v", fwInfos)
+	}
+	good, err := os.ReadFile(fwInfos[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fwInfos[0], good[:len(good)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	n.starts++
 	strict := startProc(t, n.bin, filepath.Join(n.dir, "agent-strict.log"), n.agentArgs...)
 	<-strict.exited
-	if strict.waitErr == nil || !strings.Contains(strict.tail(), infos[0]) {
-		t.Fatalf("strict agent exited with %v; want an error naming %s:\n%s", strict.waitErr, infos[0], strict.tail())
+	if strict.waitErr == nil || !strings.Contains(strict.tail(), fwInfos[0]) {
+		t.Fatalf("strict agent exited with %v; want an error naming %s:\n%s", strict.waitErr, fwInfos[0], strict.tail())
 	}
+	// Non-strict: the damaged framework is skipped with all of it; good's
+	// container is not claimed, destroyed as an orphan, and the master
+	// reports the task lost.
 	n.startAgent(t, "--strict=false")
-	if st := n.taskStates(t); st["good"] != "TASK_RUNNING" || st["bad"] != "" {
-		t.Errorf("non-strict recovery has tasks %v, want good running and bad skipped", st)
+	if st := n.taskStates(t); st["good"] != "" {
+		t.Errorf("non-strict recovery has tasks %v, want the damaged framework's skipped", st)
 	}
-	// The skipped task's container was not claimed: destroyed as an orphan,
-	// and the master reports the task lost.
-	if s := f.awaitTerminal(t, "bad")["bad"].last; s.GetState() != mesos.TaskState_TASK_LOST {
-		t.Errorf("bad ended %v %v %q, want TASK_LOST", s.GetState(), s.GetReason(), s.GetMessage())
-	}
-	f.kill(t, "good")
-	if s := f.awaitTerminal(t, "good")["good"].last; s.GetState() != mesos.TaskState_TASK_KILLED {
-		t.Errorf("good ended %v %q, want TASK_KILLED", s.GetState(), s.GetMessage())
+	if s := f.awaitTerminal(t, "good")["good"].last; s.GetState() != mesos.TaskState_TASK_LOST {
+		t.Errorf("good ended %v %v %q, want TASK_LOST", s.GetState(), s.GetReason(), s.GetMessage())
 	}
 }
 

@@ -2,7 +2,10 @@
 // container root filesystem yet): each container gets a private mount
 // namespace with its sandbox bind-mounted at /mnt/mesos/sandbox (its working
 // directory, $MESOS_SANDBOX), a private /tmp backed by <sandbox>/tmp, and its
-// host_path and sandbox_path volumes, read-only ones really read-only. Every
+// host_path and sandbox_path volumes, read-only ones really read-only. The
+// host's root is read-only in it (unless --host_privileges): what the task
+// writes lands in its sandbox, where disk isolation counts it. The package
+// also holds filesystem/masking (masking_linux.go). Every
 // mount is made by the container init inside the container's mount
 // namespace, after it made / a recursive slave, so nothing reaches the host's
 // mount table and everything goes when the container's last process does:
@@ -39,9 +42,16 @@ func init() {
 	})
 }
 
+// HostPrivilegesKey (Options.Extra, "true") is the agent's
+// --host_privileges: the host root stays writable.
+const HostPrivilegesKey = "host_privileges"
+
 // Isolator is filesystem/linux.
 type Isolator struct {
 	sandboxDir string
+	// readonlyRoot makes the host's root read-only in the container: only
+	// the sandbox, /tmp, /dev/shm and writable volumes can be written.
+	readonlyRoot bool
 }
 
 // New builds the isolator and creates the sandbox's mount point on the host
@@ -57,7 +67,7 @@ func New(o containerizer.Options) (*Isolator, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%s: creating the sandbox mount point: %w", Name, err)
 	}
-	return &Isolator{sandboxDir: dir}, nil
+	return &Isolator{sandboxDir: dir, readonlyRoot: o.Extra[HostPrivilegesKey] != "true"}, nil
 }
 
 // Name implements containerizer.Isolator.
@@ -87,9 +97,10 @@ func (i *Isolator) Prepare(_ context.Context, c *containerizer.Config) (*contain
 		return nil, fmt.Errorf("private /tmp: %w", err)
 	}
 	li := &containerizer.LaunchInfo{
-		CloneFlags: syscall.CLONE_NEWNS,
-		WorkDir:    i.sandboxDir,
-		Env:        []string{"MESOS_SANDBOX=" + i.sandboxDir},
+		CloneFlags:   syscall.CLONE_NEWNS,
+		ReadonlyRoot: i.readonlyRoot,
+		WorkDir:      i.sandboxDir,
+		Env:          []string{"MESOS_SANDBOX=" + i.sandboxDir},
 		Mounts: []containerinit.Mount{
 			{Source: sandbox, Target: i.sandboxDir, Flags: syscall.MS_BIND | syscall.MS_REC},
 		},

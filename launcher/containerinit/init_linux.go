@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,9 @@ import (
 // Main runs the container init and never returns. The agent sends the spec
 // as one JSON line on the sync pipe, then one byte as the go-ahead.
 func Main() {
+	// The bounding set and no_new_privs are per thread: the task must be
+	// forked from the thread that dropped them.
+	runtime.LockOSThread()
 	os.Exit(run())
 }
 
@@ -70,7 +74,21 @@ func run() int {
 			return fail("sethostname %q: %v", spec.Hostname, err)
 		}
 	}
+	exitRecord, err := openStatusDir(spec.StatusPath, len(spec.Mounts) > 0 || spec.ReadonlyRoot)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if spec.CgroupNS {
+		if err := syscall.Unshare(syscall.CLONE_NEWCGROUP); err != nil {
+			return fail("unsharing the cgroup namespace: %v", err)
+		}
+	}
 	if err := applyMounts(&spec); err != nil {
+		return fail("%v", err)
+	}
+	// Last, so that nothing above runs with less than the init needs;
+	// it is the thread that starts the task (locked in Main).
+	if err := applyPrivileges(&spec); err != nil {
 		return fail("%v", err)
 	}
 
@@ -128,7 +146,7 @@ func run() int {
 			}
 		}
 		killDescendants()
-		if err := writeStatus(spec.StatusPath, status); err != nil {
+		if err := exitRecord.write(status); err != nil {
 			fmt.Fprintf(os.Stderr, "corral-init: recording exit status: %v\n", err)
 		}
 		if status.Signaled() {
@@ -233,15 +251,43 @@ func awaitGoAhead(sync *bufio.Reader) bool {
 	return err == nil
 }
 
-func writeStatus(path string, ws syscall.WaitStatus) error {
+// statusDir is the runtime directory that receives the exit status, opened
+// before the mounts: the task's mount view may cover or hide it (a private
+// /tmp over a work_dir in /tmp, the agent's directories hidden).
+type statusDir struct {
+	fd   int
+	name string
+}
+
+// With a mount view of its own, the directory is a detached clone of its
+// mount (open_tree): the view's read-only root does not reach it.
+func openStatusDir(path string, ownView bool) (*statusDir, error) {
 	if path == "" {
+		return nil, nil
+	}
+	var fd int
+	var err error
+	if ownView {
+		fd, err = openTree(filepath.Dir(path), false)
+	} else {
+		fd, err = syscall.Open(filepath.Dir(path), syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening the runtime directory: %w", err)
+	}
+	return &statusDir{fd: fd, name: filepath.Base(path)}, nil
+}
+
+func (d *statusDir) write(ws syscall.WaitStatus) error {
+	if d == nil {
 		return nil
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	tmp := d.name + ".tmp"
+	fd, err := openat(d.fd, tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
 		return err
 	}
+	f := os.NewFile(uintptr(fd), tmp)
 	_, err = f.WriteString(strconv.Itoa(int(ws)) + "\n")
 	if err == nil {
 		err = f.Sync()
@@ -252,41 +298,19 @@ func writeStatus(path string, ws syscall.WaitStatus) error {
 	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return syscall.Renameat(d.fd, tmp, d.fd, d.name)
 }
 
-func applyMounts(spec *Spec) error {
-	if len(spec.Mounts) == 0 && !spec.RemountProc {
-		return nil
+func openat(dirfd int, name string, flags int, mode uint32) (int, error) {
+	p, err := syscall.BytePtrFromString(name)
+	if err != nil {
+		return -1, err
 	}
-	// Keep our mounts out of the host's mount namespace whatever the host's
-	// default propagation is.
-	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SLAVE, ""); err != nil {
-		return fmt.Errorf("making / a slave mount: %w", err)
+	r, _, e := syscall.Syscall6(syscall.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags), uintptr(mode), 0, 0)
+	if e != 0 {
+		return -1, e
 	}
-	for _, m := range spec.Mounts {
-		if m.MkdirTarget {
-			if err := os.MkdirAll(m.Target, 0o755); err != nil {
-				return fmt.Errorf("creating mount point %s: %w", m.Target, err)
-			}
-		}
-		flags := m.Flags
-		if err := syscall.Mount(m.Source, m.Target, m.FSType, flags&^syscall.MS_RDONLY, m.Data); err != nil {
-			return fmt.Errorf("mounting %s on %s: %w", m.Source, m.Target, err)
-		}
-		if flags&syscall.MS_BIND != 0 && flags&syscall.MS_RDONLY != 0 {
-			re := syscall.MS_BIND | syscall.MS_REMOUNT | syscall.MS_RDONLY | (flags & syscall.MS_REC)
-			if err := syscall.Mount("", m.Target, "", re, ""); err != nil {
-				return fmt.Errorf("remounting %s read-only: %w", m.Target, err)
-			}
-		}
-	}
-	if spec.RemountProc {
-		if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
-			return fmt.Errorf("mounting /proc: %w", err)
-		}
-	}
-	return nil
+	return int(r), nil
 }
 
 // lookPath resolves a command through PATH as exec would, without linking

@@ -36,23 +36,67 @@ type Spec struct {
 	GID *uint32 `json:"gid,omitempty"`
 	// Groups are the supplementary groups with UID.
 	Groups []uint32 `json:"groups,omitempty"`
-	// RemountProc mounts a fresh /proc, for containers in their own PID
-	// namespace, so the task sees only its own processes.
-	RemountProc bool `json:"remount_proc,omitempty"`
+	// CgroupNS unshares a cgroup namespace once the init sits in its
+	// cgroups (the go-ahead says it does), before the mounts: cgroup file
+	// systems mounted then show the container's own cgroup as their root.
+	CgroupNS bool `json:"cgroupns,omitempty"`
+	// ReadonlyRoot makes every mount of the container read-only once the
+	// mounts are made, except those in Mounts that were not asked to be.
+	ReadonlyRoot bool `json:"readonly_root,omitempty"`
+	// Capabilities, when set, is the bounding (and inheritable) set of the
+	// task, as kernel capability numbers; the init keeps its own effective
+	// set to finish the start (setuid). Nil keeps the agent's.
+	Capabilities *[]uint `json:"capabilities,omitempty"`
+	// NoNewPrivs sets no_new_privs for the task: setuid binaries and file
+	// capabilities grant nothing.
+	NoNewPrivs bool `json:"no_new_privs,omitempty"`
+	// Seccomp is a classic BPF program (struct sock_filter array) loaded
+	// for the task; it implies NoNewPrivs.
+	Seccomp []byte `json:"seccomp,omitempty"`
 }
 
-// Mount is one mount(2) call. Bind mounts that should end read-only need
-// Flags to carry MS_RDONLY: the init remounts them, since the kernel ignores
-// MS_RDONLY on the first bind.
+// Mount is one step of the container's mount view, applied in order. With
+// no Op it is one mount(2) call. A mount whose Flags carry MS_RDONLY is made
+// read-only only after every step ran (recursively with MS_REC), so later
+// steps can still create mount points inside it; the kernel ignores
+// MS_RDONLY on a bind anyway.
 type Mount struct {
-	Source string  `json:"source"`
+	Op     MountOp `json:"op,omitempty"`
+	Source string  `json:"source,omitempty"`
 	Target string  `json:"target"`
 	FSType string  `json:"fstype,omitempty"`
 	Flags  uintptr `json:"flags,omitempty"`
 	Data   string  `json:"data,omitempty"`
 	// MkdirTarget creates Target (and parents) before mounting.
 	MkdirTarget bool `json:"mkdir_target,omitempty"`
+	// Optional skips the step when Target does not exist (a /proc file
+	// this kernel lacks, a directory already covered by another mount).
+	Optional bool `json:"optional,omitempty"`
+	// Keep lists, for OpHide, the paths below Target that stay visible
+	// (the container's own sandbox), carried over from before the hiding.
+	Keep []string `json:"keep,omitempty"`
+	// Mode and Dev are the file mode and device number of OpMknod.
+	Mode uint32 `json:"mode,omitempty"`
+	Dev  uint64 `json:"dev,omitempty"`
 }
+
+// MountOp names a step of the mount view other than a plain mount(2).
+type MountOp string
+
+const (
+	// OpMount (empty) is mount(Source, Target, FSType, Flags, Data).
+	OpMount MountOp = ""
+	// OpHide covers Target with an empty tmpfs, read-only once every step
+	// ran, and puts back the trees named in Keep at their own paths.
+	OpHide MountOp = "hide"
+	// OpReadonly makes the existing mount at Target read-only (with MS_REC
+	// in Flags, every mount below it too) once every step ran.
+	OpReadonly MountOp = "readonly"
+	// OpSymlink creates Target as a symbolic link to Source.
+	OpSymlink MountOp = "symlink"
+	// OpMknod creates the device node Target with Mode and Dev.
+	OpMknod MountOp = "mknod"
+)
 
 // SyncFD is the descriptor on which the init reads its spec and then waits
 // for the agent's go-ahead: one byte means "isolated, start the task"; EOF

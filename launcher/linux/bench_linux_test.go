@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,6 +18,10 @@ import (
 	"github.com/corral/corral/launcher/posix"
 )
 
+// containment is what the agent puts in front of --isolation with the linux
+// launcher unless --host_privileges (agent.Config.isolators).
+var containment = []string{"namespaces/cgroup", "filesystem/masking", "linux/capabilities", "linux/nnp", "linux/seccomp"}
+
 // BenchmarkLinuxContainers measures the linux launcher, to quote against
 // BenchmarkPosixContainers (launcher/posix) and issue 3's targets:
 //
@@ -27,9 +32,11 @@ import (
 //     p50/p99 under a growing load, the totals, and per container the
 //     processes, PSS and agent RSS they cost.
 //
-// Each runs bare (the launcher alone: a cgroup per container) and fully
+// Each runs bare (the launcher alone: a cgroup per container), fully
 // isolated (cgroups/cpu,mem,pids + namespaces/pid,ipc,uts +
-// filesystem/linux). Run with -benchtime 1x; figures are printed.
+// filesystem/linux, host privileges) and contained (the same with the
+// default containment), so that containment's cost reads as contained over
+// isolated in one run. Run with -benchtime 1x; figures are printed.
 func BenchmarkLinuxContainers(b *testing.B) {
 	testsupport.RequireRoot(b)
 	m := modes()
@@ -61,21 +68,26 @@ func BenchmarkLinuxContainers(b *testing.B) {
 			benchSingle(b, c, prefix, iter, min(n, 200), "posix launcher", "none")
 		}
 	})
+	isolated := []string{"cgroups/cpu", "cgroups/mem", "cgroups/pids", "namespaces/pid", "namespaces/ipc", "namespaces/uts", "filesystem/linux"}
 	for _, setup := range []struct {
 		name      string
 		isolation []string
+		// contained adds the agent's default containment (the isolators
+		// --host_privileges leaves out, filesystem/linux's read-only root).
+		contained bool
 	}{
-		{"bare", nil},
-		{"isolated", []string{"cgroups/cpu", "cgroups/mem", "cgroups/pids", "namespaces/pid", "namespaces/ipc", "namespaces/uts", "filesystem/linux"}},
+		{"bare", nil, false},
+		{"isolated", isolated, false},
+		{"contained", append(slices.Clone(containment), isolated...), true},
 	} {
 		b.Run(setup.name+"/single", func(b *testing.B) {
-			c, prefix := benchContainerizer(b, mode, setup.isolation)
+			c, prefix := benchContainerizer(b, mode, setup.isolation, setup.contained)
 			for iter := 0; iter < b.N; iter++ {
 				benchSingle(b, c, prefix, iter, min(n, 200), "linux launcher, "+setup.name, mode.name)
 			}
 		})
 		b.Run(setup.name+"/batch", func(b *testing.B) {
-			c, prefix := benchContainerizer(b, mode, setup.isolation)
+			c, prefix := benchContainerizer(b, mode, setup.isolation, setup.contained)
 			for iter := 0; iter < b.N; iter++ {
 				benchBatch(b, c, prefix, iter, n, setup.name, mode.name)
 			}
@@ -85,11 +97,12 @@ func BenchmarkLinuxContainers(b *testing.B) {
 
 // benchContainerizer is setup() for a benchmark: a launcher and isolators on
 // a cgroups root of the benchmark's own, removed at the end.
-func benchContainerizer(b *testing.B, m mode, isolation []string) (*containerizer.Containerizer, string) {
+func benchContainerizer(b *testing.B, m mode, isolation []string, contained bool) (*containerizer.Containerizer, string) {
 	prefix := testsupport.Prefix(b)
 	testsupport.CheckLeaks(b, prefix)
 	root := prefix + "root"
-	o := containerizer.Options{CgroupsRoot: root, Extra: map[string]string{linux.HierarchyKey: m.hierarchy}}
+	o := containerizer.Options{CgroupsRoot: root, RuntimeDir: b.TempDir(), Extra: map[string]string{
+		linux.HierarchyKey: m.hierarchy, "host_privileges": strconv.FormatBool(!contained), "work_dir": b.TempDir()}}
 	l, err := linux.New(o)
 	if err != nil {
 		b.Fatal(err)
@@ -108,7 +121,7 @@ func benchContainerizer(b *testing.B, m mode, isolation []string) (*containerize
 		}
 		isos = append(isos, iso)
 	}
-	c, err := containerizer.New(l, isos, filepath.Join(testsupport.BinDir(b), "corral-init"), b.TempDir(), nil)
+	c, err := containerizer.New(l, isos, filepath.Join(testsupport.BinDir(b), "corral-init"), o.RuntimeDir, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	_ "github.com/corral/corral/isolators/cgroups"
 	_ "github.com/corral/corral/isolators/filesystem"
+	_ "github.com/corral/corral/isolators/linux"
 	_ "github.com/corral/corral/isolators/namespaces"
 )
 

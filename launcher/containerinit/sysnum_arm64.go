@@ -1,0 +1,3 @@
+package containerinit
+
+const sysSeccomp = 277
