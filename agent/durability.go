@@ -290,34 +290,10 @@ func (a *Agent) unrecordedFailure(t *task, reason mesos.TaskStatus_Reason, msg s
 		Uuid:       ids.UUID(),
 		ExecutorId: &mesos.ExecutorID{Value: proto.String(t.ex.id)},
 	}
-	t.updMu.Lock()
-	defer t.updMu.Unlock()
 	a.mu.Lock()
-	s.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
-	if !isTerminal(t.state) {
-		a.counters.tasksEnded[s.GetState()]++
-	}
 	a.counters.containerLaunchErrors++
-	t.state = s.GetState()
-	t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp})
-	fw := t.ex.fw
-	drop := fw.shuttingDown
-	if drop {
-		a.forgetTaskLocked(t)
-	}
 	a.mu.Unlock()
-	if drop {
-		return
-	}
-	u := &cluster.StatusUpdate{
-		FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)},
-		Status:      s,
-		LatestState: s.State,
-	}
-	if t.ex.kind != commandExecutor {
-		u.ExecutorId = &mesos.ExecutorID{Value: proto.String(t.ex.id)}
-	}
-	a.updates.Update(u)
+	a.sendStatus(t, s, false)
 }
 
 // findTaskLocked finds a task of a live or ended executor.

@@ -314,33 +314,14 @@ func (a *Agent) rebuildDamaged(ctx context.Context, agentID string, fw *framewor
 			if ok && isTerminal(state) && len(pending) == 0 {
 				continue // finished and acknowledged: its records go with the run's
 			}
-			rec := rt.Record
-			ti := rec.GetInfo()
+			ti := rt.Record.GetInfo()
 			if ti == nil {
 				ti = &mesos.TaskInfo{
 					Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)},
 					AgentId: &mesos.AgentID{Value: proto.String(agentID)},
 				}
 			}
-			t := &task{
-				ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: int(rec.GetGroup()),
-				containerID: rec.GetContainerId().GetValue(), sandbox: rec.GetSandbox(), killing: rec.GetKilling(),
-			}
-			if ok {
-				t.state = state
-			}
-			var acked [][]byte
-			for _, u := range rt.Updates {
-				s := u.Update.GetStatus()
-				t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
-				if u.Acked {
-					acked = append(acked, s.GetUuid())
-				}
-			}
-			ex.tasks[id] = t
-			stats.tasks++
-			stats.pendingUpdates += len(pending)
-			a.updates.Recover(fw.id, id, pending, acked)
+			a.rebuildTask(ex, id, ti, rt, stats)
 		}
 		if len(ex.tasks) == 0 {
 			if err := a.store.RemoveRun(ctx, runKey(ex)); err != nil {
@@ -401,26 +382,7 @@ func (a *Agent) rebuildRun(agentID string, fw *framework, re *checkpoint.Executo
 			}
 			continue
 		}
-		rec := rt.Record
-		t := &task{
-			ex: ex, info: rec.GetInfo(), state: mesos.TaskState_TASK_STAGING, group: int(rec.GetGroup()),
-			containerID: rec.GetContainerId().GetValue(), sandbox: rec.GetSandbox(), killing: rec.GetKilling(),
-		}
-		if ok {
-			t.state = state
-		}
-		var acked [][]byte
-		for _, u := range rt.Updates {
-			s := u.Update.GetStatus()
-			t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
-			if u.Acked {
-				acked = append(acked, s.GetUuid())
-			}
-		}
-		ex.tasks[id] = t
-		stats.tasks++
-		stats.pendingUpdates += len(pending)
-		a.updates.Recover(fw.id, id, pending, acked)
+		a.rebuildTask(ex, id, rt.Record.GetInfo(), rt, stats)
 	}
 	// A builtin executor's run is its tasks: with none left, it is over.
 	// A custom executor may be running with no task.
@@ -632,4 +594,32 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// rebuildTask makes the task of a recovered record in ex, with the states
+// of its updates, and queues its pending updates for resending. info is
+// its TaskInfo (its record's, or one made from its ID where that record is
+// damaged).
+func (a *Agent) rebuildTask(ex *executor, id string, info *mesos.TaskInfo, rt *checkpoint.Task, stats *recoveryStats) {
+	rec := rt.Record
+	t := &task{
+		ex: ex, info: info, state: mesos.TaskState_TASK_STAGING, group: int(rec.GetGroup()),
+		containerID: rec.GetContainerId().GetValue(), sandbox: rec.GetSandbox(), killing: rec.GetKilling(),
+	}
+	if state, ok := rt.LatestState(); ok {
+		t.state = state
+	}
+	pending := rt.Pending()
+	var acked [][]byte
+	for _, u := range rt.Updates {
+		s := u.Update.GetStatus()
+		t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
+		if u.Acked {
+			acked = append(acked, s.GetUuid())
+		}
+	}
+	ex.tasks[id] = t
+	stats.tasks++
+	stats.pendingUpdates += len(pending)
+	a.updates.Recover(ex.fw.id, id, pending, acked)
 }

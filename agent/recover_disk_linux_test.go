@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,14 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/agent/checkpoint"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
-	"github.com/corral/corral/driver/scheduler"
 	"github.com/corral/corral/internal/testsupport"
 
 	_ "github.com/corral/corral/launcher/posix"
@@ -34,20 +31,20 @@ import (
 func TestAgentRestartsOnFullDisk(t *testing.T) {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	mnt := diskLoopExt4(t, prefix, 64)
+	mnt := testsupport.LoopExt4(t, prefix, 64)
 	killLeftovers(t, prefix)
 	cfg := diskAgentConfig(t, prefix, filepath.Join(mnt, "work"))
 
 	a, stop := startDiskAgent(t, cfg)
 	f := startCkptFramework(t, cfg.Master)
-	f.launch(diskTask("sleeper", "sleep 1000"))
+	f.launchTasks(diskTask("sleeper", "sleep 1000"))
 	cid := f.running(t, "sleeper")
 	if err := stop(); err != nil {
 		t.Fatalf("first agent: %v", err)
 	}
 
 	filler := filepath.Join(mnt, "filler")
-	diskFill(t, filler)
+	testsupport.FillDisk(t, filler)
 	a, stop = startDiskAgent(t, cfg) // fails the test if recovery fails
 	a.mu.Lock()
 	rec := a.recovery
@@ -58,7 +55,7 @@ func TestAgentRestartsOnFullDisk(t *testing.T) {
 	if len(procsWith(cid)) == 0 {
 		t.Fatal("the sleeper's processes are gone")
 	}
-	diskRequireFull(t, mnt)
+	testsupport.RequireFull(t, mnt)
 
 	// The kill record and the task's end are checkpointed on the full disk
 	// (from the store's reserve).
@@ -94,7 +91,7 @@ func TestStrictRecoveryTornTaskRecord(t *testing.T) {
 
 	a, stop := startDiskAgent(t, cfg)
 	f := startCkptFramework(t, cfg.Master)
-	f.launch(diskTask("good", "sleep 1000"), diskTask("bad", "sleep 1000"), diskTask("other", "sleep 1000"))
+	f.launchTasks(diskTask("good", "sleep 1000"), diskTask("bad", "sleep 1000"), diskTask("other", "sleep 1000"))
 	cids := map[string]string{}
 	for _, id := range []string{"good", "bad", "other"} {
 		cids[id] = f.running(t, id)
@@ -171,7 +168,7 @@ func TestStrictRecoveryTornTaskRecord(t *testing.T) {
 func TestLaunchNotRecordedOnFullDisk(t *testing.T) {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	mnt := diskLoopExt4(t, prefix, 32)
+	mnt := testsupport.LoopExt4(t, prefix, 32)
 	cfg := diskAgentConfig(t, prefix, filepath.Join(mnt, "work"))
 	cfg.Master = "127.0.0.1:1" // never reached: nothing here needs it
 	a, err := New(cfg)
@@ -188,7 +185,7 @@ func TestLaunchNotRecordedOnFullDisk(t *testing.T) {
 	if err := a.store.WriteAgentInfo(context.Background(), a.agentInfoLocked()); err != nil {
 		t.Fatal(err)
 	}
-	diskFill(t, filepath.Join(mnt, "filler"))
+	testsupport.FillDisk(t, filepath.Join(mnt, "filler"))
 
 	ti := diskTask("t-1", "true")
 	fw := &framework{id: "fw-1", info: fwInfo, executors: map[string]*executor{}, tasks: map[string]*task{}}
@@ -306,88 +303,17 @@ func diskTask(id, command string) *mesos.TaskInfo {
 	}
 }
 
-// ckptFramework is a checkpointing, partition-aware framework that
-// launches queued command tasks on the next offer and passes every status
-// update on.
-type ckptFramework struct {
-	scheduler.BaseScheduler
-	d       *scheduler.HTTPDriver
-	updates chan *mesos.TaskStatus
-	mu      sync.Mutex
-	queue   []*mesos.TaskInfo
-	backlog []*mesos.TaskStatus
-}
-
-func startCkptFramework(t *testing.T, masterAddr string) *ckptFramework {
-	t.Helper()
-	f := &ckptFramework{updates: make(chan *mesos.TaskStatus, 1000)}
-	d, err := scheduler.New(scheduler.Config{
-		Master: masterAddr, Log: discardLog(),
-		Framework: &mesos.FrameworkInfo{
-			User: proto.String("root"), Name: proto.String("recover-disk-test"), Checkpoint: proto.Bool(true),
-			FailoverTimeout: proto.Float64(3600),
-			Capabilities:    []*mesos.FrameworkInfo_Capability{{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE.Enum()}},
-		},
-	}, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.d = d
-	runErr := make(chan error, 1)
-	go func() { runErr <- d.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = d.Stop(false)
-		select {
-		case <-runErr:
-		case <-time.After(30 * time.Second):
-			t.Errorf("scheduler driver did not stop")
-		}
+// startCkptFramework starts a checkpointing, partition-aware framework.
+func startCkptFramework(t *testing.T, masterAddr string) *testFramework {
+	return startTestFramework(t, masterAddr, &mesos.FrameworkInfo{
+		User: proto.String("root"), Name: proto.String("recover-disk-test"), Checkpoint: proto.Bool(true),
+		FailoverTimeout: proto.Float64(3600),
+		Capabilities:    []*mesos.FrameworkInfo_Capability{{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE.Enum()}},
 	})
-	waitUntil(t, "the framework to subscribe", func() bool { return d.FrameworkID() != nil })
-	return f
-}
-
-func (f *ckptFramework) frameworkID() string { return f.d.FrameworkID().GetValue() }
-
-func (f *ckptFramework) launch(tasks ...*mesos.TaskInfo) {
-	f.mu.Lock()
-	f.queue = append(f.queue, tasks...)
-	f.mu.Unlock()
-	_ = f.d.ReviveOffers(context.Background())
-}
-
-func (f *ckptFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offer) {
-	f.mu.Lock()
-	tasks := f.queue
-	f.queue = nil
-	f.mu.Unlock()
-	for i, o := range offers {
-		if i > 0 || len(tasks) == 0 {
-			_ = d.DeclineOffer(context.Background(), o.GetId(), &mesos.Filters{RefuseSeconds: proto.Float64(0.1)})
-			continue
-		}
-		for _, ti := range tasks {
-			ti.AgentId = o.GetAgentId()
-		}
-		if err := d.LaunchTasks(context.Background(), []*mesos.OfferID{o.GetId()}, tasks, nil); err != nil {
-			f.mu.Lock()
-			f.queue = append(tasks, f.queue...)
-			f.mu.Unlock()
-		}
-	}
-}
-
-func (f *ckptFramework) StatusUpdate(_ scheduler.Driver, s *mesos.TaskStatus) { f.updates <- s }
-
-func (f *ckptFramework) kill(t *testing.T, id string) {
-	t.Helper()
-	if err := f.d.KillTask(context.Background(), &mesos.TaskID{Value: proto.String(id)}, nil); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // running waits for the task to run and returns its container ID.
-func (f *ckptFramework) running(t *testing.T, id string) string {
+func (f *testFramework) running(t *testing.T, id string) string {
 	t.Helper()
 	st := f.await(t, id, func(s mesos.TaskState) bool { return s == mesos.TaskState_TASK_RUNNING || isFinal(s) })
 	if st.GetState() != mesos.TaskState_TASK_RUNNING {
@@ -398,33 +324,6 @@ func (f *ckptFramework) running(t *testing.T, id string) string {
 		t.Fatalf("%s's TASK_RUNNING names no container", id)
 	}
 	return cid
-}
-
-// await returns the first update of task id whose state satisfies done;
-// other tasks' updates are kept for later waits.
-func (f *ckptFramework) await(t *testing.T, id string, done func(mesos.TaskState) bool) *mesos.TaskStatus {
-	t.Helper()
-	for i, s := range f.backlog {
-		if s.GetTaskId().GetValue() == id && done(s.GetState()) {
-			f.backlog = append(f.backlog[:i], f.backlog[i+1:]...)
-			return s
-		}
-	}
-	deadline := time.After(60 * time.Second)
-	for {
-		select {
-		case s := <-f.updates:
-			if s.GetTaskId().GetValue() == id && done(s.GetState()) {
-				return s
-			}
-			if s.GetTaskId().GetValue() != id {
-				f.backlog = append(f.backlog, s)
-			}
-		case <-deadline:
-			t.Fatalf("no update of task %s in the state waited for", id)
-			return nil
-		}
-	}
 }
 
 // procsWith lists the processes whose environment holds s (a container's
@@ -464,113 +363,4 @@ func killLeftovers(t *testing.T, prefix string) {
 			}
 		}
 	})
-}
-
-// diskLoopExt4 makes an ext4 of sizeMB (4 KiB blocks, nothing reserved for
-// root) on an image in the test's temporary directory and mounts it at a
-// directory named by prefix; the unmount and the loop device's detach are
-// cleanups that run even when the test fails.
-func diskLoopExt4(t *testing.T, prefix string, sizeMB int) string {
-	t.Helper()
-	testsupport.RequireRoot(t)
-	for _, tool := range []string{"mkfs.ext4", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (e2fsprogs, util-linux)", tool)
-		}
-	}
-	tmp := t.TempDir()
-	img := filepath.Join(tmp, "ext4.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, int64(sizeMB)<<20); err != nil {
-		t.Fatal(err)
-	}
-	diskRun(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", img)
-	dev := strings.TrimSpace(diskRun(t, "losetup", "--find", "--show", img))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-		for i := 0; i < 100; i++ {
-			if out, _ := exec.Command("losetup", "-j", img).Output(); len(bytes.TrimSpace(out)) == 0 {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Errorf("loop device %s still attached", dev)
-	})
-	mnt := filepath.Join(tmp, prefix+"ext4")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount(dev, mnt, "ext4", 0, ""); err != nil {
-		t.Fatalf("mount %s on %s: %v", dev, mnt, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			t.Errorf("umount %s: %v", mnt, err)
-			_ = unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-	})
-	return mnt
-}
-
-func diskRun(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// diskFill writes path until its file system has no block left.
-func diskFill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := bytes.Repeat([]byte{0xa5}, 1<<20)
-	for _, chunk := range []int{1 << 20, 64 << 10, 4 << 10, 512} {
-		for {
-			n, err := f.Write(buf[:chunk])
-			if err != nil && !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				if n, _ = f.Write(buf[:chunk]); n == 0 {
-					break
-				}
-			}
-		}
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	diskRequireFull(t, filepath.Dir(path))
-}
-
-// diskRequireFull fails the test unless dir's file system has no block
-// available and no room for a new 4 KiB file.
-func diskRequireFull(t *testing.T, dir string) {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Bavail != 0 {
-		t.Fatalf("%s is not full: %d blocks available", dir, st.Bavail)
-	}
-	probe := filepath.Join(dir, "probe")
-	err := os.WriteFile(probe, bytes.Repeat([]byte{1}, 4096), 0o600)
-	os.Remove(probe)
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("%s is not full: writing a 4 KiB file: %v", dir, err)
-	}
 }

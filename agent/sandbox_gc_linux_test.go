@@ -264,9 +264,10 @@ func groupTask(id, command string) *mesos.TaskInfo {
 	}
 }
 
-// groupFramework launches task groups on the default executor as offers
-// come, and passes every status update on.
-type groupFramework struct {
+// testFramework launches what is queued (task groups on the default
+// executor, command tasks) on the next offers that fit, and passes every
+// status update on.
+type testFramework struct {
 	scheduler.BaseScheduler
 	d       *scheduler.HTTPDriver
 	updates chan *mesos.TaskStatus
@@ -275,35 +276,27 @@ type groupFramework struct {
 	backlog []*mesos.TaskStatus
 }
 
-func startGroupFramework(t *testing.T, masterAddr string) *groupFramework {
+func startGroupFramework(t *testing.T, masterAddr string) *testFramework {
+	return startTestFramework(t, masterAddr, &mesos.FrameworkInfo{User: proto.String("root"), Name: proto.String("sandbox-gc-test")})
+}
+
+func startTestFramework(t *testing.T, masterAddr string, info *mesos.FrameworkInfo) *testFramework {
 	t.Helper()
-	f := &groupFramework{updates: make(chan *mesos.TaskStatus, 1000)}
-	d, err := scheduler.New(scheduler.Config{
-		Master: masterAddr, Log: discardLog(),
-		Framework: &mesos.FrameworkInfo{User: proto.String("root"), Name: proto.String("sandbox-gc-test")},
-	}, f)
+	f := &testFramework{updates: make(chan *mesos.TaskStatus, 1000)}
+	d, err := scheduler.New(scheduler.Config{Master: masterAddr, Log: discardLog(), Framework: info}, f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.d = d
-	runErr := make(chan error, 1)
-	go func() { runErr <- d.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = d.Stop(false)
-		select {
-		case <-runErr:
-		case <-time.After(30 * time.Second):
-			t.Errorf("scheduler driver did not stop")
-		}
-	})
+	runDriver(t, d)
 	waitUntil(t, "the framework to subscribe", func() bool { return d.FrameworkID() != nil })
 	return f
 }
 
-func (f *groupFramework) frameworkID() string { return f.d.FrameworkID().GetValue() }
+func (f *testFramework) frameworkID() string { return f.d.FrameworkID().GetValue() }
 
 // launch queues a group of one task on the default executor exID.
-func (f *groupFramework) launch(t *testing.T, exID string, ti *mesos.TaskInfo) {
+func (f *testFramework) launch(t *testing.T, exID string, ti *mesos.TaskInfo) {
 	t.Helper()
 	exRes, _ := resources.Parse("cpus:0.1;mem:32")
 	op := &mesos.Offer_Operation{
@@ -316,6 +309,15 @@ func (f *groupFramework) launch(t *testing.T, exID string, ti *mesos.TaskInfo) {
 			TaskGroup: &mesos.TaskGroupInfo{Tasks: []*mesos.TaskInfo{ti}},
 		},
 	}
+	f.enqueue(op)
+}
+
+// launchTasks queues command tasks.
+func (f *testFramework) launchTasks(tasks ...*mesos.TaskInfo) {
+	f.enqueue(&mesos.Offer_Operation{Type: mesos.Offer_Operation_LAUNCH.Enum(), Launch: &mesos.Offer_Operation_Launch{TaskInfos: tasks}})
+}
+
+func (f *testFramework) enqueue(op *mesos.Offer_Operation) {
 	f.mu.Lock()
 	f.queue = append(f.queue, op)
 	f.mu.Unlock()
@@ -323,7 +325,12 @@ func (f *groupFramework) launch(t *testing.T, exID string, ti *mesos.TaskInfo) {
 	_ = f.d.ReviveOffers(context.Background())
 }
 
-func (f *groupFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offer) {
+// opTasks lists the tasks an operation launches.
+func opTasks(op *mesos.Offer_Operation) []*mesos.TaskInfo {
+	return append(op.GetLaunch().GetTaskInfos(), op.GetLaunchGroup().GetTaskGroup().GetTasks()...)
+}
+
+func (f *testFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offer) {
 	f.mu.Lock()
 	ops := f.queue
 	f.queue = nil
@@ -346,7 +353,7 @@ func (f *groupFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offe
 	for _, op := range ops {
 		r, _ := resources.New(op.GetLaunchGroup().GetExecutor().GetResources())
 		need = need.Plus(r)
-		for _, ti := range op.GetLaunchGroup().GetTaskGroup().GetTasks() {
+		for _, ti := range opTasks(op) {
 			r, _ := resources.New(ti.GetResources())
 			need = need.Plus(r)
 		}
@@ -364,7 +371,7 @@ func (f *groupFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offe
 	for _, o := range offers {
 		ids = append(ids, o.GetId())
 		for _, op := range ops {
-			for _, ti := range op.GetLaunchGroup().GetTaskGroup().GetTasks() {
+			for _, ti := range opTasks(op) {
 				ti.AgentId = o.GetAgentId()
 			}
 		}
@@ -376,9 +383,9 @@ func (f *groupFramework) ResourceOffers(d scheduler.Driver, offers []*mesos.Offe
 	}
 }
 
-func (f *groupFramework) StatusUpdate(_ scheduler.Driver, s *mesos.TaskStatus) { f.updates <- s }
+func (f *testFramework) StatusUpdate(_ scheduler.Driver, s *mesos.TaskStatus) { f.updates <- s }
 
-func (f *groupFramework) kill(t *testing.T, id string) {
+func (f *testFramework) kill(t *testing.T, id string) {
 	t.Helper()
 	if err := f.d.KillTask(context.Background(), &mesos.TaskID{Value: proto.String(id)}, nil); err != nil {
 		t.Fatal(err)
@@ -387,7 +394,7 @@ func (f *groupFramework) kill(t *testing.T, id string) {
 
 // await returns the first update of task id whose state satisfies done;
 // other tasks' updates are kept for later waits.
-func (f *groupFramework) await(t *testing.T, id string, done func(mesos.TaskState) bool) *mesos.TaskStatus {
+func (f *testFramework) await(t *testing.T, id string, done func(mesos.TaskState) bool) *mesos.TaskStatus {
 	t.Helper()
 	for i, s := range f.backlog {
 		if s.GetTaskId().GetValue() == id && done(s.GetState()) {
@@ -418,4 +425,19 @@ func isFinal(s mesos.TaskState) bool {
 		return false
 	}
 	return true
+}
+
+// runDriver runs a scheduler driver until the test's end, when it is
+// stopped (without failover) and waited for.
+func runDriver(t *testing.T, d *scheduler.HTTPDriver) {
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(context.Background()) }()
+	t.Cleanup(func() {
+		_ = d.Stop(false)
+		select {
+		case <-runErr:
+		case <-time.After(30 * time.Second):
+			t.Errorf("scheduler driver did not stop")
+		}
+	})
 }

@@ -621,7 +621,11 @@ func (a *Agent) taskUpdate(t *task, state mesos.TaskState, reason *mesos.TaskSta
 // manager (unless the framework is being torn down: nobody would ack). For
 // frameworks that checkpoint the update is appended to the task's stream
 // first: it is never forwarded before it is durable.
-func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) {
+func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) { a.sendStatus(t, s, true) }
+
+// sendStatus is statusUpdate; record false leaves the checkpoint out, for
+// a task whose launch was never recorded (launchNotRecorded).
+func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool) {
 	t.updMu.Lock()
 	defer t.updMu.Unlock()
 	a.mu.Lock()
@@ -636,7 +640,7 @@ func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) {
 	if drop && isTerminal(t.state) {
 		a.forgetTaskLocked(t)
 	}
-	ckpt := fw.info.GetCheckpoint()
+	ckpt := record && fw.info.GetCheckpoint()
 	key := taskKey(t)
 	a.mu.Unlock()
 	if drop {

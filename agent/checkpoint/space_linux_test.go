@@ -1,20 +1,16 @@
 package checkpoint
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/api/v1/mesos"
@@ -24,128 +20,6 @@ import (
 // The store on a real, full file system: a small ext4 on a loop device,
 // filled to its last block by a file as a task would fill its sandbox.
 
-// loopExt4 makes an ext4 of sizeMB (4 KiB blocks, nothing reserved for
-// root: full means full for the agent too) on an image in the test's
-// temporary directory, mounts it at a directory named by prefix (so
-// testsupport.CheckLeaks finds a mount left behind) and registers its
-// unmount and the loop device's detach as cleanups, which run even when
-// the test fails.
-func loopExt4(t *testing.T, prefix string, sizeMB int) string {
-	t.Helper()
-	testsupport.RequireRoot(t)
-	for _, tool := range []string{"mkfs.ext4", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (e2fsprogs, util-linux)", tool)
-		}
-	}
-	tmp := t.TempDir()
-	img := filepath.Join(tmp, "ext4.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, int64(sizeMB)<<20); err != nil {
-		t.Fatal(err)
-	}
-	run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", img)
-	dev := strings.TrimSpace(run(t, "losetup", "--find", "--show", img))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-		for i := 0; i < 100; i++ {
-			if out, _ := exec.Command("losetup", "-j", img).Output(); len(bytes.TrimSpace(out)) == 0 {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Errorf("loop device %s still attached", dev)
-	})
-	mnt := filepath.Join(tmp, prefix+"ext4")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount(dev, mnt, "ext4", 0, ""); err != nil {
-		t.Fatalf("mount %s on %s: %v", dev, mnt, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			t.Errorf("umount %s: %v", mnt, err)
-			_ = unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-	})
-	return mnt
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// fill writes path until the file system has no block left for anyone
-// (statfs' f_bavail is 0 and a new 4 KiB file cannot be written), as a task
-// writing its sandbox full would. It returns the file's size.
-func fill(t *testing.T, path string) int64 {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := bytes.Repeat([]byte{0xa5}, 1<<20)
-	for _, chunk := range []int{1 << 20, 64 << 10, 4 << 10, 512} {
-		for {
-			// Written and flushed until a write gets nothing: ext4 may give
-			// back reservations after a flush.
-			n, err := f.Write(buf[:chunk])
-			if err != nil && !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				if n, _ = f.Write(buf[:chunk]); n == 0 {
-					break
-				}
-			}
-		}
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	requireFull(t, filepath.Dir(path))
-	fi, _ := f.Stat()
-	return fi.Size()
-}
-
-// requireFull fails the test unless the file system of dir has no space
-// left: nothing free for the agent and no room for a new 4 KiB file.
-func requireFull(t *testing.T, dir string) {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Bavail != 0 {
-		t.Fatalf("%s is not full: %d blocks available", dir, st.Bavail)
-	}
-	probe := filepath.Join(dir, "probe")
-	err := os.WriteFile(probe, bytes.Repeat([]byte{1}, 4096), 0o600)
-	if err == nil {
-		f, _ := os.Open(probe)
-		err = f.Sync()
-		f.Close()
-	}
-	os.Remove(probe)
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("%s is not full: writing a 4 KiB file: %v", dir, err)
-	}
-}
-
 // fullStore is a store on a loop-mounted ext4 holding baseKey's tree (two
 // updates, none acknowledged) and a recorded boot id; the boot id file is
 // elsewhere.
@@ -153,7 +27,7 @@ func fullStore(t *testing.T, o Options) (*testStore, string) {
 	t.Helper()
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	mnt := loopExt4(t, prefix, 32)
+	mnt := testsupport.LoopExt4(t, prefix, 32)
 	root := t.TempDir()
 	ts := &testStore{work: filepath.Join(mnt, "work"), boot: filepath.Join(root, "boot_id")}
 	ts.setBoot(t, bootA)
@@ -185,7 +59,7 @@ func TestFullDiskWrites(t *testing.T) {
 	if err := ts.PutTask(ctx, k2, taskRecord(k2.Task, k2.Container)); err != nil {
 		t.Fatal(err)
 	}
-	fill(t, filepath.Join(mnt, "filler"))
+	testsupport.FillDisk(t, filepath.Join(mnt, "filler"))
 
 	const n = 300 // updates of about 100 bytes: new blocks, not only the last one's room
 	for i := 2; i < n; i++ {
@@ -265,7 +139,7 @@ func TestFullDiskWrites(t *testing.T) {
 func TestFullDiskRestart(t *testing.T) {
 	ctx := context.Background()
 	ts, mnt := fullStore(t, Options{})
-	fill(t, filepath.Join(mnt, "filler"))
+	testsupport.FillDisk(t, filepath.Join(mnt, "filler"))
 
 	s, err := Open(ts.work, Options{BootIDPath: ts.boot, Log: ts.log})
 	if err != nil {
@@ -288,7 +162,7 @@ func TestFullDiskRestart(t *testing.T) {
 			break
 		}
 	}
-	fill(t, filepath.Join(mnt, "filler2"))
+	testsupport.FillDisk(t, filepath.Join(mnt, "filler2"))
 	ts.setBoot(t, bootB)
 	s, err = Open(ts.work, Options{BootIDPath: ts.boot, Log: ts.log, SpaceWait: 100 * time.Millisecond})
 	if err != nil {
@@ -329,7 +203,7 @@ func TestReserveRefill(t *testing.T) {
 	ctx := context.Background()
 	ts, mnt := fullStore(t, Options{})
 	filler := filepath.Join(mnt, "filler")
-	fill(t, filler)
+	testsupport.FillDisk(t, filler)
 	moved := agentInfo(baseKey.Agent)
 	moved.Port = proto.Int32(5052)
 	if err := ts.WriteAgentInfo(ctx, moved); err != nil { // a new block: from the reserve
