@@ -281,7 +281,7 @@ func applyPrivileges(spec *Spec) error {
 		}
 	}
 	if len(spec.Seccomp) > 0 {
-		if err := loadSeccomp(spec.Seccomp); err != nil {
+		if err := LoadSeccomp(spec.Seccomp); err != nil {
 			return err
 		}
 	}
@@ -310,10 +310,10 @@ func setInheritable(keep map[uint]bool) error {
 	return nil
 }
 
-// loadSeccomp installs a classic BPF program (8-byte sock_filter entries)
+// LoadSeccomp installs a classic BPF program (8-byte sock_filter entries)
 // on every thread of the init (TSYNC), so the task inherits it whichever
 // thread forks it.
-func loadSeccomp(prog []byte) error {
+func LoadSeccomp(prog []byte) error {
 	if len(prog) == 0 || len(prog)%8 != 0 || len(prog)/8 > 4096 {
 		return fmt.Errorf("seccomp filter of %d bytes is not a BPF program", len(prog))
 	}

@@ -24,7 +24,7 @@ const x32SyscallBit = 0x40000000
 
 // Compile assembles the profile into a classic BPF program, returned as the
 // raw array of struct sock_filter (8 bytes each, native byte order) that
-// seccomp(SECCOMP_SET_MODE_FILTER) takes; see LoadFilter.
+// seccomp(SECCOMP_SET_MODE_FILTER) takes; launcher/containerinit.LoadSeccomp loads it.
 func (p *Profile) Compile() ([]byte, error) {
 	prog, err := p.assemble()
 	if err != nil {
@@ -166,6 +166,15 @@ type pendingJump struct {
 	val      uint32
 }
 
+// ordered gives, for each ordering operator, the test that lets a high word
+// decide the comparison alone (strict) and the test on the low words.
+var ordered = map[string]struct{ hi, lo bpf.JumpTest }{
+	"SCMP_CMP_GT": {bpf.JumpGreaterThan, bpf.JumpGreaterThan},
+	"SCMP_CMP_GE": {bpf.JumpGreaterThan, bpf.JumpGreaterOrEqual},
+	"SCMP_CMP_LT": {bpf.JumpLessThan, bpf.JumpLessThan},
+	"SCMP_CMP_LE": {bpf.JumpLessThan, bpf.JumpLessOrEqual},
+}
+
 // ruleCode emits a rule's comparisons (64-bit, unsigned, as libseccomp's)
 // followed by its action.
 func ruleCode(r rule) ([]bpf.Instruction, error) {
@@ -193,26 +202,16 @@ func ruleCode(r rule) ([]bpf.Instruction, error) {
 			jmp(bpf.JumpEqual, vhi, toNext, toPass)
 			ld(lo)
 			jmp(bpf.JumpEqual, vlo, toFail, toNext)
-		case "SCMP_CMP_GT", "SCMP_CMP_GE":
+		case "SCMP_CMP_GT", "SCMP_CMP_GE", "SCMP_CMP_LT", "SCMP_CMP_LE":
+			// The high words decide unless they are equal; then the low
+			// words do. x/net/bpf assembles the "less" tests as JGE/JGT
+			// with the targets swapped.
+			o := ordered[c.op]
 			ld(hi)
-			jmp(bpf.JumpGreaterThan, vhi, toPass, toNext)
+			jmp(o.hi, vhi, toPass, toNext)
 			jmp(bpf.JumpEqual, vhi, toNext, toFail)
 			ld(lo)
-			if c.op == "SCMP_CMP_GT" {
-				jmp(bpf.JumpGreaterThan, vlo, toNext, toFail)
-			} else {
-				jmp(bpf.JumpGreaterOrEqual, vlo, toNext, toFail)
-			}
-		case "SCMP_CMP_LT", "SCMP_CMP_LE":
-			ld(hi)
-			jmp(bpf.JumpGreaterOrEqual, vhi, toNext, toPass)
-			jmp(bpf.JumpGreaterThan, vhi, toFail, toNext)
-			ld(lo)
-			if c.op == "SCMP_CMP_LT" {
-				jmp(bpf.JumpGreaterOrEqual, vlo, toFail, toNext)
-			} else {
-				jmp(bpf.JumpGreaterThan, vlo, toFail, toNext)
-			}
+			jmp(o.lo, vlo, toNext, toFail)
 		case "SCMP_CMP_MASKED_EQ":
 			// A zero mask word compares nothing (valueTwo is within the
 			// mask), so it is left out; upper garbage in a 32-bit flags

@@ -149,6 +149,14 @@ func Load(dir, name string) (*Profile, error) {
 		return nil, fmt.Errorf("seccomp: profile directory: %w", err)
 	}
 	defer root.Close()
+	// Refuse what is not a regular file before opening it: opening a FIFO
+	// blocks until something writes to it, and the check after the open
+	// (which covers a file swapped in meanwhile) would never be reached.
+	if st, err := root.Stat(name); err != nil {
+		return nil, fmt.Errorf("seccomp: profile: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("seccomp: profile %s is not a regular file", name)
+	}
 	f, err := root.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: profile: %w", err)
