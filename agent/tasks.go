@@ -232,7 +232,7 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	// Checkpoint before act: a restarted agent must know every task it
 	// may have started or handed to an executor.
 	if err := a.checkpointLaunch(fw, ex, added); err != nil {
-		a.fatal(err)
+		a.launchNotRecorded(fw, ex, added, err)
 		return
 	}
 	if kind == httpExecutor {

@@ -191,6 +191,7 @@ func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 			}
 			if tb.Failed() {
 				tb.Logf("corral local log (%s):\n%s", c.logPath, c.logTail())
+				logSandboxStderr(tb, c.workDir)
 			}
 		})
 		return c

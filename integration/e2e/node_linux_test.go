@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -323,6 +324,7 @@ func (n *node) cleanup() {
 		if n.agent != nil {
 			tb.Logf("agent log (start %d):\n%s", n.starts, n.agent.tail())
 		}
+		logSandboxStderr(tb, n.workDir)
 	}
 	if n.agent != nil && n.agent.running() {
 		if err := n.agent.term(); err != nil {
@@ -490,5 +492,21 @@ func (tr *tracker) waitUntil(tb testing.TB, what string, cond func(map[string]hi
 		case <-deadline.C:
 			tb.Fatalf("after %v still waiting for %s", taskTimeout, what)
 		}
+	}
+}
+
+// logSandboxStderr logs the tail of every sandbox's stderr under workDir:
+// a container init's own failure is told there.
+func logSandboxStderr(tb testing.TB, workDir string) {
+	files, _ := filepath.Glob(filepath.Join(workDir, "slaves", "*", "frameworks", "*", "executors", "*", "runs", "*", "stderr"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			continue
+		}
+		if len(b) > 2000 {
+			b = b[len(b)-2000:]
+		}
+		tb.Logf("%s:\n%s", f, b)
 	}
 }

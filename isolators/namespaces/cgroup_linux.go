@@ -59,8 +59,8 @@ func NewCgroup(o containerizer.Options) (*Cgroup, error) {
 	return &Cgroup{mounts: mounts}, nil
 }
 
-// cgroupView is the steps that rebuild hier's cgroup mounts: one cgroup2
-// mount when hier is one; else a read-only tmpfs holding a mount of each
+// cgroupView is the steps that rebuild hier's cgroup mounts: a read-only
+// tmpfs, and on it one cgroup2 mount when hier is one, else a mount of each
 // hierarchy found directly below hier, and hier's symlinks (cpu ->
 // cpu,cpuacct).
 func cgroupView(hier string) ([]containerinit.Mount, error) {
@@ -71,16 +71,19 @@ func cgroupView(hier string) ([]containerinit.Mount, error) {
 		return nil, fmt.Errorf("reading the mount table: %w", err)
 	}
 	const flags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC | syscall.MS_RDONLY
+	// A tmpfs first, in either case: the kernel refuses a file system's
+	// mount on a mount point that is already a mount of the same
+	// superblock (EBUSY), and cgroup2 has one superblock.
+	out := []containerinit.Mount{{Source: "tmpfs", Target: hier, FSType: "tmpfs", Flags: flags, Data: "mode=755,size=64k"}}
 	for _, m := range infos {
 		if m.Mountpoint == hier && m.FSType == "cgroup2" {
-			return []containerinit.Mount{{Source: "cgroup2", Target: hier, FSType: "cgroup2", Flags: flags}}, nil
+			return append(out, containerinit.Mount{Source: "cgroup2", Target: hier, FSType: "cgroup2", Flags: flags}), nil
 		}
 	}
 	controllers, err := knownControllers()
 	if err != nil {
 		return nil, err
 	}
-	out := []containerinit.Mount{{Source: "tmpfs", Target: hier, FSType: "tmpfs", Flags: flags, Data: "mode=755,size=64k"}}
 	seen := map[string]bool{}
 	for _, m := range infos {
 		if filepath.Dir(m.Mountpoint) != hier || seen[m.Mountpoint] {
