@@ -312,15 +312,23 @@ func (a *Agent) healthy() error {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/executor", a.serveExecutor)
-	mux.HandleFunc("/health", httpapi.Health)
 	mux.HandleFunc("/version", httpapi.Version)
-	mux.HandleFunc("/flags", httpapi.Flags(a.cfg.Flags))
-	mux.HandleFunc("/state", a.serveState)
-	mux.HandleFunc("/state.json", a.serveState)
-	mux.HandleFunc("/slave(1)/state", a.serveState)
-	mux.HandleFunc("/monitor/statistics", a.serveStatistics)
-	mux.HandleFunc("/monitor/statistics.json", a.serveStatistics)
 	mux.HandleFunc("/metrics/snapshot", metrics.Handler(a.metrics))
+	// The agent process's endpoints where Mesos serves them (under its
+	// process name slave(1), with libprocess' .json aliases), and at the
+	// root, where tools written for Corral look.
+	for name, h := range map[string]http.HandlerFunc{
+		"state":              a.serveState,
+		"flags":              httpapi.Flags(a.cfg.Flags),
+		"health":             httpapi.Health,
+		"monitor/statistics": a.serveStatistics,
+		"containers":         a.serveContainers,
+	} {
+		for _, prefix := range []string{"/", "/slave(1)/"} {
+			mux.HandleFunc(prefix+name, h)
+			mux.HandleFunc(prefix+name+".json", h)
+		}
+	}
 	a.registerFiles(mux)
 	return mux
 }

@@ -14,10 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/agent/gc"
 	"github.com/corral/corral/api/resources"
-	"golang.org/x/sys/unix"
 )
 
 // Config is the agent's configuration (its flags, Mesos names in comments).
@@ -562,26 +563,4 @@ func hostDiskMB(dir string) (uint64, error) {
 		return total - 5120, nil
 	}
 	return total / 2, nil
-}
-
-// mesosDuration writes a duration the way Mesos prints one ("5secs",
-// "15mins", "100ms"): Mesos clients parse that format and reject Go's.
-func mesosDuration(d time.Duration) string {
-	units := []struct {
-		d    time.Duration
-		name string
-	}{
-		{7 * 24 * time.Hour, "weeks"}, {24 * time.Hour, "days"}, {time.Hour, "hrs"},
-		{time.Minute, "mins"}, {time.Second, "secs"}, {time.Millisecond, "ms"},
-		{time.Microsecond, "us"},
-	}
-	for _, u := range units {
-		if d >= u.d && d%u.d == 0 {
-			return fmt.Sprintf("%d%s", d/u.d, u.name)
-		}
-	}
-	if d >= time.Second {
-		return fmt.Sprintf("%gsecs", d.Seconds())
-	}
-	return fmt.Sprintf("%dns", d.Nanoseconds())
 }

@@ -11,28 +11,6 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-func TestMesosDuration(t *testing.T) {
-	tests := []struct {
-		d    time.Duration
-		want string
-	}{
-		{5 * time.Second, "5secs"},
-		{15 * time.Minute, "15mins"},
-		{100 * time.Millisecond, "100ms"},
-		{2 * time.Hour, "2hrs"},
-		{48 * time.Hour, "2days"},
-		{14 * 24 * time.Hour, "2weeks"},
-		{1500 * time.Millisecond, "1500ms"},
-		{250 * time.Microsecond, "250us"},
-		{7 * time.Nanosecond, "7ns"},
-	}
-	for _, tc := range tests {
-		if got := mesosDuration(tc.d); got != tc.want {
-			t.Errorf("mesosDuration(%v) = %q, want %q", tc.d, got, tc.want)
-		}
-	}
-}
-
 func TestTotalResources(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {

@@ -260,8 +260,11 @@ func (a *Agent) launchNotRecorded(fw *framework, ex *executor, tasks []*task, er
 		}
 	}
 	msg := "No space left on the agent's work_dir to checkpoint the task before its launch: " + err.Error()
+	a.mu.Lock()
+	a.counters.containerLaunchErrors += uint64(len(tasks))
+	a.mu.Unlock()
 	for _, t := range tasks {
-		a.unrecordedFailure(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, msg)
+		a.unrecordedEnd(t, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, msg)
 	}
 	a.mu.Lock()
 	open := false
@@ -276,23 +279,20 @@ func (a *Agent) launchNotRecorded(fw *framework, ex *executor, tasks []*task, er
 	}
 }
 
-// unrecordedFailure ends a task whose launch was never recorded with
-// TASK_FAILED, as taskUpdate and statusUpdate do, but without a checkpoint:
-// there is no record to append it to (and no room to make one).
-func (a *Agent) unrecordedFailure(t *task, reason mesos.TaskStatus_Reason, msg string) {
+// unrecordedEnd ends a task whose launch was never recorded, as
+// taskUpdate and statusUpdate do, but without a checkpoint: there is no
+// record to append it to (and there may be no room to make one).
+func (a *Agent) unrecordedEnd(t *task, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
 	s := &mesos.TaskStatus{
 		TaskId:     t.info.GetTaskId(),
-		State:      mesos.TaskState_TASK_FAILED.Enum(),
-		Source:     mesos.TaskStatus_SOURCE_AGENT.Enum(),
+		State:      state.Enum(),
+		Source:     fromAgent.Enum(),
 		Reason:     reason.Enum(),
 		Message:    proto.String(msg),
 		Timestamp:  proto.Float64(float64(time.Now().UnixNano()) / 1e9),
 		Uuid:       ids.UUID(),
 		ExecutorId: &mesos.ExecutorID{Value: proto.String(t.ex.id)},
 	}
-	a.mu.Lock()
-	a.counters.containerLaunchErrors++
-	a.mu.Unlock()
 	a.sendStatus(t, s, false)
 }
 

@@ -2,18 +2,22 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/cluster"
+	"github.com/corral/corral/api/duration"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
-	"google.golang.org/protobuf/proto"
 )
 
 // executorResources is what a custom executor's container is sized to: the
@@ -45,6 +49,13 @@ func (a *Agent) launchExecutor(ex *executor) {
 			cfg.Env = append(append(a.baseEnv(ex, ex.directory), a.executorEnv(ex)...), env...)
 			cfg.User = a.user(ex.fw, ex.info.GetCommand())
 			err = a.cz.Launch(context.Background(), cfg)
+			if err == nil {
+				a.mu.Lock()
+				ex.started, ex.sized = true, res
+				a.mu.Unlock()
+				// Tasks that came while it was launched.
+				a.resizeExecutor(ex)
+			}
 		}
 	}
 	if err != nil {
@@ -130,13 +141,13 @@ func (a *Agent) registrationTimedOut(ex *executor) {
 // its limits, in Mesos' formats (durations as "5secs").
 func (a *Agent) executorEnv(ex *executor) []string {
 	env := []string{
-		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=" + mesosDuration(a.cfg.ExecutorShutdownGracePeriod),
+		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=" + duration.Format(a.cfg.ExecutorShutdownGracePeriod),
 		"MESOS_HTTP_COMMAND_EXECUTOR=0",
 	}
 	if ex.fw.info.GetCheckpoint() {
 		env = append(env, "MESOS_CHECKPOINT=1",
-			"MESOS_RECOVERY_TIMEOUT="+mesosDuration(a.cfg.RecoveryTimeout),
-			"MESOS_SUBSCRIPTION_BACKOFF_MAX="+mesosDuration(subscriptionBackoffMax(a.cfg.ExecutorReregistrationTimeout)))
+			"MESOS_RECOVERY_TIMEOUT="+duration.Format(a.cfg.RecoveryTimeout),
+			"MESOS_SUBSCRIPTION_BACKOFF_MAX="+duration.Format(subscriptionBackoffMax(a.cfg.ExecutorReregistrationTimeout)))
 	} else {
 		env = append(env, "MESOS_CHECKPOINT=0")
 	}
@@ -150,16 +161,40 @@ func subscriptionBackoffMax(rereg time.Duration) time.Duration {
 	return min(max(rereg/4, 100*time.Millisecond), 2*time.Second).Truncate(time.Millisecond)
 }
 
-// growExecutor resizes a running custom executor's container for new tasks.
-func (a *Agent) growExecutor(ex *executor) {
+// resizeExecutor grows a custom executor's container to hold what it and
+// its live tasks hold now. Before its container is launched there is
+// nothing to resize: the launch takes the tasks known then and resizes
+// after for any that came while it ran; an executor on its way out is not
+// resized. It never shrinks a running container: a hard memory limit
+// lowered under an executor's use would OOM-kill it (Mesos' memory isolator
+// does not lower it either).
+func (a *Agent) resizeExecutor(ex *executor) {
+	ex.resizeMu.Lock()
+	defer ex.resizeMu.Unlock()
 	a.mu.Lock()
-	res := executorResources(ex)
-	a.mu.Unlock()
-	cfg := containerConfig(ex.containerID, ex.directory, &mesos.TaskInfo{}, res)
-	if err := a.cz.Update(context.Background(), ex.containerID, cfg.Resources); err != nil {
-		a.log.Warn("resizing executor container", "executor", ex.id, "err", err)
+	want := executorResources(ex)
+	if !ex.started || ex.terminating || ex.ended || ex.sized.Contains(want) {
+		a.mu.Unlock()
 		return
 	}
+	target := ex.sized.Plus(want.Minus(ex.sized))
+	a.mu.Unlock()
+	cfg := containerConfig(ex.containerID, ex.directory, &mesos.TaskInfo{}, target)
+	if err := a.cz.Update(context.Background(), ex.containerID, cfg.Resources); err != nil {
+		a.mu.Lock()
+		gone := ex.terminating || ex.ended
+		a.mu.Unlock()
+		if gone || errors.Is(err, os.ErrNotExist) {
+			// It exited meanwhile; its end is on its way.
+			a.log.Debug("executor container gone before its resize", "executor", ex.id, "container", ex.containerID, "err", err)
+			return
+		}
+		a.log.Warn("resizing executor container", "executor", ex.id, "container", ex.containerID, "err", err)
+		return
+	}
+	a.mu.Lock()
+	ex.sized = target
+	a.mu.Unlock()
 	// The run's record follows, so recovery restores the limits as they
 	// are now.
 	if err := a.checkpointRun(ex); err != nil {
@@ -167,16 +202,16 @@ func (a *Agent) growExecutor(ex *executor) {
 	}
 }
 
-// executorTerminated ends every task the executor left unfinished.
 func (a *Agent) executorTerminated(ex *executor, reason mesos.TaskStatus_Reason, msg string, status *int32) {
 	a.mu.Lock()
+	ex.terminating = true
 	if ex.timedOut {
 		reason = mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT
-		msg = fmt.Sprintf("Executor did not subscribe within %s", a.cfg.ExecutorRegistrationTimeout)
+		msg = "Executor did not register within " + duration.Format(a.cfg.ExecutorRegistrationTimeout)
 	}
 	if ex.reregTimedOut {
 		reason = mesos.TaskStatus_REASON_EXECUTOR_REREGISTRATION_TIMEOUT
-		msg = fmt.Sprintf("Executor did not re-subscribe within %s of the agent's restart", a.cfg.ExecutorReregistrationTimeout)
+		msg = "Executor did not reregister within " + duration.Format(a.cfg.ExecutorReregistrationTimeout)
 	}
 	var open []*task
 	for _, t := range ex.tasks {
@@ -198,7 +233,7 @@ func (a *Agent) executorTerminated(ex *executor, reason mesos.TaskStatus_Reason,
 		case killed || t.killing:
 			state = mesos.TaskState_TASK_KILLED
 		}
-		a.taskUpdate(t, state, reason.Enum(), msg, containerStatus(ex.containerID))
+		a.taskUpdate(t, fromAgent, state, reason.Enum(), msg, containerStatus(ex.containerID))
 	}
 	a.executorEnded(ex, status)
 }
@@ -299,6 +334,15 @@ func (a *Agent) executorUpdate(ex *executor, s *mesos.TaskStatus) (int, string) 
 	if len(s.GetUuid()) != 16 {
 		return http.StatusBadRequest, "Status update 'uuid' must be 16 bytes"
 	}
+	if s.ExecutorId != nil && s.GetExecutorId().GetValue() != ex.id {
+		return http.StatusBadRequest, fmt.Sprintf("ExecutorID in Call: %s does not match ExecutorID in TaskStatus: %s", ex.id, s.GetExecutorId().GetValue())
+	}
+	// As Mesos' validation: an executor speaks only for itself (an unset
+	// source reads as SOURCE_MASTER, so it is refused too), so a scheduler
+	// can trust that SOURCE_MASTER and SOURCE_AGENT updates are not forged.
+	if s.GetSource() != mesos.TaskStatus_SOURCE_EXECUTOR {
+		return http.StatusBadRequest, fmt.Sprintf("Received Call from executor %s of framework %s with invalid source %s, expecting 'SOURCE_EXECUTOR'", ex.id, ex.fw.id, s.GetSource())
+	}
 	taskID := s.GetTaskId().GetValue()
 	pending, acked := a.updates.Seen(ex.fw.id, taskID, s.GetUuid())
 	if pending {
@@ -330,7 +374,6 @@ func (a *Agent) executorUpdate(ex *executor, s *mesos.TaskStatus) (int, string) 
 		return http.StatusBadRequest, problem
 	}
 	s = proto.Clone(s).(*mesos.TaskStatus)
-	s.Source = mesos.TaskStatus_SOURCE_EXECUTOR.Enum()
 	s.ExecutorId = &mesos.ExecutorID{Value: proto.String(ex.id)}
 	if s.Timestamp == nil {
 		s.Timestamp = proto.Float64(float64(time.Now().UnixNano()) / 1e9)

@@ -146,7 +146,7 @@ func (a *Agent) recover(ctx context.Context) error {
 			if !isTerminal(t.state) {
 				stats.gone++
 				actions = append(actions, func() {
-					a.taskUpdate(t, goneState(d.ex.fw), mesos.TaskStatus_REASON_EXECUTOR_TERMINATED.Enum(), d.why, nil)
+					a.taskUpdate(t, fromAgent, goneState(d.ex.fw), mesos.TaskStatus_REASON_EXECUTOR_TERMINATED.Enum(), d.why, nil)
 				})
 			}
 		}
@@ -162,7 +162,7 @@ func (a *Agent) recover(ctx context.Context) error {
 					// end recorded. Nothing can say how it ended.
 					stats.gone++
 					actions = append(actions, func() {
-						a.taskUpdate(t, goneState(fw), mesos.TaskStatus_REASON_AGENT_RESTARTED.Enum(),
+						a.taskUpdate(t, fromAgent, goneState(fw), mesos.TaskStatus_REASON_AGENT_RESTARTED.Enum(),
 							"The task's executor ended without the task's end being recorded", nil)
 					})
 				}
@@ -442,6 +442,8 @@ func (a *Agent) resumeExecutor(ex *executor, found map[string]*containerizer.Rec
 		case r != nil && r.State == containerizer.Running:
 			stats.running++
 			ex.recovered = true
+			// Taken back at the size recoveryConfigs gave it.
+			ex.started, ex.sized = true, executorResources(ex)
 			return []func(){func() { a.superviseExecutor(ex) }}
 		case r != nil && r.State == containerizer.Ended:
 			stats.ended++
@@ -460,7 +462,7 @@ func (a *Agent) resumeExecutor(ex *executor, found map[string]*containerizer.Rec
 			default:
 				stats.gone++
 				actions = append(actions, func() {
-					a.taskUpdate(t, goneState(ex.fw), mesos.TaskStatus_REASON_AGENT_RESTARTED.Enum(),
+					a.taskUpdate(t, fromAgent, goneState(ex.fw), mesos.TaskStatus_REASON_AGENT_RESTARTED.Enum(),
 						"The task's executor was not found after the agent restarted", nil)
 				})
 			}
@@ -517,7 +519,7 @@ func (a *Agent) resumeTask(t *task) {
 	state, killing := t.state, t.killing
 	a.mu.Unlock()
 	if state == mesos.TaskState_TASK_STAGING || state == mesos.TaskState_TASK_STARTING {
-		a.taskUpdate(t, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
+		a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
 	}
 	if killing {
 		a.signalTask(t, nil)
@@ -539,7 +541,7 @@ func (a *Agent) discardExecutor(ex *executor, why string, stats *recoveryStats) 
 	a.mu.Unlock()
 	return func() {
 		for _, t := range open {
-			a.taskUpdate(t, goneState(ex.fw), mesos.TaskStatus_REASON_AGENT_RESTARTED.Enum(), "Task is gone: "+why, nil)
+			a.taskUpdate(t, fromAgent, goneState(ex.fw), mesos.TaskStatus_REASON_AGENT_RESTARTED.Enum(), "Task is gone: "+why, nil)
 		}
 		a.executorEnded(ex, nil)
 	}

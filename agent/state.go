@@ -166,19 +166,34 @@ func orEmpty(v []map[string]any) []map[string]any {
 	return v
 }
 
-// serveStatistics is Mesos' /monitor/statistics: one entry per running
-// container with its ResourceStatistics.
+// serveStatistics is Mesos' /monitor/statistics: each live container's
+// usage with its executor.
 func (a *Agent) serveStatistics(w http.ResponseWriter, r *http.Request) {
+	httpapi.WriteJSON(w, a.containerEntries(r, false))
+}
+
+// serveContainers is Mesos' /containers: the same entries with each
+// container's status, filtered by the container_id, framework_id and
+// executor_id query parameters as Mesos filters them.
+func (a *Agent) serveContainers(w http.ResponseWriter, r *http.Request) {
+	httpapi.WriteJSON(w, a.containerEntries(r, true))
+}
+
+func (a *Agent) containerEntries(r *http.Request, withStatus bool) []map[string]any {
 	type entry struct {
 		ex  *executor
 		cid string
 	}
+	q := r.URL.Query()
+	match := func(key, v string) bool { return !q.Has(key) || q.Get(key) == v }
 	a.mu.Lock()
 	var list []entry
 	for _, fw := range a.frameworks {
 		for _, ex := range fw.executors {
 			for _, cid := range ex.containerIDs() {
-				list = append(list, entry{ex, cid})
+				if match("container_id", cid) && match("framework_id", fw.id) && match("executor_id", ex.id) {
+					list = append(list, entry{ex, cid})
+				}
 			}
 		}
 	}
@@ -189,14 +204,18 @@ func (a *Agent) serveStatistics(w http.ResponseWriter, r *http.Request) {
 	for _, e := range list {
 		u, err := a.cz.Usage(ctx, e.cid)
 		if err != nil {
-			continue
+			continue // ended meanwhile
 		}
-		out = append(out, map[string]any{
+		m := map[string]any{
 			"executor_id": e.ex.id, "executor_name": e.ex.info.GetName(), "framework_id": e.ex.fw.id,
 			"source": e.ex.info.GetSource(), "container_id": e.cid, "statistics": statisticsJSON(u),
-		})
+		}
+		if withStatus {
+			m["status"] = map[string]any{"container_id": map[string]any{"value": e.cid}}
+		}
+		out = append(out, m)
 	}
-	httpapi.WriteJSON(w, out)
+	return out
 }
 
 // usageFields names a container's usage as Mesos' ResourceStatistics does,

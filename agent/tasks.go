@@ -70,8 +70,18 @@ type executor struct {
 	reregTimer    *time.Timer
 	reregTimedOut bool
 
+	// terminating: the executor is on its way out (its end is being
+	// reported; a builtin one's last task ended); tasks sent to it now are
+	// dropped, as Mesos drops tasks for a terminating executor.
+	terminating bool
+
 	// httpExecutor only.
-	queued       []queuedLaunch // awaiting SUBSCRIBE
+	queued []queuedLaunch // awaiting SUBSCRIBE
+	// started: its container was launched, sized to sized; resizeMu
+	// orders resizes so the last one applied is the newest.
+	started      bool
+	sized        resources.Resources
+	resizeMu     sync.Mutex
 	stream       *httpapi.Stream
 	subscribed   bool
 	regTimer     *time.Timer
@@ -202,6 +212,10 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	}
 	exID := exInfo.GetExecutorId().GetValue()
 	ex := fw.executors[exID]
+	if ex != nil && (ex.terminating || ex.shuttingDown || ex.timedOut) {
+		a.dropForTerminatingLocked(fw, ex, infos)
+		return
+	}
 	fresh := ex == nil
 	if fresh {
 		cid := ids.String()
@@ -262,13 +276,43 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 		if fresh {
 			go a.launchExecutor(ex)
 		} else {
-			a.growExecutor(ex)
+			a.resizeExecutor(ex)
 		}
 	default:
 		for _, t := range added {
 			go a.runTaskContainer(t)
 		}
 	}
+}
+
+// dropForTerminatingLocked answers tasks sent to an executor that is
+// terminating: they were never launched, so TASK_DROPPED (TASK_LOST for
+// frameworks that are not partition-aware), as Mesos' agent answers. They
+// join the executor so their updates are retried until acknowledged, and
+// are never recorded: nothing of them survives a restart but the update.
+// It unlocks a.mu.
+func (a *Agent) dropForTerminatingLocked(fw *framework, ex *executor, infos []*mesos.TaskInfo) {
+	var dropped []*task
+	for _, ti := range infos {
+		t := &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: len(ex.tasks)}
+		ex.tasks[ti.GetTaskId().GetValue()] = t
+		fw.tasks[ti.GetTaskId().GetValue()] = t
+		dropped = append(dropped, t)
+	}
+	a.mu.Unlock()
+	a.log.Warn("tasks sent to an executor that is terminating; dropped", "framework", fw.id, "executor", ex.id, "tasks", len(dropped))
+	for _, t := range dropped {
+		a.unrecordedEnd(t, droppedState(fw), mesos.TaskStatus_REASON_EXECUTOR_TERMINATED, "Executor terminating")
+	}
+}
+
+// droppedState is what a task that was never launched becomes:
+// TASK_DROPPED for partition-aware frameworks, else TASK_LOST.
+func droppedState(fw *framework) mesos.TaskState {
+	if partitionAware(fw) {
+		return mesos.TaskState_TASK_DROPPED
+	}
+	return mesos.TaskState_TASK_LOST
 }
 
 // linkLatest points runs/latest at the newest run, as Mesos does.
@@ -431,7 +475,7 @@ func (a *Agent) runTaskContainer(t *task) {
 	killing, state := t.killing, t.state
 	a.mu.Unlock()
 	if killing {
-		a.finishTask(t, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH, "Task killed before it was launched")
+		a.finishTask(t, fromAgent, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH, "Task killed before it was launched")
 		return
 	}
 	// Also the run's sandbox of a command task: a task launched again after
@@ -451,13 +495,13 @@ func (a *Agent) runTaskContainer(t *task) {
 	// A task relaunched after a restart (its container never started) had
 	// its STARTING sent already.
 	if state == mesos.TaskState_TASK_STAGING {
-		a.taskUpdate(t, mesos.TaskState_TASK_STARTING, nil, "", nil)
+		a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_STARTING, nil, "", nil)
 	}
 	if err := a.cz.Launch(context.Background(), cfg); err != nil {
 		a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
 		return
 	}
-	a.taskUpdate(t, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
+	a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
 	a.taskLaunched(t)
 	a.awaitTask(t)
 }
@@ -497,7 +541,7 @@ func (a *Agent) taskLaunched(t *task) {
 func (a *Agent) awaitTask(t *task) {
 	term, err := a.cz.Wait(context.Background(), t.containerID)
 	if err != nil {
-		a.finishTask(t, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Lost track of the container: "+err.Error())
+		a.finishTask(t, fromAgent, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Lost track of the container: "+err.Error())
 		return
 	}
 	a.mu.Lock()
@@ -523,16 +567,17 @@ func (a *Agent) taskEnded(t *task, term *containerizer.Termination) {
 	a.mu.Lock()
 	killing := t.killing
 	a.mu.Unlock()
-	state, reason := mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED
+	state, reason, src := mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED, fromExecutor
 	switch {
 	case term.Limitation != nil:
-		reason = limitationReason(term.Limitation.Reason)
+		// The agent's isolator ended it, not the task's own exit.
+		reason, src = limitationReason(term.Limitation.Reason), fromAgent
 	case term.StatusKnown && term.Status.Exited() && term.Status.ExitStatus() == 0:
 		state, reason = mesos.TaskState_TASK_FINISHED, -1
 	case killing:
 		state, reason = mesos.TaskState_TASK_KILLED, -1
 	}
-	a.finishTask(t, state, reason, term.Message)
+	a.finishTask(t, src, state, reason, term.Message)
 }
 
 func containerStatus(id string) *mesos.ContainerStatus {
@@ -553,13 +598,13 @@ func (a *Agent) taskFailedToStart(t *task, reason mesos.TaskStatus_Reason, msg s
 		a.counters.containerLaunchErrors++
 		a.mu.Unlock()
 	}
-	a.finishTask(t, mesos.TaskState_TASK_FAILED, reason, msg)
+	a.finishTask(t, fromAgent, mesos.TaskState_TASK_FAILED, reason, msg)
 }
 
 // finishTask sends a builtin task's terminal update; with the default
 // executor a task that did not finish takes its group down with it, as
 // Mesos' default executor does.
-func (a *Agent) finishTask(t *task, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
+func (a *Agent) finishTask(t *task, src mesos.TaskStatus_Source, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
 	var r *mesos.TaskStatus_Reason
 	if reason >= 0 {
 		r = reason.Enum()
@@ -570,7 +615,7 @@ func (a *Agent) finishTask(t *task, state mesos.TaskState, reason mesos.TaskStat
 		cs = containerStatus(t.containerID)
 	}
 	a.mu.Unlock()
-	a.taskUpdate(t, state, r, msg, cs)
+	a.taskUpdate(t, src, state, r, msg, cs)
 	// The end is checkpointed: the container's runtime record of it can go.
 	if t.containerID != "" && t.ex.kind != httpExecutor {
 		a.cz.Forget(t.containerID)
@@ -589,6 +634,9 @@ func (a *Agent) finishTask(t *task, state mesos.TaskState, reason mesos.TaskStat
 	for _, o := range ex.tasks {
 		allDone = allDone && isTerminal(o.state)
 	}
+	if allDone && ex.kind != httpExecutor {
+		ex.terminating = true
+	}
 	a.mu.Unlock()
 	for _, o := range siblings {
 		a.killTask(ex.fw.id, o.info.GetTaskId().GetValue(), nil)
@@ -598,13 +646,23 @@ func (a *Agent) finishTask(t *task, state mesos.TaskState, reason mesos.TaskStat
 	}
 }
 
+// Where an update the agent makes comes from, as Mesos tells them apart:
+// what a builtin executor reports of its task (started, running, exited,
+// killed) is the executor's, as Mesos' command and default executors send
+// it; what the agent concludes itself (the task never launched, its
+// executor is gone, a limit was hit, the agent restarted) is the agent's.
+const (
+	fromExecutor = mesos.TaskStatus_SOURCE_EXECUTOR
+	fromAgent    = mesos.TaskStatus_SOURCE_AGENT
+)
+
 // taskUpdate records a new state for a task and queues the update for the
 // scheduler.
-func (a *Agent) taskUpdate(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, cs *mesos.ContainerStatus) {
+func (a *Agent) taskUpdate(t *task, src mesos.TaskStatus_Source, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, cs *mesos.ContainerStatus) {
 	s := &mesos.TaskStatus{
 		TaskId:          t.info.GetTaskId(),
 		State:           state.Enum(),
-		Source:          mesos.TaskStatus_SOURCE_EXECUTOR.Enum(),
+		Source:          src.Enum(),
 		Reason:          reason,
 		Timestamp:       proto.Float64(float64(time.Now().UnixNano()) / 1e9),
 		Uuid:            ids.UUID(),
@@ -842,7 +900,7 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 		// Not yet handed to the executor: it never starts.
 		a.dequeueLocked(ex, taskID)
 		a.mu.Unlock()
-		a.taskUpdate(t, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH.Enum(), "Task killed before delivery to the executor", nil)
+		a.taskUpdate(t, fromAgent, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH.Enum(), "Task killed before delivery to the executor", nil)
 		a.mu.Lock()
 		empty := len(ex.queued) == 0 && allTerminal(ex)
 		a.mu.Unlock()
@@ -873,7 +931,7 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 		return // not launched yet; runTaskContainer and taskLaunched see killing
 	}
 	if hasKilling {
-		a.taskUpdate(t, mesos.TaskState_TASK_KILLING, nil, "", nil)
+		a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_KILLING, nil, "", nil)
 	}
 	a.signalTask(t, policy)
 }

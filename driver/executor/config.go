@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/duration"
 )
 
 // Defaults Mesos uses when the agent leaves a setting out.
@@ -72,7 +73,7 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 			*dst = def
 			return nil
 		}
-		d, err := ParseDuration(v)
+		d, err := duration.Parse(v)
 		if err != nil {
 			return fmt.Errorf("executor environment: %s: %w", name, err)
 		}

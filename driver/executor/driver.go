@@ -12,11 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/duration"
 	"github.com/corral/corral/api/httpapi"
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
-	"google.golang.org/protobuf/proto"
 )
 
 // Option configures an HTTPDriver.
@@ -179,7 +181,7 @@ func (d *HTTPDriver) run(ctx context.Context) error {
 			if se := (*httpapi.StatusError)(nil); errors.As(err, &se) && se.Code < 500 {
 				return d.shutdownSelf(ctx, fmt.Errorf("%w: agent refused re-subscription: %w", ErrDisconnected, err))
 			}
-			return d.shutdownSelf(ctx, fmt.Errorf("%w (%s): %w", ErrRecoveryTimeout, FormatDuration(d.cfg.RecoveryTimeout), err))
+			return d.shutdownSelf(ctx, fmt.Errorf("%w (%s): %w", ErrRecoveryTimeout, duration.Format(d.cfg.RecoveryTimeout), err))
 		}
 		subscribedOnce = true
 		err = d.consume(ctx, st)

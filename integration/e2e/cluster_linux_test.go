@@ -331,6 +331,14 @@ type framework struct {
 	// on its tasks' executor.
 	groups    [][]*mesos.TaskInfo
 	executors map[string]bool // executors already launched
+	// failures are the FAILURE events of executors, in arrival order.
+	failures chan executorFailure
+}
+
+// executorFailure is a FAILURE event for an executor.
+type executorFailure struct {
+	executorID, agentID string
+	status              int
 }
 
 var codecs = []struct {
@@ -361,6 +369,7 @@ func subscribeFramework(tb testing.TB, cfg sched.Config) *framework {
 		tb: tb, runErr: make(chan error, 1), registered: make(chan struct{}),
 		updates: make(chan *mesos.TaskStatus, 100000),
 		offers:  map[string]*mesos.Offer{}, executors: map[string]bool{},
+		failures: make(chan executorFailure, 10000),
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d, err := sched.New(cfg, f)
@@ -440,7 +449,13 @@ func (f *framework) StatusUpdate(_ sched.Driver, s *mesos.TaskStatus) {
 
 func (f *framework) FrameworkMessage(sched.Driver, *mesos.ExecutorID, *mesos.AgentID, []byte) {}
 func (f *framework) AgentLost(sched.Driver, *mesos.AgentID)                                   {}
-func (f *framework) ExecutorLost(sched.Driver, *mesos.ExecutorID, *mesos.AgentID, int)        {}
+func (f *framework) ExecutorLost(_ sched.Driver, ex *mesos.ExecutorID, agent *mesos.AgentID, status int) {
+	select {
+	case f.failures <- executorFailure{ex.GetValue(), agent.GetValue(), status}:
+	default:
+		f.tb.Errorf("FAILURE of executor %s dropped: the test reads none", ex.GetValue())
+	}
+}
 func (f *framework) Error(_ sched.Driver, msg string) {
 	f.tb.Logf("master refused the framework: %s", msg)
 }
@@ -491,7 +506,10 @@ func (f *framework) launchLocked() {
 		for _, ti := range f.pending {
 			need, _ := resources.New(ti.GetResources())
 			exID := ti.GetExecutor().GetExecutorId().GetValue()
-			if ti.Executor != nil && !f.executors[exID] && !newExecutors[exID] {
+			// An executor launched before may have exited since (the
+			// master then wants its resources again): counted unless it
+			// is started by this ACCEPT.
+			if ti.Executor != nil && !newExecutors[exID] {
 				exRes, _ := resources.New(ti.GetExecutor().GetResources())
 				need = need.Plus(exRes)
 			}

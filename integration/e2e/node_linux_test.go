@@ -232,8 +232,9 @@ type agentState struct {
 	Frameworks []struct {
 		ID        string `json:"id"`
 		Executors []struct {
-			ID    string `json:"id"`
-			Tasks []struct {
+			ID        string `json:"id"`
+			Container string `json:"container"`
+			Tasks     []struct {
 				ID    string `json:"id"`
 				State string `json:"state"`
 			} `json:"tasks"`

@@ -26,9 +26,11 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/corral/corral/api/duration"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/driver/executor"
-	"google.golang.org/protobuf/proto"
 )
 
 func main() {
@@ -46,7 +48,7 @@ func run(log *slog.Logger) int {
 	dlog := log
 	log = log.With("executor_id", cfg.ExecutorID)
 	log.Info("starting", "agent", cfg.AgentEndpoint, "sandbox", cfg.Sandbox, "checkpoint", cfg.Checkpoint,
-		"shutdown_grace_period", executor.FormatDuration(cfg.ShutdownGracePeriod), "codec", cfg.Codec.MediaType())
+		"shutdown_grace_period", duration.Format(cfg.ShutdownGracePeriod), "codec", cfg.Codec.MediaType())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -5,6 +5,7 @@ package testsupport
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,30 +92,75 @@ func FillDisk(t testing.TB, path string) int64 {
 	}
 	defer f.Close()
 	buf := bytes.Repeat([]byte{0xa5}, 1<<20)
-	for _, chunk := range []int{1 << 20, 64 << 10, 4 << 10, 512} {
-		for {
-			// Written and flushed until a write gets nothing: ext4 may give
-			// back reservations after a flush.
-			n, err := f.Write(buf[:chunk])
-			if err != nil && !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+	// ext4 gives blocks back after a flush (delayed-allocation reservations,
+	// journal commits), and under emulation that can land after the writes
+	// have stopped: rounds of writing and flushing until statfs agrees.
+	for round := 0; ; round++ {
+		for _, chunk := range []int{1 << 20, 64 << 10, 4 << 10, 512} {
+			for {
+				n, err := f.Write(buf[:chunk])
+				if err != nil && !errors.Is(err, syscall.ENOSPC) {
 					t.Fatal(err)
 				}
-				if n, _ = f.Write(buf[:chunk]); n == 0 {
-					break
+				if n == 0 {
+					if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+						t.Fatal(err)
+					}
+					if n, _ = f.Write(buf[:chunk]); n == 0 {
+						break
+					}
 				}
 			}
 		}
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
+		if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+			t.Fatal(err)
+		}
+		// The last free blocks may be out of the file's reach (growing
+		// it needs an extent block as well) yet fit a small new file, as
+		// a task's next file would: taken by files of their own.
+		for i := 0; fillExtra(t, fmt.Sprintf("%s.%d.%d", path, round, i)); i++ {
+		}
+		unix.Sync()
+		var st unix.Statfs_t
+		if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Bavail == 0 {
+			break
+		}
+		if round == 50 {
+			t.Fatalf("%s: %d blocks still available after %d rounds of filling", filepath.Dir(path), st.Bavail, round)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	RequireFull(t, filepath.Dir(path))
 	fi, _ := f.Stat()
 	return fi.Size()
+}
+
+// fillExtra writes one 4 KiB file at path; it reports whether it took
+// room, and leaves no empty file behind.
+func fillExtra(t testing.TB, path string) bool {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, syscall.ENOSPC) {
+		return false // not even an inode
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, werr := f.Write(bytes.Repeat([]byte{0xa5}, 4096))
+	serr := f.Sync()
+	f.Close()
+	for _, err := range []error{werr, serr} {
+		if err != nil && !errors.Is(err, syscall.ENOSPC) {
+			t.Fatal(err)
+		}
+	}
+	if n == 0 {
+		os.Remove(path)
+		return false
+	}
+	return true
 }
 
 // RequireFull fails the test unless the file system of dir has no space

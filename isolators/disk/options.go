@@ -5,34 +5,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// parseDuration reads a Go duration ("15s", "1m30s") or a Mesos one
-// ("15secs", "1mins", "2hrs", "100ms"): the agent's flags may give either.
-func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if d, err := time.ParseDuration(s); err == nil {
-		return d, nil
-	}
-	units := []struct {
-		suffix string
-		unit   time.Duration
-	}{
-		{"weeks", 7 * 24 * time.Hour}, {"days", 24 * time.Hour}, {"hrs", time.Hour},
-		{"mins", time.Minute}, {"secs", time.Second}, {"ms", time.Millisecond},
-		{"us", time.Microsecond}, {"ns", time.Nanosecond},
-	}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := strconv.ParseFloat(num, 64)
-			if err != nil || v < 0 {
-				break
-			}
-			return time.Duration(v * float64(u.unit)), nil
-		}
-	}
-	return 0, fmt.Errorf("%q is not a duration such as 15s or 15secs", s)
-}
+	"github.com/corral/corral/api/duration"
+)
 
 // extraDuration reads a positive duration from extra[key], def when unset.
 func extraDuration(extra map[string]string, key, def string) (time.Duration, error) {
@@ -40,7 +15,7 @@ func extraDuration(extra map[string]string, key, def string) (time.Duration, err
 	if v == "" {
 		v = def
 	}
-	d, err := parseDuration(v)
+	d, err := duration.ParseFlag(v)
 	if err != nil {
 		return 0, fmt.Errorf("--%s: %w", key, err)
 	}

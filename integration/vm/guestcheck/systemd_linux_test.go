@@ -184,6 +184,24 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
+// cgroupOfProcess returns /proc/<pid>/cgroup, read from the host, of the
+// first process whose command line (arguments NUL-terminated) is cmdline,
+// or "".
+func cgroupOfProcess(cmdline string) string {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && string(b) == cmdline {
+			if cg, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); err == nil {
+				return string(cg)
+			}
+		}
+	}
+	return ""
+}
+
 func unitProp(t *testing.T, unit, prop string) string {
 	t.Helper()
 	out, _ := sh(t, "systemctl", "show", "-P", prop, unit)
@@ -245,18 +263,41 @@ func TestGuestAgentAsSystemdUnit(t *testing.T) {
 	}
 	t.Logf("agent %s registered", state.Slaves[0].ID)
 
-	// A task through the scheduler API, to its end.
-	out, err := sh(t, corral, "run", "--master", master, "--name", "guestcheck",
-		"--command", "echo hello from the guest; cat /proc/self/cgroup", "--resources", "cpus:0.1;mem:32", "--timeout", "120s")
-	if err != nil {
-		t.Fatalf("corral run: %v\n%s", err, out)
+	// A task through the scheduler API, to its end. Its cgroup is read
+	// from the host while it sleeps: inside, its own cgroup namespace
+	// shows it at "/".
+	const marker = "7.123"
+	var out bytes.Buffer
+	run := exec.Command(corral, "run", "--master", master, "--name", "guestcheck",
+		"--command", "echo hello from the guest; cat /proc/self/cgroup; exec sleep "+marker, "--resources", "cpus:0.1;mem:32", "--timeout", "120s")
+	run.Stdout, run.Stderr = &out, &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(out, "TASK_FINISHED") {
-		t.Fatalf("corral run did not end in TASK_FINISHED:\n%s", out)
+	done := make(chan error, 1)
+	go func() { done <- run.Wait() }()
+	var hostView string
+	var runErr error
+poll:
+	for {
+		select {
+		case runErr = <-done:
+			break poll
+		case <-time.After(100 * time.Millisecond):
+		}
+		if hostView == "" {
+			hostView = cgroupOfProcess("sleep\x00" + marker + "\x00")
+		}
 	}
-	m := regexp.MustCompile(`(?m)^Sandbox: (.*)$`).FindStringSubmatch(out)
+	if runErr != nil {
+		t.Fatalf("corral run: %v\n%s", runErr, out.String())
+	}
+	if !strings.Contains(out.String(), "TASK_FINISHED") {
+		t.Fatalf("corral run did not end in TASK_FINISHED:\n%s", out.String())
+	}
+	m := regexp.MustCompile(`(?m)^Sandbox: (.*)$`).FindStringSubmatch(out.String())
 	if m == nil {
-		t.Fatalf("corral run printed no sandbox:\n%s", out)
+		t.Fatalf("corral run printed no sandbox:\n%s", out.String())
 	}
 	stdout, err := os.ReadFile(filepath.Join(m[1], "stdout"))
 	if err != nil {
@@ -265,13 +306,22 @@ func TestGuestAgentAsSystemdUnit(t *testing.T) {
 	if !strings.Contains(string(stdout), "hello from the guest") {
 		t.Fatalf("task stdout:\n%s", stdout)
 	}
+	pick := func(procCgroup string) string {
+		unified, systemdCg := cgroupPaths(procCgroup)
+		if vmenv.Mode() == vmenv.V1 {
+			return systemdCg
+		}
+		return unified
+	}
+	if inside := pick(string(stdout)); inside != "/" {
+		t.Errorf("the task saw itself in cgroup %q, want \"/\" (its own cgroup namespace)", inside)
+	}
+	if hostView == "" {
+		t.Fatalf("the task's sleep was never seen from the host")
+	}
 	// The task ran in the containers' scope (the linux launcher under
 	// systemd), never in the agent's unit.
-	unified, systemdCg := cgroupPaths(string(stdout))
-	taskCg := unified
-	if vmenv.Mode() == vmenv.V1 {
-		taskCg = systemdCg
-	}
+	taskCg := pick(hostView)
 	agentCg := unitProp(t, au+".service", "ControlGroup")
 	if want := "/corral.slice/" + systemd.DefaultSlice + "/" + systemd.UnitName(root) + "/"; !strings.HasPrefix(taskCg+"/", want) {
 		t.Errorf("the task ran in cgroup %q, want it below %s (the agent unit's is %q)", taskCg, want, agentCg)

@@ -1,4 +1,4 @@
-package executor
+package duration
 
 import (
 	"strings"
@@ -26,9 +26,9 @@ func TestParseDuration(t *testing.T) {
 		{"1.secs", time.Second},
 	}
 	for _, tt := range tests {
-		got, err := ParseDuration(tt.in)
+		got, err := Parse(tt.in)
 		if err != nil || got != tt.want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			t.Errorf("Parse(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -48,14 +48,14 @@ func TestParseDurationRejects(t *testing.T) {
 		{"99999999999weeks", "out of range"},
 	}
 	for _, tt := range tests {
-		_, err := ParseDuration(tt.in)
+		_, err := Parse(tt.in)
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-			t.Errorf("ParseDuration(%q) error = %v; want one containing %q", tt.in, err, tt.wantErr)
+			t.Errorf("Parse(%q) error = %v; want one containing %q", tt.in, err, tt.wantErr)
 		}
 	}
 }
 
-func TestFormatDuration(t *testing.T) {
+func TestFormat(t *testing.T) {
 	tests := []struct {
 		in   time.Duration
 		want string
@@ -72,12 +72,31 @@ func TestFormatDuration(t *testing.T) {
 		{0, "0ns"},
 	}
 	for _, tt := range tests {
-		got := FormatDuration(tt.in)
+		got := Format(tt.in)
 		if got != tt.want {
-			t.Errorf("FormatDuration(%v) = %q; want %q", tt.in, got, tt.want)
+			t.Errorf("Format(%v) = %q; want %q", tt.in, got, tt.want)
 		}
-		if back, err := ParseDuration(got); err != nil || back != tt.in {
-			t.Errorf("ParseDuration(FormatDuration(%v)) = %v, %v", tt.in, back, err)
+		if back, err := Parse(got); err != nil || back != tt.in {
+			t.Errorf("Parse(Format(%v)) = %v, %v", tt.in, back, err)
+		}
+	}
+}
+
+// Flags may give Go's format or Mesos'.
+func TestParseFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"15s": 15 * time.Second, "15secs": 15 * time.Second, "1mins": time.Minute,
+		"100ms": 100 * time.Millisecond, "2hrs": 2 * time.Hour, "1.5secs": 1500 * time.Millisecond,
+		"1days": 24 * time.Hour, "1weeks": 7 * 24 * time.Hour,
+	} {
+		got, err := ParseFlag(in)
+		if err != nil || got != want {
+			t.Errorf("ParseFlag(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "soon", "-1secs", "5 parsecs"} {
+		if _, err := ParseFlag(bad); err == nil {
+			t.Errorf("ParseFlag(%q) accepted", bad)
 		}
 	}
 }

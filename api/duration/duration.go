@@ -1,4 +1,7 @@
-package executor
+// Package duration reads and writes durations in Mesos' format ("5secs",
+// "15mins", "100ms"), which Mesos' flags, executor environment and messages
+// use and its clients parse; Go's own ("5s") is not Mesos'.
+package duration
 
 import (
 	"fmt"
@@ -9,7 +12,7 @@ import (
 )
 
 // mesosUnits are the unit suffixes of Mesos' Duration::parse, largest first
-// so FormatDuration picks the most readable one.
+// so Format picks the most readable one.
 var mesosUnits = []struct {
 	name string
 	d    time.Duration
@@ -24,11 +27,11 @@ var mesosUnits = []struct {
 	{"ns", time.Nanosecond},
 }
 
-// ParseDuration parses a duration in Mesos' format: a non-negative decimal
+// Parse parses a duration in Mesos' format: a non-negative decimal
 // number directly followed by one of ns, us, ms, secs, mins, hrs, days or
 // weeks ("5secs", "2.5secs", "15mins"). Go's own format ("5s") is not Mesos'
 // and is rejected, as Mesos' clients reject it.
-func ParseDuration(s string) (time.Duration, error) {
+func Parse(s string) (time.Duration, error) {
 	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	if i < 0 && s != "" {
 		return 0, fmt.Errorf("invalid Mesos duration %q: missing unit (ns, us, ms, secs, mins, hrs, days or weeks)", s)
@@ -54,10 +57,10 @@ func ParseDuration(s string) (time.Duration, error) {
 	return 0, fmt.Errorf("invalid Mesos duration %q: unknown unit %q (want ns, us, ms, secs, mins, hrs, days or weeks)", s, unit)
 }
 
-// FormatDuration writes d in Mesos' format, using the largest unit that
+// Format writes d in Mesos' format, using the largest unit that
 // divides it exactly ("5secs", "15mins", "1500ms"). Negative durations have
 // no Mesos spelling and are written as "0ns".
-func FormatDuration(d time.Duration) string {
+func Format(d time.Duration) string {
 	if d <= 0 {
 		return "0ns"
 	}
@@ -67,4 +70,18 @@ func FormatDuration(d time.Duration) string {
 		}
 	}
 	return strconv.FormatInt(int64(d), 10) + "ns" // unreachable: ns divides everything
+}
+
+// ParseFlag reads a duration a flag may give either way: Go's ("15s",
+// "1m30s") or Mesos' ("15secs", "1mins").
+func ParseFlag(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	d, err := Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 15s or 15secs", s)
+	}
+	return d, nil
 }
