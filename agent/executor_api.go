@@ -215,7 +215,7 @@ func (a *Agent) executorTerminated(ex *executor, reason mesos.TaskStatus_Reason,
 	}
 	var open []*task
 	for _, t := range ex.tasks {
-		if !isTerminal(t.state) {
+		if !isTerminal(t.state) && !t.recording {
 			open = append(open, t)
 		}
 	}

@@ -106,7 +106,11 @@ type task struct {
 	// re-attached, so a kill goes to it.
 	launched bool
 	killing  bool
-	statuses []*mesos.TaskStatus
+	// recording: its launch is being checkpointed; until that is done the
+	// launch answers for it, not an executor ending meanwhile (which would
+	// append to a record not yet there).
+	recording bool
+	statuses  []*mesos.TaskStatus
 	// updMu orders the task's updates between its state, its checkpointed
 	// stream and the update manager.
 	updMu sync.Mutex
@@ -229,7 +233,7 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	groupID := len(ex.tasks) + len(ex.queued)
 	var added []*task
 	for _, ti := range infos {
-		t := &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: groupID}
+		t := &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: groupID, recording: true}
 		switch kind {
 		case commandExecutor:
 			t.containerID, t.sandbox = ex.containerID, ex.directory
@@ -249,6 +253,20 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 		a.launchNotRecorded(fw, ex, added, err)
 		return
 	}
+	a.mu.Lock()
+	for _, t := range added {
+		t.recording = false
+	}
+	if ex.terminating {
+		// It began to end while the tasks were recorded: they never
+		// reach it.
+		a.mu.Unlock()
+		for _, t := range added {
+			a.taskUpdate(t, fromAgent, droppedState(fw), mesos.TaskStatus_REASON_EXECUTOR_TERMINATED.Enum(), "Executor terminating", nil)
+		}
+		return
+	}
+	a.mu.Unlock()
 	if kind == httpExecutor {
 		a.mu.Lock()
 		if ex.subscribed {
