@@ -68,7 +68,11 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 		httpapi.Error(w, http.StatusBadRequest, "Expecting 'subscribe' to be present")
 		return
 	}
-	total, err := resources.New(sub.GetAgentInfo().GetResources())
+	info := proto.Clone(sub.GetAgentInfo()).(*mesos.AgentInfo)
+	// The master compares in the reservations form (resformat.go); an
+	// agent's JSON --resources may use the old `role` one.
+	upgradeResources(info.GetResources())
+	total, err := resources.New(info.GetResources())
 	if err != nil {
 		httpapi.Error(w, http.StatusBadRequest, "Invalid agent resources: %v", err)
 		return
@@ -77,8 +81,10 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 	m.mu.Lock()
 	id := call.GetAgentId().GetValue()
 	a := m.agents[id]
+	delete(m.unreachable, id)
 	switch {
 	case a != nil:
+		a.reregTime = time.Now()
 		if a.stream != nil {
 			a.stream.Close()
 		}
@@ -90,13 +96,17 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 			m.rescind(o)
 		}
 	default:
+		a = &agent{tasks: map[string]*task{}, executors: map[string]*executor{}, regTime: time.Now()}
 		if id == "" {
 			id = m.agentIDs.Next()
+		} else {
+			// Back under its ID after the master restarted: Mesos counts
+			// that as a re-registration too.
+			a.reregTime = a.regTime
 		}
-		a = &agent{id: id, tasks: map[string]*task{}, executors: map[string]*executor{}, regTime: time.Now()}
+		a.id = id
 		m.agents[id] = a
 	}
-	info := proto.Clone(sub.GetAgentInfo()).(*mesos.AgentInfo)
 	info.Id = &mesos.AgentID{Value: proto.String(id)}
 	a.info, a.endpoint, a.total, a.version = info, sub.GetEndpoint(), total, sub.GetVersion()
 	a.stream, a.streamID, a.connected = stream, streamID, true
@@ -134,6 +144,12 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedFrameworks []string) {
 	reported := map[string]*mesos.Task{}
 	seenRemoved := map[string]bool{}
+	for _, t := range sub.GetTasks() {
+		upgradeResources(t.GetResources())
+	}
+	for _, e := range sub.GetExecutors() {
+		upgradeResources(e.GetResources())
+	}
 	for _, t := range sub.GetTasks() {
 		fwID := t.GetFrameworkId().GetValue()
 		if m.frameworks[fwID] == nil && m.removed(fwID) {
@@ -182,6 +198,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 				info = &mesos.FrameworkInfo{User: proto.String(""), Name: proto.String(""), Id: rt.GetFrameworkId()}
 			}
 			fw = newFramework(fwID, proto.Clone(info).(*mesos.FrameworkInfo))
+			fw.recovered = true
 			m.frameworks[fwID] = fw
 			// An adopted framework must re-subscribe within its failover
 			// timeout like any disconnected one.
@@ -189,7 +206,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 		}
 		res, _ := resources.New(rt.GetResources())
 		t := &task{
-			fw: fw, agent: a, id: rt.GetTaskId().GetValue(), executor: rt.GetExecutorId().GetValue(),
+			fw: fw, agent: a, id: rt.GetTaskId().GetValue(), executor: rt.GetExecutorId().GetValue(), role: allocationRole(fw, rt.GetResources()),
 			info:      &mesos.TaskInfo{Name: rt.Name, TaskId: rt.TaskId, AgentId: &mesos.AgentID{Value: proto.String(a.id)}, Resources: rt.GetResources(), Labels: rt.Labels},
 			resources: res, state: rt.GetState(), statuses: rt.GetStatuses(),
 		}
@@ -218,7 +235,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 			continue
 		}
 		res, _ := resources.New(e.GetResources())
-		ex := &executor{fw: fw, agent: a, info: e, resources: res}
+		ex := &executor{fw: fw, agent: a, role: allocationRole(fw, e.GetResources()), info: e, resources: res}
 		a.executors[key], fw.executors[a.id+"/"+e.GetExecutorId().GetValue()] = ex, ex
 		a.used = a.used.Plus(res)
 	}
@@ -266,7 +283,26 @@ func (m *Master) removeAgent(a *agent) {
 	for _, e := range a.executors {
 		m.removeExecutor(e)
 	}
+	for _, fw := range m.frameworks {
+		fw.filters.clearAgent(a.id)
+	}
 	delete(m.agents, a.id)
+	m.markUnreachable(a.id)
+}
+
+// markUnreachable remembers a removed agent, forgetting the oldest past
+// maxUnreachableAgents.
+func (m *Master) markUnreachable(id string) {
+	m.unreachable[id] = time.Now()
+	for len(m.unreachable) > maxUnreachableAgents {
+		oldest, at := "", time.Time{}
+		for k, t := range m.unreachable {
+			if oldest == "" || t.Before(at) {
+				oldest, at = k, t
+			}
+		}
+		delete(m.unreachable, oldest)
+	}
 }
 
 // masterUpdate moves a task to a state the master decided and tells the

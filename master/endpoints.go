@@ -7,147 +7,11 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/httpapi"
-	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/master"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/version"
 	"google.golang.org/protobuf/proto"
 )
-
-func (m *Master) registerEndpoints(mux *http.ServeMux) {
-	mux.HandleFunc("/health", httpapi.Health)
-	mux.HandleFunc("/version", httpapi.Version)
-	mux.HandleFunc("/flags", httpapi.Flags(m.cfg.Flags))
-	mux.HandleFunc("/state", m.serveState)
-	mux.HandleFunc("/state.json", m.serveState)
-	mux.HandleFunc("/master/state", m.serveState)
-	mux.HandleFunc("/metrics/snapshot", m.serveMetrics)
-}
-
-// serveState is Mesos' /state: the whole cluster as one JSON document.
-func (m *Master) serveState(w http.ResponseWriter, _ *http.Request) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var agents []map[string]any
-	for _, a := range sortedAgents(m) {
-		agents = append(agents, map[string]any{
-			"id":                   a.id,
-			"pid":                  "slave(1)@" + a.endpoint.GetAddress().GetIp() + ":" + itoa(int(a.endpoint.GetAddress().GetPort())),
-			"hostname":             a.info.GetHostname(),
-			"port":                 a.endpoint.GetAddress().GetPort(),
-			"registered_time":      float64(a.regTime.UnixNano()) / 1e9,
-			"resources":            a.total.StateJSON(),
-			"used_resources":       a.used.StateJSON(),
-			"offered_resources":    a.offered.StateJSON(),
-			"unreserved_resources": a.total.StateJSON(),
-			"attributes":           map[string]any{},
-			"active":               a.connected,
-			"version":              a.version,
-		})
-	}
-	frameworks := []map[string]any{}
-	for _, fw := range sortedFrameworks(m) {
-		frameworks = append(frameworks, m.frameworkJSON(fw))
-	}
-	completed := []map[string]any{}
-	for _, fw := range m.completedFrameworks {
-		completed = append(completed, m.frameworkJSON(fw))
-	}
-	httpapi.WriteJSON(w, map[string]any{
-		"version":                 version.MesosCompat,
-		"corral_version":          version.Version,
-		"id":                      m.info.GetId(),
-		"pid":                     m.info.GetPid(),
-		"hostname":                m.info.GetHostname(),
-		"start_time":              float64(m.start.UnixNano()) / 1e9,
-		"elected_time":            float64(m.start.UnixNano()) / 1e9,
-		"activated_slaves":        countConnected(m),
-		"deactivated_slaves":      0,
-		"leader":                  m.info.GetPid(),
-		"leader_info":             infoJSON(m.info),
-		"flags":                   m.cfg.Flags,
-		"slaves":                  orEmpty(agents),
-		"frameworks":              frameworks,
-		"completed_frameworks":    completed,
-		"orphan_tasks":            []any{},
-		"unregistered_frameworks": []any{},
-	})
-}
-
-func orEmpty(v []map[string]any) []map[string]any {
-	if v == nil {
-		return []map[string]any{}
-	}
-	return v
-}
-
-func infoJSON(i *mesos.MasterInfo) map[string]any {
-	return map[string]any{
-		"id": i.GetId(), "pid": i.GetPid(), "port": i.GetPort(), "hostname": i.GetHostname(),
-		"version": version.MesosCompat,
-		"address": map[string]any{"hostname": i.GetAddress().GetHostname(), "ip": i.GetAddress().GetIp(), "port": i.GetAddress().GetPort()},
-	}
-}
-
-func countConnected(m *Master) int {
-	n := 0
-	for _, a := range m.agents {
-		if a.connected {
-			n++
-		}
-	}
-	return n
-}
-
-func (m *Master) frameworkJSON(fw *framework) map[string]any {
-	var used, offered resources.Resources
-	tasks := []map[string]any{}
-	for _, t := range sortedTasks(fw.tasks) {
-		if !isTerminal(t.state) {
-			used = used.Plus(t.resources)
-		}
-		tasks = append(tasks, taskJSON(t))
-	}
-	done := []map[string]any{}
-	for _, t := range fw.completed {
-		done = append(done, taskJSON(t))
-	}
-	offers := []map[string]any{}
-	for _, o := range fw.offers {
-		offered = offered.Plus(o.resources)
-		offers = append(offers, map[string]any{"id": o.id, "framework_id": fw.id, "slave_id": o.agent.id, "resources": o.resources.StateJSON()})
-	}
-	var caps []string
-	for _, c := range fw.info.GetCapabilities() {
-		caps = append(caps, c.GetType().String())
-	}
-	return map[string]any{
-		"id": fw.id, "name": fw.info.GetName(), "user": fw.info.GetUser(), "hostname": fw.info.GetHostname(),
-		"principal": fw.info.GetPrincipal(), "webui_url": fw.info.GetWebuiUrl(),
-		"role": fw.info.GetRole(), "roles": fw.roles(), "capabilities": caps,
-		"failover_timeout": fw.info.GetFailoverTimeout(), "checkpoint": fw.info.GetCheckpoint(),
-		"active": fw.active, "connected": fw.stream != nil,
-		"registered_time": float64(fw.registeredTime.UnixNano()) / 1e9,
-		"tasks":           tasks, "completed_tasks": done, "offers": offers,
-		"resources": used.Plus(offered).StateJSON(), "used_resources": used.StateJSON(), "offered_resources": offered.StateJSON(),
-		"executors": []any{}, "completed_executors": []any{},
-	}
-}
-
-func taskJSON(t *task) map[string]any {
-	statuses := []map[string]any{}
-	for _, s := range t.statuses {
-		statuses = append(statuses, map[string]any{"state": s.GetState().String(), "timestamp": s.GetTimestamp()})
-	}
-	j := map[string]any{
-		"id": t.id, "name": t.info.GetName(), "framework_id": t.fw.id, "executor_id": t.executor,
-		"state": t.state.String(), "resources": t.resources.StateJSON(), "statuses": statuses,
-	}
-	if t.agent != nil {
-		j["slave_id"] = t.agent.id
-	}
-	return j
-}
 
 func sortedAgents(m *Master) []*agent {
 	out := make([]*agent, 0, len(m.agents))
@@ -176,13 +40,11 @@ func sortedTasks(tasks map[string]*task) []*task {
 	return out
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
-
 // serveOperator is the v1 operator API (POST /api/v1) for the calls Corral
 // answers so far.
 func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 	call := &master.Call{}
-	c, ok := httpapi.DecodeCall(w, r, call)
+	c, ok := decodeCall(w, r, call)
 	if !ok {
 		return
 	}
@@ -248,11 +110,21 @@ func timeInfo(t time.Time) *mesos.TimeInfo {
 func (m *Master) getAgents() *master.Response_GetAgents {
 	out := &master.Response_GetAgents{}
 	for _, a := range sortedAgents(m) {
-		out.Agents = append(out.Agents, &master.Response_GetAgents_Agent{
-			AgentInfo: a.info, Active: proto.Bool(a.connected), Version: proto.String(a.version),
+		ag := &master.Response_GetAgents_Agent{
+			AgentInfo: a.info, Active: proto.Bool(a.connected), Deactivated: proto.Bool(false), Version: proto.String(a.version),
+			Pid:            proto.String("slave(1)@" + a.endpoint.GetAddress().GetIp() + ":" + strconv.Itoa(int(a.endpoint.GetAddress().GetPort()))),
 			RegisteredTime: timeInfo(a.regTime), TotalResources: a.total,
 			AllocatedResources: a.used, OfferedResources: a.offered,
-		})
+		}
+		if !a.reregTime.IsZero() {
+			ag.ReregisteredTime = timeInfo(a.reregTime)
+		}
+		for _, c := range agentCapabilities {
+			ag.Capabilities = append(ag.Capabilities, &mesos.AgentInfo_Capability{
+				Type: mesos.AgentInfo_Capability_Type(mesos.AgentInfo_Capability_Type_value[c]).Enum(),
+			})
+		}
+		out.Agents = append(out.Agents, ag)
 	}
 	return out
 }
@@ -260,22 +132,33 @@ func (m *Master) getAgents() *master.Response_GetAgents {
 func (m *Master) getFrameworks() *master.Response_GetFrameworks {
 	out := &master.Response_GetFrameworks{}
 	for _, fw := range sortedFrameworks(m) {
-		out.Frameworks = append(out.Frameworks, &master.Response_GetFrameworks_Framework{
-			FrameworkInfo: fw.info, Active: proto.Bool(fw.active), Connected: proto.Bool(fw.stream != nil),
-			Recovered: proto.Bool(false), RegisteredTime: timeInfo(fw.registeredTime),
-		})
+		out.Frameworks = append(out.Frameworks, frameworkMessage(fw))
 	}
 	for _, fw := range m.completedFrameworks {
-		out.CompletedFrameworks = append(out.CompletedFrameworks, &master.Response_GetFrameworks_Framework{
-			FrameworkInfo: fw.info, Active: proto.Bool(false), Connected: proto.Bool(false), Recovered: proto.Bool(false),
-		})
+		out.CompletedFrameworks = append(out.CompletedFrameworks, frameworkMessage(fw))
 	}
 	return out
 }
 
+func frameworkMessage(fw *framework) *master.Response_GetFrameworks_Framework {
+	f := &master.Response_GetFrameworks_Framework{
+		FrameworkInfo: fw.info, Active: proto.Bool(fw.active), Connected: proto.Bool(fw.stream != nil),
+		Recovered: proto.Bool(fw.recovered), RegisteredTime: timeInfo(fw.registeredTime),
+		ReregisteredTime:   timeInfo(fw.reregisteredTime),
+		AllocatedResources: fw.usedResources(), OfferedResources: fw.offeredResources(),
+	}
+	if !fw.unregisteredTime.IsZero() {
+		f.UnregisteredTime = timeInfo(fw.unregisteredTime)
+	}
+	return f
+}
+
+// getTasks lists, as Mesos' GET_TASKS does, the tasks of the live and of
+// the completed (torn down) frameworks: the live ones, and the completed
+// ones kept (--max_completed_tasks_per_framework).
 func (m *Master) getTasks() *master.Response_GetTasks {
 	out := &master.Response_GetTasks{}
-	for _, fw := range sortedFrameworks(m) {
+	for _, fw := range m.allFrameworks() {
 		for _, t := range sortedTasks(fw.tasks) {
 			out.Tasks = append(out.Tasks, taskMessage(t))
 		}
@@ -284,6 +167,12 @@ func (m *Master) getTasks() *master.Response_GetTasks {
 		}
 	}
 	return out
+}
+
+// allFrameworks are the live frameworks by ID, then the completed ones,
+// oldest first.
+func (m *Master) allFrameworks() []*framework {
+	return append(sortedFrameworks(m), m.completedFrameworks...)
 }
 
 func (m *Master) getExecutors() *master.Response_GetExecutors {

@@ -41,16 +41,24 @@ func (tm *testMaster) url(path string) string { return "http://" + tm.addr + pat
 
 func startMaster(t *testing.T) *testMaster {
 	t.Helper()
+	return startMasterWith(t, func(*master.Config) {})
+}
+
+// startMasterWith is startMaster with the test's changes to the config.
+func startMasterWith(t *testing.T, change func(*master.Config)) *testMaster {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := master.New(master.Config{
+	cfg := master.Config{
 		Address:            ln.Addr().String(),
 		HeartbeatInterval:  500 * time.Millisecond,
 		AllocationInterval: 50 * time.Millisecond,
 		Log:                quietLog(),
-	})
+	}
+	change(&cfg)
+	m := master.New(cfg)
 	srv := &http.Server{Handler: m.Handler()}
 	go func() { _ = srv.Serve(ln) }()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -87,7 +87,15 @@ type Master struct {
 	ended  map[mesos.TaskState]int64
 	agents map[string]*agent
 	offers map[string]*offer
+	// unreachable are the agents removed for not re-registering in time,
+	// with when (Mesos' unreachable agents, counted in /state); bounded by
+	// maxUnreachableAgents.
+	unreachable map[string]time.Time
 }
+
+// maxUnreachableAgents bounds the unreachable agents remembered; the oldest
+// are forgotten first, as Mesos' registry_max_agent_count does.
+const maxUnreachableAgents = 1000
 
 type framework struct {
 	id        string
@@ -96,14 +104,21 @@ type framework struct {
 	streamID  string
 	active    bool
 	suppress  map[string]bool // roles
-	filters   map[string]time.Time
+	filters   offerFilters
 	offers    map[string]*offer
 	tasks     map[string]*task
 	completed []*task
 	// executors this framework runs, per agent, for resource accounting.
 	executors      map[string]*executor
 	registeredTime time.Time
-	failoverTimer  *time.Timer
+	// reregisteredTime is the last SUBSCRIBE (registeredTime at first);
+	// unregisteredTime when it was torn down (zero while it lives).
+	reregisteredTime time.Time
+	unregisteredTime time.Time
+	// recovered: known only from an agent's report of its tasks (the
+	// master restarted) and not subscribed since, Mesos' RECOVERED state.
+	recovered     bool
+	failoverTimer *time.Timer
 }
 
 type agent struct {
@@ -119,6 +134,7 @@ type agent struct {
 	tasks     map[string]*task // by framework/task key
 	executors map[string]*executor
 	regTime   time.Time
+	reregTime time.Time // last re-registration; zero if none
 	removal   *time.Timer
 	version   string
 }
@@ -127,6 +143,7 @@ type task struct {
 	fw        *framework
 	agent     *agent
 	id        string
+	role      string // the role its resources are allocated to
 	info      *mesos.TaskInfo
 	executor  string
 	resources resources.Resources
@@ -139,14 +156,18 @@ type task struct {
 type executor struct {
 	fw        *framework
 	agent     *agent
+	role      string
 	info      *mesos.ExecutorInfo
 	resources resources.Resources
 }
 
 type offer struct {
-	id        string
-	fw        *framework
-	agent     *agent
+	id    string
+	fw    *framework
+	agent *agent
+	// role is the role the resources are allocated to; refusals of the
+	// offer are kept under it.
+	role      string
 	resources resources.Resources
 }
 
@@ -166,6 +187,7 @@ func New(cfg Config) *Master {
 		ended:        map[mesos.TaskState]int64{},
 		agents:       map[string]*agent{},
 		offers:       map[string]*offer{},
+		unreachable:  map[string]time.Time{},
 	}
 	m.info = masterInfo(id, cfg.Address, cfg.Hostname)
 	return m
@@ -188,6 +210,9 @@ func masterInfo(id, address, hostname string) *mesos.MasterInfo {
 		Pid:      proto.String("master@" + address),
 		Hostname: proto.String(hostname),
 		Version:  proto.String(version.Version),
+		// AGENT_UPDATE: an agent may come back with other resources and
+		// attributes; the master takes what it reports.
+		Capabilities: []*mesos.MasterInfo_Capability{{Type: mesos.MasterInfo_Capability_AGENT_UPDATE.Enum()}},
 		Address: &mesos.Address{
 			Hostname: proto.String(hostname),
 			Ip:       proto.String(host),
@@ -281,3 +306,18 @@ func (fw *framework) roles() []string {
 }
 
 func taskKey(fwID, taskID string) string { return fwID + "/" + taskID }
+
+// allocationRole is the role of resources an agent reported without one
+// (tasks and executors adopted after a master restart): the allocation info
+// they carry, else the framework's first role.
+func allocationRole(fw *framework, list []*mesos.Resource) string {
+	for _, r := range list {
+		if role := r.GetAllocationInfo().GetRole(); role != "" {
+			return role
+		}
+	}
+	if roles := fw.roles(); len(roles) > 0 {
+		return roles[0]
+	}
+	return "*"
+}

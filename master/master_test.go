@@ -247,9 +247,9 @@ func TestCallErrors(t *testing.T) {
 		want   int
 	}{
 		{"revive ok", jsonHdr(sid), `{"type":"REVIVE",` + fw + `}`, http.StatusAccepted},
-		{"no stream id", jsonHdr(""), `{"type":"REVIVE",` + fw + `}`, http.StatusForbidden},
-		{"wrong stream id", jsonHdr("not-the-stream"), `{"type":"REVIVE",` + fw + `}`, http.StatusForbidden},
-		{"unknown framework", jsonHdr(sid), `{"type":"REVIVE","framework_id":{"value":"nope"}}`, http.StatusForbidden},
+		{"no stream id", jsonHdr(""), `{"type":"REVIVE",` + fw + `}`, http.StatusBadRequest},
+		{"wrong stream id", jsonHdr("not-the-stream"), `{"type":"REVIVE",` + fw + `}`, http.StatusBadRequest},
+		{"unknown framework", jsonHdr(sid), `{"type":"REVIVE","framework_id":{"value":"nope"}}`, http.StatusBadRequest},
 		{"no framework id", jsonHdr(sid), `{"type":"REVIVE"}`, http.StatusBadRequest},
 		{"malformed JSON", jsonHdr(sid), `{"type":"REVIVE",`, http.StatusBadRequest},
 		{"not an object", jsonHdr(sid), `[1,2]`, http.StatusBadRequest},
@@ -693,9 +693,10 @@ func TestTeardown(t *testing.T) {
 		t.Errorf("stream ended with %v, want EOF", s.endErr)
 	}
 
-	// Calls on the old stream are refused now.
-	if err := s.call(&scheduler.Call{Type: scheduler.Call_REVIVE.Enum()}); statusCode(err) != http.StatusForbidden {
-		t.Errorf("call after TEARDOWN: %v, want 403", err)
+	// Calls on the old stream are refused now: the framework is gone, which
+	// Mesos answers 400 "Framework cannot be found".
+	if err := s.call(&scheduler.Call{Type: scheduler.Call_REVIVE.Enum()}); statusCode(err) != http.StatusBadRequest {
+		t.Errorf("call after TEARDOWN: %v, want 400", err)
 	}
 
 	// The task's processes are gone (killed on the agent).
@@ -818,6 +819,7 @@ type frameworkJSON struct {
 	ID             string         `json:"id"`
 	Name           string         `json:"name"`
 	Active         bool           `json:"active"`
+	Connected      bool           `json:"connected"`
 	UsedResources  map[string]any `json:"used_resources"`
 	Tasks          []taskJSON     `json:"tasks"`
 	CompletedTasks []taskJSON     `json:"completed_tasks"`

@@ -61,21 +61,15 @@ func (m *Master) allocate() {
 			return candidates[i].id < candidates[j].id
 		})
 		for _, fw := range candidates {
-			if until, ok := fw.filters[a.id]; ok {
-				if nowT.Before(until) {
-					continue
-				}
-				delete(fw.filters, a.id)
-			}
-			role, mine := roleShare(fw, free)
-			if !allocatable(mine) {
+			role, mine := offerable(fw, a, free, nowT)
+			if role == "" {
 				continue
 			}
-			o := &offer{id: m.offerIDs.Next(), fw: fw, agent: a, resources: mine}
+			o := &offer{id: m.offerIDs.Next(), fw: fw, agent: a, role: role, resources: mine}
 			m.offers[o.id] = o
 			fw.offers[o.id] = o
 			a.offered = a.offered.Plus(mine)
-			batches[fw] = append(batches[fw], m.offerMessage(o, role))
+			batches[fw] = append(batches[fw], m.offerMessage(o))
 			shares[fw] += share(mine, total)
 			break
 		}
@@ -96,18 +90,27 @@ func (fw *framework) offerRoles() []string {
 	return out
 }
 
-// roleShare picks the first of the framework's roles and the part of free it
-// may have: unreserved resources and those reserved for that role.
-func roleShare(fw *framework, free resources.Resources) (string, resources.Resources) {
-	roles := fw.offerRoles()
-	role := roles[0]
-	var mine resources.Resources
-	for _, r := range free {
-		if rr := resources.Role(r); rr == "*" || rr == role {
-			mine = append(mine, r)
+// offerable picks the first of the framework's roles (not suppressed) for
+// which its part of the agent's free resources is worth an offer and not
+// refused, and returns that role and part; "" when there is none. The part
+// is the unreserved resources and those reserved for the role; refined
+// reservations only for frameworks that understand them, as Mesos'
+// allocator does.
+func offerable(fw *framework, a *agent, free resources.Resources, now time.Time) (string, resources.Resources) {
+	refinement := fw.hasCapability(mesos.FrameworkInfo_Capability_RESERVATION_REFINEMENT)
+	for _, role := range fw.offerRoles() {
+		var mine resources.Resources
+		for _, r := range free {
+			if rr := resources.Role(r); (rr == "*" || rr == role) && (refinement || !refined(r)) {
+				mine = append(mine, r)
+			}
 		}
+		if !allocatable(mine) || fw.filters.filtered(role, a.id, mine, now) {
+			continue
+		}
+		return role, mine
 	}
-	return role, mine
+	return "", nil
 }
 
 func dominantShare(fw *framework, total resources.Resources) float64 {
@@ -138,11 +141,23 @@ func share(r, total resources.Resources) float64 {
 	return s
 }
 
-func (m *Master) offerMessage(o *offer, role string) *mesos.Offer {
-	res := o.resources
+// offerMessage is the offer as the framework sees it. As in Mesos'
+// Master::offer: allocation_info (on the offer and each resource) only for
+// MULTI_ROLE frameworks, which know it; the old reservation form (`role`
+// "*" or the reserved role) for frameworks without RESERVATION_REFINEMENT.
+func (m *Master) offerMessage(o *offer) *mesos.Offer {
+	role := o.role
+	res := []*mesos.Resource(o.resources.Clone())
+	if o.fw.hasCapability(mesos.FrameworkInfo_Capability_RESERVATION_REFINEMENT) {
+		upgradeResources(res)
+	} else {
+		res = preRefinement(res)
+	}
 	multi := o.fw.hasCapability(mesos.FrameworkInfo_Capability_MULTI_ROLE)
 	if multi {
-		res = res.WithAllocation(role)
+		for _, r := range res {
+			r.AllocationInfo = &mesos.Resource_AllocationInfo{Role: proto.String(role)}
+		}
 	}
 	msg := &mesos.Offer{
 		Id:          &mesos.OfferID{Value: proto.String(o.id)},
@@ -181,6 +196,10 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 		if op.GetType() == mesos.Offer_Operation_LAUNCH_GROUP && op.LaunchGroup == nil {
 			return fmt.Errorf("operation %d: LAUNCH_GROUP without 'launch_group'", i)
 		}
+		// Frameworks without RESERVATION_REFINEMENT write reservations in
+		// the old form; the master compares in the new one, as Mesos'
+		// validateAndUpgradeResources does.
+		upgradeOperation(op)
 	}
 
 	var offers []*offer
@@ -197,6 +216,8 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 			invalid = "Offer " + id + " is no longer valid"
 		case a != nil && o.agent != a:
 			invalid = "Offers from different agents cannot be accepted together"
+		case len(offers) > 0 && o.role != offers[0].role:
+			invalid = "Aggregated offers must be allocated to the same role. Offer " + id + " uses role " + o.role + " and offer " + offers[0].id + " uses role " + offers[0].role
 		default:
 			a = o.agent
 			offers = append(offers, o)
@@ -234,7 +255,7 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 				}
 				pool = pool.Minus(used)
 				setFrameworkID(ti.GetExecutor(), fw.id)
-				m.addTask(fw, a, ti, ti.GetExecutor())
+				m.addTask(fw, a, offers[0].role, ti, ti.GetExecutor())
 				a.send(&cluster.Event{Type: cluster.Event_RUN_TASK.Enum(), RunTask: &cluster.Event_RunTask{Framework: fw.info, Task: ti}})
 			}
 		case mesos.Offer_Operation_LAUNCH_GROUP:
@@ -249,7 +270,7 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 			pool = pool.Minus(used)
 			setFrameworkID(lg.GetExecutor(), fw.id)
 			for _, ti := range lg.GetTaskGroup().GetTasks() {
-				m.addTask(fw, a, ti, lg.GetExecutor())
+				m.addTask(fw, a, offers[0].role, ti, lg.GetExecutor())
 			}
 			a.send(&cluster.Event{Type: cluster.Event_RUN_TASK_GROUP.Enum(), RunTaskGroup: &cluster.Event_RunTaskGroup{
 				Framework: fw.info, Executor: lg.GetExecutor(), TaskGroup: lg.GetTaskGroup(),
@@ -257,12 +278,28 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 		}
 	}
 	// What was not used goes back, kept from this framework for
-	// refuse_seconds (default 5 s) as Mesos does.
+	// refuse_seconds (default 5 s) as Mesos does: only that remainder is
+	// refused, so resources freed later are offered again at once.
 	if a != nil {
-		m.filter(fw, a, acc.GetFilters())
+		m.filter(fw, a, offers[0].role, pool, acc.GetFilters())
 	}
 	m.requestAllocation()
 	return nil
+}
+
+// upgradeOperation brings the resources of a launch operation's tasks and
+// executors into the reservations form.
+func upgradeOperation(op *mesos.Offer_Operation) {
+	for _, ti := range op.GetLaunch().GetTaskInfos() {
+		upgradeResources(ti.GetResources())
+		upgradeResources(ti.GetExecutor().GetResources())
+	}
+	if lg := op.GetLaunchGroup(); lg != nil {
+		upgradeResources(lg.GetExecutor().GetResources())
+		for _, ti := range lg.GetTaskGroup().GetTasks() {
+			upgradeResources(ti.GetResources())
+		}
+	}
 }
 
 // setFrameworkID fills an ExecutorInfo's framework_id as Mesos' master
@@ -427,15 +464,15 @@ func (m *Master) validateGroup(fw *framework, a *agent, lg *mesos.Offer_Operatio
 	return used, nil
 }
 
-func (m *Master) addTask(fw *framework, a *agent, ti *mesos.TaskInfo, ex *mesos.ExecutorInfo) {
+func (m *Master) addTask(fw *framework, a *agent, role string, ti *mesos.TaskInfo, ex *mesos.ExecutorInfo) {
 	res, _ := resources.New(ti.GetResources())
-	t := &task{fw: fw, agent: a, id: ti.GetTaskId().GetValue(), info: ti, resources: res, state: mesos.TaskState_TASK_STAGING}
+	t := &task{fw: fw, agent: a, id: ti.GetTaskId().GetValue(), role: role, info: ti, resources: res, state: mesos.TaskState_TASK_STAGING}
 	if ex != nil {
 		t.executor = ex.GetExecutorId().GetValue()
 		key := taskKey(fw.id, t.executor)
 		if a.executors[key] == nil {
 			exRes, _ := resources.New(ex.GetResources())
-			e := &executor{fw: fw, agent: a, info: ex, resources: exRes}
+			e := &executor{fw: fw, agent: a, role: role, info: ex, resources: exRes}
 			a.executors[key] = e
 			fw.executors[a.id+"/"+t.executor] = e
 			a.used = a.used.Plus(exRes)

@@ -26,7 +26,14 @@ type fakeAgent struct {
 
 func connectFakeAgent(t *testing.T, tm *testMaster, id string, tasks []*mesos.Task, frameworks []*mesos.FrameworkInfo, executors ...*mesos.ExecutorInfo) *fakeAgent {
 	t.Helper()
-	res, err := resources.Parse(agentResources)
+	return connectFakeAgentWith(t, tm, agentResources, id, tasks, frameworks, executors...)
+}
+
+// connectFakeAgentWith is connectFakeAgent for an agent with resources res
+// (the --resources text form).
+func connectFakeAgentWith(t *testing.T, tm *testMaster, res0 string, id string, tasks []*mesos.Task, frameworks []*mesos.FrameworkInfo, executors ...*mesos.ExecutorInfo) *fakeAgent {
+	t.Helper()
+	res, err := resources.Parse(res0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +92,21 @@ func (fa *fakeAgent) next(typ cluster.Event_Type) *cluster.Event {
 
 func (fa *fakeAgent) update(fwID string, ti *mesos.TaskInfo, state mesos.TaskState) {
 	fa.t.Helper()
+	fa.updateAt(fwID, ti, state, 0)
+}
+
+// updateAt is update with the status' timestamp (0: none).
+func (fa *fakeAgent) updateAt(fwID string, ti *mesos.TaskInfo, state mesos.TaskState, timestamp float64) {
+	fa.t.Helper()
 	call := &cluster.Call{Type: cluster.Call_STATUS_UPDATE.Enum(), AgentId: &mesos.AgentID{Value: proto.String(fa.id)},
 		StatusUpdate: &cluster.StatusUpdate{
 			FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
 			Status: &mesos.TaskStatus{TaskId: ti.GetTaskId(), State: state.Enum(), Source: mesos.TaskStatus_SOURCE_EXECUTOR.Enum(),
 				Uuid: []byte("0123456789abcdef"), AgentId: &mesos.AgentID{Value: proto.String(fa.id)}},
 		}}
+	if timestamp != 0 {
+		call.StatusUpdate.Status.Timestamp = proto.Float64(timestamp)
+	}
 	if err := fa.c.Call(context.Background(), call, nil); err != nil {
 		fa.t.Fatalf("STATUS_UPDATE: %v", err)
 	}

@@ -9,19 +9,29 @@ import (
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
+	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/api/v1/scheduler"
 	"github.com/corral/corral/internal/ids"
 	"google.golang.org/protobuf/proto"
 )
 
+// serveScheduler is the v1 scheduler API. Its refusals follow Mesos'
+// src/master/http.cpp (Master::Http::scheduler) status for status, because
+// clients branch on them: mesos-go, for one, reads 400 as a malformed
+// request and 403 as "not subscribed, subscribe again".
 func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 	call := &scheduler.Call{}
-	respCodec, ok := httpapi.DecodeCall(w, r, call)
+	respCodec, ok := decodeCall(w, r, call)
 	if !ok {
 		return
 	}
+	sid, hasSID := streamIDHeader(r)
 	if call.GetType() == scheduler.Call_SUBSCRIBE {
+		if hasSID {
+			httpapi.Error(w, http.StatusBadRequest, "Subscribe calls should not include the '%s' header", httpapi.StreamIDHeader)
+			return
+		}
 		m.subscribeFramework(w, r, call, respCodec)
 		return
 	}
@@ -33,12 +43,20 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fw := m.frameworks[fwID]
-	if fw == nil {
-		httpapi.Error(w, http.StatusForbidden, "Framework '%s' is not subscribed", fwID)
+	switch {
+	case fw == nil:
+		httpapi.Error(w, http.StatusBadRequest, "Framework cannot be found")
 		return
-	}
-	if sid := r.Header.Get(httpapi.StreamIDHeader); sid == "" || sid != fw.streamID {
-		httpapi.Error(w, http.StatusForbidden, "The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID %s", sid, fwID)
+	case fw.stream == nil:
+		// Known but disconnected (failing over, or recovered from an
+		// agent's report): it must subscribe again.
+		httpapi.Error(w, http.StatusForbidden, "Framework is not subscribed")
+		return
+	case !hasSID:
+		httpapi.Error(w, http.StatusBadRequest, "All non-subscribe calls should include the '%s' header", httpapi.StreamIDHeader)
+		return
+	case sid != fw.streamID:
+		httpapi.Error(w, http.StatusBadRequest, "The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID %s", sid, fwID)
 		return
 	}
 	if err := m.handleFrameworkCall(fw, call); err != nil {
@@ -46,6 +64,29 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// streamIDHeader returns the Mesos-Stream-Id header and whether the request
+// has one at all: Mesos tells a missing header (even an empty one counts as
+// present) from a wrong one.
+func streamIDHeader(r *http.Request) (string, bool) {
+	v, ok := r.Header[http.CanonicalHeaderKey(httpapi.StreamIDHeader)]
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return v[0], true
+}
+
+// decodeCall is httpapi.DecodeCall with Mesos' answer to a call without a
+// Content-Type: 400 "Expecting 'Content-Type' to be present", as the
+// scheduler and operator handlers of http.cpp answer; 415 stays for a type
+// that is present but unknown. The method is checked first, as there.
+func decodeCall(w http.ResponseWriter, r *http.Request, msg proto.Message) (codec.Codec, bool) {
+	if r.Method == http.MethodPost && len(r.Header.Values("Content-Type")) == 0 {
+		httpapi.Error(w, http.StatusBadRequest, "Expecting 'Content-Type' to be present")
+		return nil, false
+	}
+	return httpapi.DecodeCall(w, r, msg)
 }
 
 // handleFrameworkCall applies a call; an error is the caller's fault (400).
@@ -170,12 +211,16 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 			// master restarted) keeps its ID.
 			fw = newFramework(id, info)
 			m.frameworks[id] = fw
-		} else if fw.stream != nil {
-			m.log.Info("framework failed over", "framework", id)
-			fw.stream.Send(errorEvent("Framework failed over"))
-			fw.stream.Close()
+		} else {
+			fw.reregisteredTime = time.Now()
+			if fw.stream != nil {
+				m.log.Info("framework failed over", "framework", id)
+				fw.stream.Send(errorEvent("Framework failed over"))
+				fw.stream.Close()
+			}
 		}
 		fw.info = info
+		fw.recovered = false
 	} else {
 		id := m.frameworkIDs.Next()
 		info.Id = &mesos.FrameworkID{Value: proto.String(id)}
@@ -227,14 +272,16 @@ func (m *Master) removed(id string) bool {
 }
 
 func newFramework(id string, info *mesos.FrameworkInfo) *framework {
+	now := time.Now()
 	return &framework{
 		id: id, info: info,
-		filters:        map[string]time.Time{},
-		offers:         map[string]*offer{},
-		tasks:          map[string]*task{},
-		executors:      map[string]*executor{},
-		suppress:       map[string]bool{},
-		registeredTime: time.Now(),
+		filters:          offerFilters{},
+		offers:           map[string]*offer{},
+		tasks:            map[string]*task{},
+		executors:        map[string]*executor{},
+		suppress:         map[string]bool{},
+		registeredTime:   now,
+		reregisteredTime: now,
 	}
 }
 
@@ -247,6 +294,9 @@ func errorEvent(msg string) *scheduler.Event {
 func (m *Master) frameworkDisconnected(fw *framework) {
 	m.log.Info("framework disconnected", "framework", fw.id)
 	fw.stream, fw.streamID, fw.active = nil, "", false
+	// Mesos' allocator drops a deactivated framework's refusals: when it
+	// comes back it starts from fresh offers.
+	fw.filters = offerFilters{}
 	for _, o := range fw.offers {
 		m.removeOffer(o)
 	}
@@ -272,7 +322,24 @@ func (m *Master) teardown(fw *framework) {
 	agents := map[*agent]bool{}
 	for _, t := range fw.tasks {
 		agents[t.agent] = true
-		m.removeTask(t, true)
+		// As Mesos' removeFramework: the task is implicitly killed and kept
+		// among the completed ones (for /state and GET_TASKS), without an
+		// update to the framework that is going away.
+		if !isTerminal(t.state) {
+			s := &mesos.TaskStatus{
+				TaskId:    &mesos.TaskID{Value: proto.String(t.id)},
+				State:     mesos.TaskState_TASK_KILLED.Enum(),
+				Source:    mesos.TaskStatus_SOURCE_MASTER.Enum(),
+				Reason:    mesos.TaskStatus_REASON_FRAMEWORK_REMOVED.Enum(),
+				Message:   proto.String("Framework " + fw.id + " removed"),
+				Timestamp: proto.Float64(now()),
+			}
+			if t.agent != nil {
+				s.AgentId = &mesos.AgentID{Value: proto.String(t.agent.id)}
+			}
+			m.applyStatus(t, s, mesos.TaskState_TASK_KILLED)
+		}
+		m.completeTask(t)
 	}
 	for _, e := range fw.executors {
 		agents[e.agent] = true
@@ -290,6 +357,7 @@ func (m *Master) teardown(fw *framework) {
 		fw.stream.Close()
 	}
 	fw.stream, fw.streamID, fw.active = nil, "", false
+	fw.unregisteredTime = time.Now()
 	delete(m.frameworks, fw.id)
 	m.completedFrameworks = append(m.completedFrameworks, fw)
 	if n := len(m.completedFrameworks); n > 50 {
@@ -305,32 +373,29 @@ func (m *Master) decline(fw *framework, offerIDs []*mesos.OfferID, filters *meso
 			continue
 		}
 		m.removeOffer(o)
-		m.filter(fw, o.agent, filters)
+		m.filter(fw, o.agent, o.role, o.resources, filters)
 	}
 	m.requestAllocation()
 }
 
-// filter keeps an agent's resources away from a framework for
-// refuse_seconds (default 5 s, as in Mesos).
-func (m *Master) filter(fw *framework, a *agent, f *mesos.Filters) {
-	secs := f.GetRefuseSeconds()
-	if secs <= 0 {
+// filter keeps refused (resources of agent a that the framework declined or
+// left unused) away from it for refuse_seconds (default 5 s), as Mesos'
+// allocator does: the refused resources, not the whole agent.
+func (m *Master) filter(fw *framework, a *agent, role string, refused resources.Resources, f *mesos.Filters) {
+	d := refuseDuration(f, m.cfg.AllocationInterval)
+	if d <= 0 {
 		return
 	}
-	// Mesos caps refusals at a year; it also keeps time.Duration in range.
-	if secs > 365*24*3600 {
-		secs = 365 * 24 * 3600
-	}
-	fw.filters[a.id] = time.Now().Add(time.Duration(secs * float64(time.Second)))
+	fw.filters.add(role, a.id, refused, time.Now().Add(d))
 }
 
+// revive removes the filters of the roles (all the framework's when none
+// are named) and unsuppresses them, as Mesos' allocator does.
 func (m *Master) revive(fw *framework, roles []string) {
 	if len(roles) == 0 {
 		roles = fw.roles()
 	}
-	// Filters are kept per agent, not per role: reviving any role clears
-	// them all, which errs toward offering.
-	fw.filters = map[string]time.Time{}
+	fw.filters.clearRoles(roles)
 	for _, r := range roles {
 		delete(fw.suppress, r)
 	}
@@ -356,6 +421,17 @@ func (m *Master) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewor
 		return fmt.Errorf("'update_framework.framework_info.id' must be the framework's ID %s", fw.id)
 	}
 	fw.info = proto.Clone(info).(*mesos.FrameworkInfo)
+	// Refusals of roles the framework left go with them (Mesos'
+	// updateFramework).
+	kept := map[string]bool{}
+	for _, r := range fw.roles() {
+		kept[r] = true
+	}
+	for r := range fw.filters {
+		if !kept[r] {
+			delete(fw.filters, r)
+		}
+	}
 	fw.suppress = map[string]bool{}
 	for _, r := range u.GetSuppressedRoles() {
 		fw.suppress[r] = true

@@ -148,10 +148,12 @@ func TestHeartbeat(t *testing.T) {
 	})
 }
 
-// TestStreamID: calls with a wrong or missing Mesos-Stream-Id, or for a
-// framework that is not subscribed, are refused with 403 — which mesos-go
-// reads as apierrors.CodeUnsubscribed — and do not disturb the real
-// subscription.
+// TestStreamID: as Mesos' src/master/http.cpp answers, a call with a wrong
+// or missing Mesos-Stream-Id, a call for an unknown framework and a
+// SUBSCRIBE that carries a Mesos-Stream-Id are refused with 400 and a
+// reason (mesos-go: apierrors.CodeMalformedRequest); a call for a framework
+// that is known but not connected gets 403 (apierrors.CodeUnsubscribed). The
+// real subscription keeps working.
 func TestStreamID(t *testing.T) {
 	forEachCodec(t, func(t *testing.T, cc codecCase) {
 		c := startCorral(t)
@@ -159,28 +161,53 @@ func TestStreamID(t *testing.T) {
 		s := subscribe(ctx, t, c, cc)
 		raw := newHTTPClient(c, cc)
 
+		// A framework that failed over: known, with no connection.
+		gone := subscribe(ctx, t, c, cc, func(fi *mesos.FrameworkInfo) {
+			timeout := 60.0
+			fi.FailoverTimeout = &timeout
+		})
+		gone.resp.Close()
+		awaitDisconnected(ctx, t, c, gone.FrameworkID)
+
+		someStream := httpcli.Header("Mesos-Stream-Id", "00000000-0000-0000-0000-000000000000")
 		for _, tc := range []struct {
-			name        string
-			frameworkID string
-			opts        []httpcli.RequestOpt
+			name   string
+			call   *scheduler.Call
+			opts   []httpcli.RequestOpt
+			code   apierrors.Code
+			reason string
 		}{
-			{"wrong stream id", s.FrameworkID, []httpcli.RequestOpt{httpcli.Header("Mesos-Stream-Id", "00000000-0000-0000-0000-000000000000")}},
-			{"no stream id", s.FrameworkID, nil},
-			{"unknown framework", "no-such-framework", []httpcli.RequestOpt{httpcli.Header("Mesos-Stream-Id", "00000000-0000-0000-0000-000000000000")}},
+			{"wrong stream id", calls.Revive().With(calls.Framework(s.FrameworkID)), []httpcli.RequestOpt{someStream},
+				apierrors.CodeMalformedRequest, "didn't match the stream ID"},
+			{"no stream id", calls.Revive().With(calls.Framework(s.FrameworkID)), nil,
+				apierrors.CodeMalformedRequest, "should include the 'Mesos-Stream-Id' header"},
+			{"unknown framework", calls.Revive().With(calls.Framework("no-such-framework")), []httpcli.RequestOpt{someStream},
+				apierrors.CodeMalformedRequest, "Framework cannot be found"},
+			{"SUBSCRIBE with a stream id", calls.Subscribe(&mesos.FrameworkInfo{User: "root", Name: "conformance-" + cc.name + "-refused"}), []httpcli.RequestOpt{someStream},
+				apierrors.CodeMalformedRequest, "should not include the 'Mesos-Stream-Id' header"},
+			{"framework not connected", calls.Revive().With(calls.Framework(gone.FrameworkID)), []httpcli.RequestOpt{someStream},
+				apierrors.CodeUnsubscribed, "Framework is not subscribed"},
 		} {
-			call := calls.Revive().With(calls.Framework(tc.frameworkID))
-			resp, err := raw.Send(clientRequest(call), clientAuto, tc.opts...)
+			resp, err := raw.Send(clientRequest(tc.call), clientAuto, tc.opts...)
 			if resp != nil {
 				resp.Close()
 			}
-			if !apierrors.CodeUnsubscribed.Matches(err) {
-				t.Errorf("%s: REVIVE answered err=%v, want 403 (apierrors.CodeUnsubscribed)", tc.name, err)
+			if !tc.code.Matches(err) {
+				t.Errorf("%s: %s answered err=%v, want %d (%s)", tc.name, tc.call.GetType(), err, tc.code, apierrors.ErrorTable[tc.code])
 				continue
 			}
 			t.Logf("%s: %v", tc.name, err)
-			if err.Error() == apierrors.MsgUnsubscribed {
-				t.Errorf("%s: 403 without a reason in the body (COMPAT: plain-text reason)", tc.name)
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("%s: reason %q, want it to contain %q (COMPAT: plain-text reason, as Mesos')", tc.name, err.Error(), tc.reason)
 			}
+		}
+		var st struct {
+			Frameworks []struct{ ID string } `json:"frameworks"`
+		}
+		if err := getJSON(c.URL+"/state", &st); err != nil {
+			t.Errorf("/state: %v", err)
+		} else if len(st.Frameworks) != 2 {
+			t.Errorf("/state lists %d frameworks after the refused SUBSCRIBE, want 2 (it must not register one)", len(st.Frameworks))
 		}
 
 		// The real subscription still works.
@@ -189,6 +216,73 @@ func TestStreamID(t *testing.T) {
 		}
 		s.teardown(ctx)
 	})
+}
+
+// TestMissingContentType: a call without Content-Type is refused with 400
+// "Expecting 'Content-Type' to be present", as Mesos does, before anything
+// else is looked at; mesos-go reads it as apierrors.CodeMalformedRequest.
+func TestMissingContentType(t *testing.T) {
+	forEachCodec(t, func(t *testing.T, cc codecCase) {
+		c := startCorral(t)
+		ctx := testContext(t)
+		s := subscribe(ctx, t, c, cc)
+		// mesos-go always sets Content-Type; its transport hook drops it.
+		raw := httpcli.New(
+			httpcli.Endpoint(schedulerEndpoint(c)),
+			httpcli.Codec(cc.codec),
+			httpcli.Do(httpcli.With(httpcli.Timeout(10*time.Second))),
+			httpcli.WrapDoer(func(next httpcli.DoFunc) httpcli.DoFunc {
+				return func(req *http.Request) (*http.Response, error) {
+					req.Header.Del("Content-Type")
+					return next(req)
+				}
+			}),
+		)
+		for _, call := range []*scheduler.Call{
+			calls.Subscribe(&mesos.FrameworkInfo{User: "root", Name: "conformance-" + cc.name + "-no-content-type"}),
+			calls.Revive().With(calls.Framework(s.FrameworkID)),
+		} {
+			resp, err := raw.Send(clientRequest(call), clientAuto)
+			if resp != nil {
+				resp.Close()
+			}
+			if !apierrors.CodeMalformedRequest.Matches(err) {
+				t.Errorf("%s without Content-Type: err=%v, want 400 (apierrors.CodeMalformedRequest)", call.GetType(), err)
+				continue
+			}
+			t.Logf("%s without Content-Type: %v", call.GetType(), err)
+			if !strings.Contains(err.Error(), "Expecting 'Content-Type' to be present") {
+				t.Errorf("%s without Content-Type: reason %q, want Mesos' \"Expecting 'Content-Type' to be present\"", call.GetType(), err.Error())
+			}
+		}
+		s.teardown(ctx)
+	})
+}
+
+// awaitDisconnected waits until the master's /state shows the framework as
+// not connected.
+func awaitDisconnected(ctx context.Context, t *testing.T, c *corral, frameworkID string) {
+	t.Helper()
+	for {
+		var st struct {
+			Frameworks []struct {
+				ID        string `json:"id"`
+				Connected bool   `json:"connected"`
+			} `json:"frameworks"`
+		}
+		if err := getJSON(c.URL+"/state", &st); err == nil {
+			for _, f := range st.Frameworks {
+				if f.ID == frameworkID && !f.Connected {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("framework %s still connected after its stream was closed", frameworkID)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // TestMalformed: bodies that do not decode, or decode to an invalid call,

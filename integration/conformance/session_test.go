@@ -71,7 +71,7 @@ type session struct {
 
 // subscribe subscribes a framework "conformance-<codec>" as user root and
 // waits for SUBSCRIBED, which must be the first event.
-func subscribe(ctx context.Context, t *testing.T, c *corral, cc codecCase) *session {
+func subscribe(ctx context.Context, t *testing.T, c *corral, cc codecCase, opts ...func(*mesos.FrameworkInfo)) *session {
 	t.Helper()
 	cli := httpcli.New(
 		httpcli.Endpoint(schedulerEndpoint(c)),
@@ -88,6 +88,9 @@ func subscribe(ctx context.Context, t *testing.T, c *corral, cc codecCase) *sess
 	info := &mesos.FrameworkInfo{
 		User: "root",
 		Name: "conformance-" + cc.name,
+	}
+	for _, o := range opts {
+		o(info)
 	}
 	resp, err := s.caller.Call(ctx, calls.Subscribe(info))
 	if err != nil {
