@@ -129,11 +129,11 @@ func newAgentCommand() *cobra.Command {
 			}
 			log, err := newLogger(logging)
 			if err != nil {
-				return err
+				return usageError(cmd, err)
 			}
 			a, err := agent.New(f.config(cmd, log))
 			if err != nil {
-				return err
+				return startError(cmd, err)
 			}
 			ctx, cancel := signalContext()
 			defer cancel()

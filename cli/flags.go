@@ -13,22 +13,74 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// envAnnotation marks, on a flag, the environment variable that set it.
+const envAnnotation = "corral_env"
+
 // envFlags lets every flag be given as CORRAL_<FLAG> (upper case), as
-// DESIGN.md promises; a flag on the command line wins.
+// DESIGN.md promises; a flag on the command line wins. Each flag set this
+// way remembers its variable, so later checks can name it (explainEnv).
 func envFlags(cmd *cobra.Command) error {
 	var err error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed {
 			return
 		}
-		name := "CORRAL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v, ok := os.LookupEnv(name); ok {
 			if serr := cmd.Flags().Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("environment variable %s for --%s: %w", name, f.Name, serr)
+				err = usageError(cmd, fmt.Errorf("environment variable %s=%q (for --%s): %w", name, v, f.Name, serr))
+				return
 			}
+			if f.Annotations == nil {
+				f.Annotations = map[string][]string{}
+			}
+			f.Annotations[envAnnotation] = []string{name}
 		}
 	})
 	return err
+}
+
+func envName(flag string) string {
+	return "CORRAL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// explainEnv adds to err, a complaint about a flag's value that names the
+// flag as --<name>, which environment variable gave that value: a user who
+// never typed the flag must learn where it came from.
+func explainEnv(cmd *cobra.Command, err error) error {
+	if err == nil || cmd == nil {
+		return err
+	}
+	msg := err.Error()
+	var vars []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if v := f.Annotations[envAnnotation]; len(v) > 0 && namesFlag(msg, f.Name) && !strings.Contains(msg, v[0]) {
+			vars = append(vars, fmt.Sprintf("--%s was set by the environment variable %s", f.Name, v[0]))
+		}
+	})
+	if len(vars) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(vars, "; "))
+}
+
+// namesFlag reports whether msg mentions --name as a whole flag name (not
+// --name_suffix).
+func namesFlag(msg, name string) bool {
+	for rest := msg; ; {
+		i := strings.Index(rest, "--"+name)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+2+len(name):]
+		if rest == "" || !(rest[0] == '_' || rest[0] == '-' || isAlnum(rest[0])) {
+			return true
+		}
+	}
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // flagValues lists every flag's value for /flags.

@@ -15,24 +15,35 @@ func newLocalCommand() *cobra.Command {
 	var mf masterFlags
 	var af agentFlags
 	var workDir, logging string
+	var agentPort int
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run a master and an agent in one process: a one-node cluster on embedded defaults",
-		Args:  cobra.NoArgs,
+		Long: `Run a master and an agent in one process: a one-node cluster on embedded
+defaults. The master listens on --ip:--port, the agent on --ip:--agent_port;
+both stop on SIGINT or SIGTERM, the agent destroying its containers first
+(those of checkpointing frameworks are kept for the next start).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := envFlags(cmd); err != nil {
 				return err
 			}
 			log, err := newLogger(logging)
 			if err != nil {
-				return err
+				return usageError(cmd, err)
+			}
+			if agentPort < 0 || agentPort > 65535 {
+				return usageError(cmd, fmt.Errorf("--agent_port: %d is out of range (0 picks a free port)", agentPort))
+			}
+			if agentPort != 0 && agentPort == mf.port {
+				return usageError(cmd, fmt.Errorf("--agent_port %d is also the master's --port", agentPort))
 			}
 			if workDir == "" {
-				workDir = filepath.Join(os.TempDir(), "corral-local")
+				return usageError(cmd, fmt.Errorf("--work_dir must not be empty"))
 			}
 			mcfg, err := mf.config(cmd, log)
 			if err != nil {
-				return err
+				return usageError(cmd, err)
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -41,11 +52,12 @@ func newLocalCommand() *cobra.Command {
 				return err
 			}
 			af.master = net.JoinHostPort(mf.ip, strconv.Itoa(mf.port))
-			af.workDir, af.ip, af.port, af.hostname = workDir, mf.ip, 0, mf.hostname
+			af.workDir, af.ip, af.port, af.hostname = workDir, mf.ip, agentPort, mf.hostname
 			a, err := agent.New(af.config(cmd, log))
 			if err != nil {
 				cancel()
-				return fmt.Errorf("agent: %w", err)
+				_ = wait()
+				return startError(cmd, fmt.Errorf("%w (agent)", err))
 			}
 			agentErr := make(chan error, 1)
 			go func() { agentErr <- a.Run(ctx) }()
@@ -60,7 +72,8 @@ func newLocalCommand() *cobra.Command {
 	}
 	mf.bind(cmd)
 	af.bind(cmd, false)
-	cmd.Flags().StringVar(&workDir, "work_dir", "", "agent work directory (default $TMPDIR/corral-local)")
+	cmd.Flags().IntVar(&agentPort, "agent_port", 0, "port of the agent's HTTP API (0 picks a free one)")
+	cmd.Flags().StringVar(&workDir, "work_dir", filepath.Join(os.TempDir(), "corral-local"), "agent work directory: sandboxes and checkpoints")
 	cmd.Flags().StringVar(&logging, "logging_level", "INFO", "DEBUG, INFO, WARNING or ERROR")
 	return cmd
 }

@@ -87,11 +87,11 @@ func newMasterCommand() *cobra.Command {
 			}
 			log, err := newLogger(f.logging)
 			if err != nil {
-				return err
+				return usageError(cmd, err)
 			}
 			cfg, err := f.config(cmd, log)
 			if err != nil {
-				return err
+				return usageError(cmd, err)
 			}
 			ctx, cancel := signalContext()
 			defer cancel()

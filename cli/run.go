@@ -4,17 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,10 +25,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Exit codes of corral run.
+// Exit codes of corral run: those of every subcommand (root.go).
 const (
-	runExitTaskFailed = 1 // the task did not finish, or the run could not complete
-	runExitUsage      = 2
+	runExitTaskFailed = exitFailure // the task did not finish, or the run could not complete
+	runExitUsage      = exitUsage
 )
 
 // runKillGrace is how long corral run waits for a killed task to report a
@@ -57,33 +54,30 @@ Each state change is printed on stdout as one line: the state first, then
 the reason in parentheses and the message after a colon when present, e.g.
   TASK_RUNNING
   TASK_FAILED (REASON_COMMAND_EXECUTOR_FAILED): Command exited with status 1
-and, once known, "Sandbox: <path>". Logs go to stderr.
-
-Exit status: 0 when the task ends in TASK_FINISHED, 1 when it ends otherwise
-or the run fails, 2 for bad flags.`,
+and, once known, "Sandbox: <path>". Notes go to stderr: while no offer fits
+the task, what the cluster offers; when the master cannot be reached, that
+it cannot (corral run keeps trying until --timeout); when the task fails,
+the last lines of its stderr, read through the agent's /files API.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := envFlags(cmd); err != nil {
-				return &exitError{code: runExitUsage, err: err}
+				return err
 			}
 			opts, err := f.options()
 			if err != nil {
-				return &exitError{code: runExitUsage, err: err}
+				return usageError(cmd, err)
 			}
 			log, err := newLogger(f.logging)
 			if err != nil {
-				return &exitError{code: runExitUsage, err: err}
+				return usageError(cmd, err)
 			}
+			opts.verbose = log.Enabled(context.Background(), slog.LevelInfo)
 			sigs := make(chan os.Signal, 2)
 			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 			defer signal.Stop(sigs)
 			return opts.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), log, sigs)
 		},
 	}
-	// Unknown or malformed flags are usage errors too.
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &exitError{code: runExitUsage, err: err}
-	})
 	fl := cmd.Flags()
 	fl.StringVar(&f.master, "master", "", "HOST:PORT (or URL) of the master (required)")
 	fl.StringVar(&f.name, "name", "", "task name, also the prefix of its ID (required)")
@@ -110,6 +104,9 @@ type runOptions struct {
 	want      resources.Resources
 	killAfter time.Duration
 	timeout   time.Duration
+	// verbose: the user asked for INFO or DEBUG logs, so the driver's
+	// retry warnings stay even once the master is reported unreachable.
+	verbose bool
 }
 
 func (f *runFlags) options() (*runOptions, error) {
@@ -205,8 +202,11 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer, log *slog.L
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rs := &runScheduler{opts: o, out: out, errOut: errOut, log: log, done: make(chan error, 1), running: make(chan struct{})}
+	// The driver's retry warnings go quiet once the user has been told,
+	// plainly, that the master is unreachable (watchMaster).
+	dlog := slog.New(&quietHandler{h: log.Handler(), quiet: rs.quietDriver})
 	d, err := sched.New(sched.Config{
-		Master: o.master, Framework: o.framework, Codec: o.codec, Log: log,
+		Master: o.master, Framework: o.framework, Codec: o.codec, Log: dlog,
 		// Acknowledged inside StatusUpdate, so the terminal update is
 		// acknowledged before the teardown that follows it.
 		ExplicitAcks: true,
@@ -216,6 +216,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer, log *slog.L
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
+	go rs.watchMaster(ctx)
 	stop := func() {
 		_ = d.Stop(false)
 		select {
@@ -300,20 +301,33 @@ type runScheduler struct {
 
 	mu         sync.Mutex
 	registered bool
+	subscribed bool // now: between a (re)registration and a disconnection
 	launched   bool
 	agentID    *mesos.AgentID
 	agentURL   *mesos.URL
 	seen       bool // a status of the task arrived
 	lastState  mesos.TaskState
-	sandbox    bool // printed
+	sandbox    bool   // printed
+	sandboxDir string // once found
 	finished   bool
+
+	offered        map[string]string // agent ID → what its last offers held of what the task wants
+	offersNote     string            // the summary of offered last printed
+	unreachable    bool              // the user was told the master is unreachable
+	unreachableErr error
 }
 
 func (s *runScheduler) Registered(_ sched.Driver, id *mesos.FrameworkID, _ *mesos.MasterInfo) {
 	s.mu.Lock()
-	s.registered = true
+	s.registered, s.subscribed = true, true
 	s.mu.Unlock()
 	s.log.Info("framework registered", "framework", id.GetValue())
+}
+
+func (s *runScheduler) Reregistered(sched.Driver, *mesos.MasterInfo) {
+	s.mu.Lock()
+	s.subscribed = true
+	s.mu.Unlock()
 }
 
 // progress says what an aborted run was still waiting for, if it had not
@@ -322,15 +336,22 @@ func (s *runScheduler) progress() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case !s.registered && s.unreachable:
+		return fmt.Sprintf(" before the master %s accepted the framework: it is unreachable (%v)", s.opts.master, s.unreachableErr)
 	case !s.registered:
 		return " before the master " + s.opts.master + " accepted the framework"
+	case !s.launched && s.offersNote != "":
+		return " before an offer with " + s.opts.want.String() + " arrived (the cluster offers " + s.offersNote + ")"
 	case !s.launched:
-		return " before an offer with " + s.opts.want.String() + " arrived"
+		return " before an offer with " + s.opts.want.String() + " arrived (no offer came)"
 	}
 	return ""
 }
 
 func (s *runScheduler) Disconnected(sched.Driver) {
+	s.mu.Lock()
+	s.subscribed = false
+	s.mu.Unlock()
 	s.log.Warn("disconnected from the master; re-subscribing")
 }
 
@@ -343,6 +364,12 @@ func (s *runScheduler) ResourceOffers(d sched.Driver, offers []*mesos.Offer) {
 	s.mu.Lock()
 	launched := s.launched
 	s.mu.Unlock()
+	var unfit []*mesos.Offer
+	defer func() {
+		if !launched {
+			s.noteOffers(unfit)
+		}
+	}()
 	for _, offer := range offers {
 		if !launched && s.fits(offer) {
 			task := proto.Clone(s.opts.task).(*mesos.TaskInfo)
@@ -362,6 +389,7 @@ func (s *runScheduler) ResourceOffers(d sched.Driver, offers []*mesos.Offer) {
 			}
 			continue
 		}
+		unfit = append(unfit, offer)
 		// Briefly: resources that do not fit now may fit once freed.
 		refuse := 1.0
 		if launched {
@@ -413,7 +441,7 @@ func (s *runScheduler) report(ctx context.Context, d sched.Driver, status *mesos
 	if wantSandbox {
 		if dir := s.lookupSandbox(ctx, d.FrameworkID().GetValue(), status); dir != "" {
 			s.mu.Lock()
-			s.sandbox = true
+			s.sandbox, s.sandboxDir = true, dir
 			s.mu.Unlock()
 			fmt.Fprintln(s.out, "Sandbox: "+dir)
 		}
@@ -426,6 +454,9 @@ func (s *runScheduler) report(ctx context.Context, d sched.Driver, status *mesos
 	}
 	if state == mesos.TaskState_TASK_FINISHED {
 		return true, nil
+	}
+	if state == mesos.TaskState_TASK_FAILED {
+		s.printStderrTail(ctx, d.FrameworkID().GetValue(), status)
 	}
 	return true, fmt.Errorf("task %s ended in %s", s.opts.task.GetTaskId().GetValue(), stateLine(status))
 }
@@ -482,41 +513,13 @@ func isTerminalState(s mesos.TaskState) bool {
 // include ours). Mesos' ContainerStatus has no directory, so /state is the
 // only source. "" when not found.
 func (s *runScheduler) lookupSandbox(ctx context.Context, frameworkID string, status *mesos.TaskStatus) string {
-	s.mu.Lock()
-	u := s.agentURL
-	s.mu.Unlock()
-	addr := u.GetAddress()
-	host := addr.GetIp()
-	if host == "" {
-		host = addr.GetHostname()
-	}
-	if host == "" || addr.GetPort() == 0 {
-		return ""
-	}
-	scheme := u.GetScheme()
-	if scheme == "" {
-		scheme = "http"
-	}
-	url := scheme + "://" + net.JoinHostPort(host, strconv.Itoa(int(addr.GetPort()))) + "/state"
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return ""
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.log.Warn("fetching agent state for the sandbox path", "url", url, "err", err)
-		return ""
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		s.log.Warn("fetching agent state for the sandbox path", "url", url, "status", resp.Status)
+	base := s.agentBase(ctx)
+	if base == "" {
 		return ""
 	}
 	var st agentState
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&st); err != nil {
-		s.log.Warn("decoding agent state", "url", url, "err", err)
+	if err := getJSON(ctx, base+"/state", 64<<20, &st); err != nil {
+		s.log.Warn("fetching agent state for the sandbox path", "err", err)
 		return ""
 	}
 	return st.sandbox(frameworkID, status.GetTaskId().GetValue())

@@ -19,6 +19,8 @@
 // where the kernel has no cgroup.kill), freeze → SIGKILL → thaw on v1 with
 // bounded retries so a stuck freeze cannot hang the agent; then it waits for
 // the cgroup to empty and removes it, retrying while the kernel says EBUSY.
+// Recover thaws a container it takes back frozen: its agent died between a
+// destroy's freeze and thaw.
 package linux
 
 import (
@@ -575,6 +577,9 @@ func (l *Launcher) Recover(ctx context.Context, known map[string]*containerizer.
 		id := e.Name()
 		found[id] = true
 		if p, ok := known[id]; ok {
+			if err := l.thaw(filepath.Join(l.rootDir, id)); err != nil {
+				errs = append(errs, fmt.Errorf("container %s: %w", id, err))
+			}
 			l.mu.Lock()
 			l.ctrs[id] = &ctr{proc: p}
 			l.mu.Unlock()
@@ -597,11 +602,43 @@ func (l *Launcher) Recover(ctx context.Context, known map[string]*containerizer.
 		if !ok || path.Base(rel) != id {
 			continue
 		}
+		dir := filepath.Join(l.base, rel)
+		if err := l.thaw(dir); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", id, err))
+		}
 		l.mu.Lock()
-		l.ctrs[id] = &ctr{proc: p, dir: filepath.Join(l.base, rel)}
+		l.ctrs[id] = &ctr{proc: p, dir: dir}
 		l.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// thaw unfreezes a recovered container's cgroup. Only a destroy freezes
+// one, and only for the moment of its kill: a container found frozen is
+// one whose agent died in the middle of a destroy (killed, or by SIGPIPE on
+// a closed log pipe). Left frozen, its processes would sit in D state
+// until something destroyed it: a task meant to run on after the restart
+// would be stuck for good, and an executor could not re-subscribe. Thawed,
+// it runs on, or is destroyed, like any other recovered container.
+func (l *Launcher) thaw(dir string) error {
+	file, thawed := filepath.Join(dir, "freezer.state"), "THAWED"
+	if l.v2 {
+		file, thawed = filepath.Join(dir, "cgroup.freeze"), "0"
+	}
+	b, err := readSmall(file, make([]byte, 32))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a kernel without cgroup.freeze, or the cgroup just went
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", file, err)
+	}
+	if strings.TrimSpace(string(b)) == thawed {
+		return nil
+	}
+	if err := writeFile(file, thawed); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("thawing %s: %w", dir, err)
+	}
+	return nil
 }
 
 // Containers lists the IDs whose cgroups exist under the root (for tests and

@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// A task that fails shows why: corral run prints the end of its stderr,
+// read through the agent's /files/read, found from the offer (here with the
+// agent a process of its own, as on another host).
+func TestRunShowsStderrOfFailedTask(t *testing.T) {
+	prefix := rootTest(t)
+	c := startCluster(t, prefix, clusterOpts{split: true})
+	cases := []struct {
+		name, command string
+		stdout        []string // in stdout
+		stderr        []string // in stderr
+	}{
+		{name: "missing-command", command: "no-such-command-" + prefix,
+			stdout: []string{"TASK_FAILED", "exited with status 127"},
+			stderr: []string{"Last line of the task's stderr (through http://", "no-such-command-" + prefix + ": not found"}},
+		// Only the last ten lines: line 1..5 are gone, 6..15 shown.
+		{name: "long-stderr", command: "for i in $(seq 1 15); do echo line-$i >&2; done; exit 4",
+			stdout: []string{"TASK_FAILED", "status 4"},
+			stderr: []string{"Last 10 lines of the task's stderr", "  line-6\n", "  line-15\n"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := corral(t, nil, "run", "--master", c.master, "--name", tc.name, "--command", tc.command)
+			if r.code != 1 {
+				t.Fatalf("corral run of a failing task: want exit 1, got %v", r)
+			}
+			for _, s := range tc.stdout {
+				if !strings.Contains(r.stdout, s) {
+					t.Errorf("stdout lacks %q: %v", s, r)
+				}
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr lacks %q: %v", s, r)
+				}
+			}
+			if strings.Contains(r.stderr, "line-5\n") {
+				t.Errorf("stderr shows more than the last ten lines: %v", r)
+			}
+		})
+	}
+	// A task that finishes prints no stderr of its own.
+	if r := corral(t, nil, "run", "--master", c.master, "--name", "ok", "--command", "echo fine >&2"); r.code != 0 || strings.Contains(r.stderr, "stderr") {
+		t.Errorf("a finished task: want exit 0 and no stderr shown, got %v", r)
+	}
+}
+
+// A task that asks for more than the cluster has is told what the cluster
+// offers — once while the offers stay the same — and --timeout ends the
+// wait with a clear message and exit 1.
+func TestRunSaysWhatTheClusterOffers(t *testing.T) {
+	prefix := rootTest(t)
+	c := startCluster(t, prefix, clusterOpts{})
+	cases := []struct {
+		name, resources string
+		offers          string // in the note
+	}{
+		{"cpus", "cpus:100;mem:32", "offers vm-host: cpus:2;mem:1024; still waiting (up to --timeout 3s)"},
+		{"gpus", "cpus:0.1;mem:32;gpus:1", "cpus:2;mem:1024, no gpus"},
+	}
+	host := regexp.MustCompile(`offers [^:;]+: `)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := corral(t, nil, "run", "--master", c.master, "--name", tc.name, "--command", "true", "--resources", tc.resources, "--timeout", "3s")
+			if r.code != 1 {
+				t.Fatalf("want exit 1 at --timeout, got %v", r)
+			}
+			note := "Waiting for an offer with " + tc.resources + "; the cluster offers"
+			if n := strings.Count(r.stderr, note); n != 1 {
+				t.Errorf("stderr has %q %d times, want once (the offers do not change): %v", note, n, r)
+			}
+			got := host.ReplaceAllString(r.stderr, "offers vm-host: ")
+			if !strings.Contains(got, tc.offers) {
+				t.Errorf("stderr lacks %q: %v", tc.offers, r)
+			}
+			if !strings.Contains(r.stderr, "corral: --timeout 3s passed before an offer with "+tc.resources+" arrived (the cluster offers") {
+				t.Errorf("stderr lacks the timeout's reason: %v", r)
+			}
+		})
+	}
+}
