@@ -44,7 +44,7 @@ func sortedTasks(tasks map[string]*task) []*task {
 // answers so far.
 func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 	call := &master.Call{}
-	c, ok := decodeCall(w, r, call)
+	c, ok := httpapi.DecodeCall(w, r, call)
 	if !ok {
 		return
 	}

@@ -22,7 +22,7 @@ import (
 // request and 403 as "not subscribed, subscribe again".
 func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 	call := &scheduler.Call{}
-	respCodec, ok := decodeCall(w, r, call)
+	respCodec, ok := httpapi.DecodeCall(w, r, call)
 	if !ok {
 		return
 	}
@@ -75,18 +75,6 @@ func streamIDHeader(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return v[0], true
-}
-
-// decodeCall is httpapi.DecodeCall with Mesos' answer to a call without a
-// Content-Type: 400 "Expecting 'Content-Type' to be present", as the
-// scheduler and operator handlers of http.cpp answer; 415 stays for a type
-// that is present but unknown. The method is checked first, as there.
-func decodeCall(w http.ResponseWriter, r *http.Request, msg proto.Message) (codec.Codec, bool) {
-	if r.Method == http.MethodPost && len(r.Header.Values("Content-Type")) == 0 {
-		httpapi.Error(w, http.StatusBadRequest, "Expecting 'Content-Type' to be present")
-		return nil, false
-	}
-	return httpapi.DecodeCall(w, r, msg)
 }
 
 // handleFrameworkCall applies a call; an error is the caller's fault (400).

@@ -45,6 +45,7 @@ func TestDecodeCall(t *testing.T) {
 		{"accept any", "POST", "application/json", "*/*", valid, 202, ""},
 		{"GET", "GET", "application/json", "", "", 405, "Expecting 'POST'"},
 		{"unknown content type", "POST", "text/xml", "application/json", valid, 415, "unsupported media type"},
+		{"no content type", "POST", "", "application/json", valid, 400, "Expecting 'Content-Type' to be present"},
 		{"unacceptable accept", "POST", "application/json", "text/html", valid, 406, "unsupported media type"},
 		{"malformed JSON", "POST", "application/json", "application/json", `{"type":`, 400, "Failed to parse body into Call"},
 		{"unknown enum", "POST", "application/json", "application/json", `{"type":"NOPE"}`, 400, "NOPE"},
@@ -56,7 +57,9 @@ func TestDecodeCall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req.Header.Set("Content-Type", tc.ctype)
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
 			if tc.accept != "" {
 				req.Header.Set("Accept", tc.accept)
 			}

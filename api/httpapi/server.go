@@ -40,6 +40,12 @@ func DecodeCall(w http.ResponseWriter, r *http.Request, msg proto.Message) (resp
 		Error(w, http.StatusMethodNotAllowed, "Expecting 'POST', received '%s'", r.Method)
 		return nil, false
 	}
+	// Mesos' master and agent answer a call without a Content-Type 400,
+	// one with a Content-Type they cannot read 415.
+	if len(r.Header.Values("Content-Type")) == 0 {
+		Error(w, http.StatusBadRequest, "Expecting 'Content-Type' to be present")
+		return nil, false
+	}
 	req, err := codec.RequestCodec(r)
 	if err != nil {
 		Error(w, http.StatusUnsupportedMediaType, "%v", err)

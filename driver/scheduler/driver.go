@@ -333,7 +333,7 @@ func (d *HTTPDriver) session(ctx context.Context) (subscribed bool, err error) {
 		// stream stays open until Stop's TEARDOWN is out (Stop then ends
 		// ctx): closed first, the master would take it for a disconnect and
 		// could remove a framework without failover_timeout before the
-		// TEARDOWN arrives, which it would then refuse with 403.
+		// TEARDOWN arrives, which it would then refuse (400, framework not found).
 		if d.isStopped() {
 			<-ctx.Done()
 			return subscribed, nil

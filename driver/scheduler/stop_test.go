@@ -9,7 +9,7 @@ import (
 
 // Stop(false) must get its TEARDOWN to the master before the event stream
 // closes: a framework without failover_timeout is removed the moment its
-// stream drops, and a TEARDOWN arriving after that is refused (403). Events
+// stream drops, and a TEARDOWN arriving after that is refused (400). Events
 // arriving right as Stop runs (here a heartbeat every few milliseconds) used
 // to make the driver close the stream first.
 func TestStopTearsDownWhileEventsArrive(t *testing.T) {
