@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,7 +64,7 @@ func freePort(tb testing.TB) int {
 type proc struct {
 	name    string
 	cmd     *exec.Cmd
-	out     *syncBuffer // stdout and stderr, unless the test gave its own
+	out     *testsupport.SyncBuffer // stdout and stderr, unless the test gave its own
 	exited  chan struct{}
 	waitErr error
 	stopped bool // by the test: its exit is no failure
@@ -73,7 +72,7 @@ type proc struct {
 
 func start(tb testing.TB, name string, stdout io.Writer, args ...string) *proc {
 	tb.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{name: name, out: &testsupport.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(corralBin(tb), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if stdout != nil {
@@ -179,7 +178,7 @@ func startCluster(tb testing.TB, prefix string, o clusterOpts) *cluster {
 		}
 		if tb.Failed() {
 			for _, p := range c.procs {
-				tb.Logf("%s output:\n%s", p.name, p.out.tail(6000))
+				tb.Logf("%s output:\n%s", p.name, p.out.Tail(6000))
 			}
 		}
 	})
@@ -202,7 +201,7 @@ func (c *cluster) waitReady(tb testing.TB) {
 	for deadline := time.Now().Add(startTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		for _, p := range c.procs {
 			if !p.stopped && !p.running() {
-				tb.Fatalf("%s exited during start-up: %v\n%s", p.name, p.waitErr, p.out.tail(4000))
+				tb.Fatalf("%s exited during start-up: %v\n%s", p.name, p.waitErr, p.out.Tail(4000))
 			}
 		}
 		var st struct {
@@ -273,33 +272,6 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's output and a test
-// reading it at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) tail(n int) string {
-	str := s.String()
-	if len(str) > n {
-		str = str[len(str)-n:]
-	}
-	return str
-}
-
 // waitFor polls cond; only a hang fails.
 func waitFor(tb testing.TB, what string, limit time.Duration, cond func() bool) {
 	tb.Helper()
@@ -308,49 +280,6 @@ func waitFor(tb testing.TB, what string, limit time.Duration, cond func() bool) 
 			tb.Fatalf("still waiting for %s after %v", what, limit)
 		}
 	}
-}
-
-// processesOf lists the live processes whose command line or environment
-// holds s (a sandbox path holds the work dir, named by the test's prefix),
-// with their state letters.
-func processesOf(s string) []string {
-	var out []string
-	self := strconv.Itoa(os.Getpid())
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid := e.Name()
-		if pid == self || pid[0] < '0' || pid[0] > '9' {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
-		environ, _ := os.ReadFile(filepath.Join("/proc", pid, "environ"))
-		if !bytes.Contains(cmdline, []byte(s)) && !bytes.Contains(environ, []byte(s)) {
-			continue
-		}
-		st := procState(pid)
-		if st == "Z" || st == "" {
-			continue
-		}
-		out = append(out, fmt.Sprintf("%s (%s, ppid %s): %s", pid, st, procField(pid, "PPid:"), strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))))
-	}
-	return out
-}
-
-func procState(pid string) string { return procField(pid, "State:") }
-
-func procField(pid, key string) string {
-	b, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
-	if err != nil {
-		return ""
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, key); ok {
-			if f := strings.Fields(v); len(f) > 0 {
-				return f[0]
-			}
-		}
-	}
-	return ""
 }
 
 // containerCgroups lists the containers' cgroups under root in every
@@ -451,3 +380,16 @@ func rmdirTree(dir string) error {
 	}
 	return nil
 }
+
+// processesOf lists the live processes whose command line or environment
+// holds s (a sandbox path holds the work dir, named by the test's prefix),
+// with their state letters.
+func processesOf(s string) []string {
+	var out []string
+	for _, p := range testsupport.ProcessesWith(s) {
+		out = append(out, fmt.Sprintf("%s (%s, ppid %s): %s", p.PID, p.State, p.PPid, p.Cmdline))
+	}
+	return out
+}
+
+func procState(pid string) string { return testsupport.ProcStatus(pid, "State:") }

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // `corral local 2>&1 | tee log`, a task running, then Ctrl-C: the shell
@@ -22,7 +24,7 @@ func TestLocalShutdownSurvivesClosedPipe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var log syncBuffer
+			var log testsupport.SyncBuffer
 			readerDone := make(chan struct{})
 			go func() {
 				defer close(readerDone)

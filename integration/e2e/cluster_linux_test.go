@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,12 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
 	sched "github.com/corral/corral/driver/scheduler"
 	"github.com/corral/corral/internal/testsupport"
-	"google.golang.org/protobuf/proto"
 )
 
 // Generous bounds: the tests run on small, busy machines. Nothing asserts
@@ -710,49 +710,6 @@ func commandTask(tb testing.TB, id, command string) *mesos.TaskInfo {
 	}
 }
 
-// processesOf lists the live (non-zombie) processes whose command line or
-// environment holds s, e.g. a container ID or a sandbox path, as "PID:
-// command line".
-func processesOf(s string) []string {
-	var out []string
-	self := strconv.Itoa(os.Getpid())
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid := e.Name()
-		if pid == self || pid[0] < '0' || pid[0] > '9' {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
-		environ, _ := os.ReadFile(filepath.Join("/proc", pid, "environ"))
-		if !bytes.Contains(cmdline, []byte(s)) && !bytes.Contains(environ, []byte(s)) {
-			continue
-		}
-		if st := procState(pid); st == "Z" || st == "" {
-			continue
-		}
-		out = append(out, pid+": "+strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
-	}
-	return out
-}
-
-// procState is the state letter of /proc/PID/status, "" when gone.
-func procState(pid string) string {
-	f, err := os.Open(filepath.Join("/proc", pid, "status"))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "State:"); ok {
-			if fs := strings.Fields(v); len(fs) > 0 {
-				return fs[0]
-			}
-		}
-	}
-	return ""
-}
-
 // runCorral runs `corral run` to its end and returns its stdout, stderr and
 // exit code.
 func runCorral(tb testing.TB, args ...string) (stdout, stderr string, code int) {
@@ -785,4 +742,14 @@ func sandboxLine(out string) string {
 		}
 	}
 	return ""
+}
+
+// processesOf lists the live processes whose command line or environment
+// holds s, e.g. a container ID or a sandbox path, as "PID: command line".
+func processesOf(s string) []string {
+	var out []string
+	for _, p := range testsupport.ProcessesWith(s) {
+		out = append(out, p.PID+": "+p.Cmdline)
+	}
+	return out
 }

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/api/v1/mesos"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/corral/corral/api/v1/mesos"
 )
 
 // TestCommandTasks runs command tasks through the scheduler API, over

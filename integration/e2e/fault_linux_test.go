@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // faultIterations is how many kill -9s each fault-injection run does: a
@@ -312,19 +313,10 @@ func (p taskProcess) String() string {
 // (task processes and their container inits) with its MESOS_TASK_ID.
 func taskProcesses(prefix string) []taskProcess {
 	var out []taskProcess
-	entries, _ := os.ReadDir("/proc")
-	self := strconv.Itoa(os.Getpid())
-	for _, e := range entries {
-		pid := e.Name()
-		if pid == self || pid[0] < '0' || pid[0] > '9' {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))
-		if err != nil || !bytes.Contains(env, []byte(prefix)) {
-			continue
-		}
-		if st := procState(pid); st == "Z" || st == "" {
-			continue
+	for _, proc := range testsupport.ProcessesWith(prefix) {
+		pid, env := proc.PID, proc.Environ
+		if !bytes.Contains(env, []byte(prefix)) {
+			continue // the agent's own processes name it on their command line
 		}
 		p := taskProcess{pid: pid, task: "?"}
 		executor := ""

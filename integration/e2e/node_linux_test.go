@@ -17,10 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/corral/corral/api/v1/mesos"
 	sched "github.com/corral/corral/driver/scheduler"
 	"github.com/corral/corral/internal/testsupport"
-	"google.golang.org/protobuf/proto"
 )
 
 // node is a master and an agent as separate `corral` processes, so that the

@@ -12,8 +12,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/corral/corral/api/v1/mesos"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/corral/corral/api/v1/mesos"
 )
 
 // The agent's durability on real binaries: a master and an agent as

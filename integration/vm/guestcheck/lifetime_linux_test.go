@@ -1,7 +1,6 @@
 package guestcheck
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,32 +9,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/corral/corral/integration/vm/vmenv"
+	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/systemd"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // installAgentUnit writes a unit like dist/systemd/corral-agent.service
 // (Type=notify, KillMode=process, Delegate=yes) for an agent with args and
@@ -159,7 +140,7 @@ func TestGuestTaskOutlivesAgentUnit(t *testing.T) {
 
 	// The task: a sleep with a marker only it has.
 	marker := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
-	var out syncBuffer
+	var out testsupport.SyncBuffer
 	run := exec.Command(corral, "run", "--master", master, "--name", "lifetime", "--checkpoint",
 		"--command", "exec sleep "+marker, "--resources", "cpus:0.1;mem:32", "--timeout", "5m")
 	run.Stdout, run.Stderr = &out, &out
