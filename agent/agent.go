@@ -15,18 +15,20 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/corral/corral/agent/checkpoint"
-	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/agent/gc"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/metrics"
 	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/internal/version"
-	"google.golang.org/protobuf/proto"
 )
 
 // Agent is one node's agent.
@@ -163,17 +165,17 @@ func listen(cfg Config, store *checkpoint.Store) (net.Listener, error) {
 const listenRetry = 10 * time.Second
 
 func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
-	opts, err := systemdOptions(cfg, cfg.containerOptions())
+	opts, err := container.SetUpLauncher(context.Background(), cfg.Launcher, cfg.containerOptions())
 	if err != nil {
 		return nil, err
 	}
-	l, err := containerizer.NewLauncher(cfg.Launcher, opts)
+	l, err := container.NewLauncher(cfg.Launcher, opts)
 	if err != nil {
 		return nil, fmt.Errorf("--launcher: %w", err)
 	}
-	var isos []containerizer.Isolator
+	var isos []container.Isolator
 	for _, name := range cfg.isolators() {
-		iso, err := containerizer.NewIsolator(name, opts)
+		iso, err := container.NewIsolator(name, opts)
 		if err != nil {
 			// What the isolators built so far made (disk/du's cgroup)
 			// goes with them.

@@ -16,9 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/agent/gc"
 	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/container"
 )
 
 // Config is the agent's configuration (its flags, Mesos names in comments).
@@ -310,7 +310,7 @@ func (c *Config) defaults() error {
 		// Mesos' rule: the linux launcher when the agent can run it (root,
 		// cgroups mounted), else posix.
 		c.Launcher = "posix"
-		if err := containerizer.LauncherUsable("linux", c.containerOptions()); err != nil {
+		if err := container.LauncherUsable("linux", c.containerOptions()); err != nil {
 			c.Log.Info("using the posix launcher", "why not linux", err.Error())
 		} else {
 			c.Launcher = "linux"
@@ -440,7 +440,7 @@ func validTmpfsSize(s string) bool {
 
 // containerOptions are the launcher's and isolators' settings: the flags
 // each reads from Options.Extra, by flag name.
-func (c *Config) containerOptions() containerizer.Options {
+func (c *Config) containerOptions() container.Options {
 	extra := map[string]string{
 		"cgroups_enable_cfs":        strconv.FormatBool(c.CgroupsEnableCFS),
 		"cgroups_limit_swap":        strconv.FormatBool(!c.CgroupsAllowSwap),
@@ -479,7 +479,7 @@ func (c *Config) containerOptions() containerizer.Options {
 			extra[k] = v
 		}
 	}
-	return containerizer.Options{RuntimeDir: c.RuntimeDir, CgroupsRoot: c.CgroupsRoot, Extra: extra}
+	return container.Options{RuntimeDir: c.RuntimeDir, CgroupsRoot: c.CgroupsRoot, Extra: extra, Log: c.Log}
 }
 
 // totalResources is --resources with cpus, mem, disk and ports filled from

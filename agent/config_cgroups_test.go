@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // Bad cgroups flag values are refused at start-up, naming the flag, whether
@@ -73,7 +73,7 @@ func TestDefaultLauncher(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "posix"
-	why := containerizer.LauncherUsable("linux", c.containerOptions())
+	why := container.LauncherUsable("linux", c.containerOptions())
 	if why == nil {
 		want = "linux"
 	}

@@ -269,7 +269,7 @@ func (a *Agent) launchNotRecorded(fw *framework, ex *executor, tasks []*task, er
 	a.mu.Lock()
 	open := false
 	for _, t := range ex.tasks {
-		open = open || !isTerminal(t.state)
+		open = open || !t.state.IsTerminal()
 	}
 	a.mu.Unlock()
 	// A builtin executor's run is its tasks; a custom executor made for

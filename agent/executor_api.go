@@ -11,13 +11,13 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/duration"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/container"
 )
 
 // executorResources is what a custom executor's container is sized to: the
@@ -25,7 +25,7 @@ import (
 func executorResources(ex *executor) resources.Resources {
 	total := ex.resources
 	for _, t := range ex.tasks {
-		if !isTerminal(t.state) {
+		if !t.state.IsTerminal() {
 			r, _ := resources.New(t.info.GetResources())
 			total = total.Plus(r)
 		}
@@ -118,7 +118,7 @@ func (a *Agent) superviseExecutor(ex *executor) {
 
 // executorExitedWith ends a custom executor's tasks from its container's
 // termination.
-func (a *Agent) executorExitedWith(ex *executor, term *containerizer.Termination, prefix string) {
+func (a *Agent) executorExitedWith(ex *executor, term *container.Termination, prefix string) {
 	reason := mesos.TaskStatus_REASON_EXECUTOR_TERMINATED
 	if term.Limitation != nil {
 		reason = limitationReason(term.Limitation.Reason)
@@ -215,7 +215,7 @@ func (a *Agent) executorTerminated(ex *executor, reason mesos.TaskStatus_Reason,
 	}
 	var open []*task
 	for _, t := range ex.tasks {
-		if !isTerminal(t.state) && !t.recording {
+		if !t.state.IsTerminal() && !t.recording {
 			open = append(open, t)
 		}
 	}
@@ -366,7 +366,7 @@ func (a *Agent) executorUpdate(ex *executor, s *mesos.TaskStatus) (int, string) 
 		problem = fmt.Sprintf("Task '%s' is not a task of executor '%s'", taskID, ex.id)
 	case s.GetState() == mesos.TaskState_TASK_STAGING:
 		problem = "An executor may not send TASK_STAGING"
-	case isTerminal(t.state):
+	case t.state.IsTerminal():
 		problem = fmt.Sprintf("Task '%s' is already in terminal state %s", taskID, t.state)
 	}
 	a.mu.Unlock()
@@ -432,7 +432,7 @@ func (a *Agent) subscribedLocked(ex *executor) {
 	}
 	ex.queued = nil
 	for _, t := range ex.tasks {
-		if t.killing && !isTerminal(t.state) {
+		if t.killing && !t.state.IsTerminal() {
 			// A kill that came while the executor was away.
 			ex.stream.Send(&executorapi.Event{Type: executorapi.Event_KILL.Enum(), Kill: &executorapi.Event_Kill{TaskId: t.info.GetTaskId()}})
 		}

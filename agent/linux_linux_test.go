@@ -15,9 +15,9 @@ import (
 
 	"github.com/corral/corral/agent"
 	"github.com/corral/corral/agent/agenttest"
-	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/driver/scheduler"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/master"
@@ -36,7 +36,7 @@ import (
 // included, is at /monitor/statistics and in /state.
 func TestLinuxLauncherAgent(t *testing.T) {
 	testsupport.RequireRoot(t)
-	if err := containerizer.LauncherUsable("linux", containerizer.Options{}); err != nil {
+	if err := container.LauncherUsable("linux", container.Options{}); err != nil {
 		t.Skipf("linux launcher unusable here: %v", err)
 	}
 	prefix := testsupport.Prefix(t)
@@ -174,7 +174,7 @@ func TestLinuxLauncherAgent(t *testing.T) {
 	}
 	for final["sleeper"] == nil {
 		st := next("the sleeper killed")
-		if isFinal(st.GetState()) {
+		if st.GetState().IsTerminal() {
 			final[st.GetTaskId().GetValue()] = st
 		}
 	}
@@ -206,14 +206,6 @@ func (l *launcher) ResourceOffers(d scheduler.Driver, offers []*mesos.Offer) {
 }
 
 func (l *launcher) StatusUpdate(_ scheduler.Driver, s *mesos.TaskStatus) { l.updates <- s }
-
-func isFinal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_STAGING, mesos.TaskState_TASK_STARTING, mesos.TaskState_TASK_RUNNING:
-		return false
-	}
-	return true
-}
 
 func startMaster(t *testing.T) string {
 	t.Helper()

@@ -91,7 +91,7 @@ func (a *Agent) metrics() metrics.Snapshot {
 				out[p+"/executors_running"]++
 			}
 			for _, t := range ex.tasks {
-				if !isTerminal(t.state) {
+				if !t.state.IsTerminal() {
 					out[metrics.TaskStateKey(p, t.state)]++
 				}
 			}

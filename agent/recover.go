@@ -11,11 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/corral/corral/agent/checkpoint"
-	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
-	"google.golang.org/protobuf/proto"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 )
 
 // recoveryStats says what the agent's start-up recovery found and did
@@ -99,7 +101,7 @@ func (a *Agent) recover(ctx context.Context) error {
 	a.mu.Unlock()
 
 	// The containers: re-attached, or all destroyed.
-	var configs []*containerizer.Config
+	var configs []*container.Config
 	if stats.discarded == "" {
 		for _, ex := range live {
 			configs = append(configs, a.recoveryConfigs(ex)...)
@@ -143,7 +145,7 @@ func (a *Agent) recover(ctx context.Context) error {
 		isDamaged[d.ex] = true
 		// Their containers went with the orphans above.
 		for _, t := range d.ex.tasks {
-			if !isTerminal(t.state) {
+			if !t.state.IsTerminal() {
 				stats.gone++
 				actions = append(actions, func() {
 					a.taskUpdate(t, fromAgent, goneState(d.ex.fw), mesos.TaskStatus_REASON_EXECUTOR_TERMINATED.Enum(), d.why, nil)
@@ -157,7 +159,7 @@ func (a *Agent) recover(ctx context.Context) error {
 				continue // reported above
 			}
 			for _, t := range ex.tasks {
-				if !isTerminal(t.state) {
+				if !t.state.IsTerminal() {
 					// Damaged records: a run that ended without its task's
 					// end recorded. Nothing can say how it ended.
 					stats.gone++
@@ -311,7 +313,7 @@ func (a *Agent) rebuildDamaged(ctx context.Context, agentID string, fw *framewor
 			rt := run.Tasks[id]
 			pending := rt.Pending()
 			state, ok := rt.LatestState()
-			if ok && isTerminal(state) && len(pending) == 0 {
+			if ok && state.IsTerminal() && len(pending) == 0 {
 				continue // finished and acknowledged: its records go with the run's
 			}
 			ti := rt.Record.GetInfo()
@@ -373,7 +375,7 @@ func (a *Agent) rebuildRun(agentID string, fw *framework, re *checkpoint.Executo
 		rt := run.Tasks[id]
 		pending := rt.Pending()
 		state, ok := rt.LatestState()
-		if ok && isTerminal(state) && len(pending) == 0 {
+		if ok && state.IsTerminal() && len(pending) == 0 {
 			// Finished and acknowledged: the agent died before forgetting it.
 			tk := k
 			tk.Task = id
@@ -411,15 +413,15 @@ func removeExecutor(list []*executor, ex *executor) []*executor {
 // recoveryConfigs are the containers of a live run as the isolators must
 // take them back: IDs, sandboxes and the resources and labels they were
 // launched (or last resized) with.
-func (a *Agent) recoveryConfigs(ex *executor) []*containerizer.Config {
+func (a *Agent) recoveryConfigs(ex *executor) []*container.Config {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ex.kind == httpExecutor {
 		res := executorResources(ex)
-		return []*containerizer.Config{containerConfig(ex.containerID, ex.directory,
+		return []*container.Config{containerConfig(ex.containerID, ex.directory,
 			&mesos.TaskInfo{Container: ex.info.GetContainer(), Labels: ex.info.GetLabels()}, res)}
 	}
-	var out []*containerizer.Config
+	var out []*container.Config
 	for _, t := range ex.tasks {
 		if t.containerID == "" {
 			continue
@@ -456,7 +458,7 @@ func (a *Agent) resumeExecutor(ex *executor, found map[string]*containerizer.Rec
 		var actions []func()
 		for _, t := range ex.tasks {
 			switch {
-			case isTerminal(t.state):
+			case t.state.IsTerminal():
 			case t.state == mesos.TaskState_TASK_STAGING:
 				ex.queued = append(ex.queued, queuedLaunch{[]*mesos.TaskInfo{t.info}, false})
 			default:
@@ -477,7 +479,7 @@ func (a *Agent) resumeExecutor(ex *executor, found map[string]*containerizer.Rec
 	var actions []func()
 	open := 0
 	for _, t := range ex.tasks {
-		if isTerminal(t.state) {
+		if t.state.IsTerminal() {
 			// Its end is recorded; only its runtime record may be left.
 			if t.containerID != "" {
 				a.cz.Forget(t.containerID)
@@ -533,7 +535,7 @@ func (a *Agent) discardExecutor(ex *executor, why string, stats *recoveryStats) 
 	a.mu.Lock()
 	var open []*task
 	for _, t := range ex.tasks {
-		if !isTerminal(t.state) {
+		if !t.state.IsTerminal() {
 			open = append(open, t)
 		}
 	}

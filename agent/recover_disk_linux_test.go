@@ -60,7 +60,7 @@ func TestAgentRestartsOnFullDisk(t *testing.T) {
 	// The kill record and the task's end are checkpointed on the full disk
 	// (from the store's reserve).
 	f.kill(t, "sleeper")
-	if st := f.await(t, "sleeper", isFinal); st.GetState() != mesos.TaskState_TASK_KILLED {
+	if st := f.await(t, "sleeper", mesos.TaskState.IsTerminal); st.GetState() != mesos.TaskState_TASK_KILLED {
 		t.Fatalf("sleeper ended %v %v %q, want TASK_KILLED", st.GetState(), st.GetReason(), st.GetMessage())
 	}
 	waitUntil(t, "the killed task's processes to go", func() bool { return len(procsWith(cid)) == 0 })
@@ -113,7 +113,7 @@ func TestStrictRecoveryTornTaskRecord(t *testing.T) {
 	}
 
 	a, stop = startDiskAgent(t, cfg) // strict: the default
-	st := f.await(t, "bad", isFinal)
+	st := f.await(t, "bad", mesos.TaskState.IsTerminal)
 	if st.GetState() != mesos.TaskState_TASK_GONE || st.GetReason() != mesos.TaskStatus_REASON_EXECUTOR_TERMINATED ||
 		!strings.Contains(st.GetMessage(), record) {
 		t.Errorf("bad ended %v %v %q; want TASK_GONE, REASON_EXECUTOR_TERMINATED and a message naming %s", st.GetState(), st.GetReason(), st.GetMessage(), record)
@@ -151,7 +151,7 @@ func TestStrictRecoveryTornTaskRecord(t *testing.T) {
 
 	for _, id := range []string{"good", "other"} {
 		f.kill(t, id)
-		if st := f.await(t, id, isFinal); st.GetState() != mesos.TaskState_TASK_KILLED {
+		if st := f.await(t, id, mesos.TaskState.IsTerminal); st.GetState() != mesos.TaskState_TASK_KILLED {
 			t.Errorf("%s ended %v %q, want TASK_KILLED", id, st.GetState(), st.GetMessage())
 		}
 	}
@@ -315,7 +315,7 @@ func startCkptFramework(t *testing.T, masterAddr string) *testFramework {
 // running waits for the task to run and returns its container ID.
 func (f *testFramework) running(t *testing.T, id string) string {
 	t.Helper()
-	st := f.await(t, id, func(s mesos.TaskState) bool { return s == mesos.TaskState_TASK_RUNNING || isFinal(s) })
+	st := f.await(t, id, func(s mesos.TaskState) bool { return s == mesos.TaskState_TASK_RUNNING || s.IsTerminal() })
 	if st.GetState() != mesos.TaskState_TASK_RUNNING {
 		t.Fatalf("%s went %v %v %q, want TASK_RUNNING", id, st.GetState(), st.GetReason(), st.GetMessage())
 	}

@@ -55,7 +55,7 @@ func TestSandboxGCScheduleAndUnschedule(t *testing.T) {
 
 	s := startGroupFramework(t, a.cfg.Master)
 	s.launch(t, "ex", groupTask("g1", "echo one"))
-	if st := s.await(t, "g1", isFinal); st.GetState() != mesos.TaskState_TASK_FINISHED {
+	if st := s.await(t, "g1", mesos.TaskState.IsTerminal); st.GetState() != mesos.TaskState_TASK_FINISHED {
 		t.Fatalf("g1 ended %v %q", st.GetState(), st.GetMessage())
 	}
 	fwID := s.frameworkID()
@@ -80,7 +80,7 @@ func TestSandboxGCScheduleAndUnschedule(t *testing.T) {
 	}
 
 	s.launch(t, "ex", groupTask("g2", "sleep 1000"))
-	if st := s.await(t, "g2", func(s mesos.TaskState) bool { return s == mesos.TaskState_TASK_RUNNING || isFinal(s) }); st.GetState() != mesos.TaskState_TASK_RUNNING {
+	if st := s.await(t, "g2", func(s mesos.TaskState) bool { return s == mesos.TaskState_TASK_RUNNING || s.IsTerminal() }); st.GetState() != mesos.TaskState_TASK_RUNNING {
 		t.Fatalf("g2 went %v %q, want TASK_RUNNING", st.GetState(), st.GetMessage())
 	}
 	runs = runDirs(t, exDir)
@@ -105,7 +105,7 @@ func TestSandboxGCScheduleAndUnschedule(t *testing.T) {
 	}
 
 	s.kill(t, "g2")
-	if st := s.await(t, "g2", isFinal); st.GetState() != mesos.TaskState_TASK_KILLED {
+	if st := s.await(t, "g2", mesos.TaskState.IsTerminal); st.GetState() != mesos.TaskState_TASK_KILLED {
 		t.Fatalf("g2 ended %v %q, want TASK_KILLED", st.GetState(), st.GetMessage())
 	}
 	waitUntil(t, "the second run's directories to be scheduled", func() bool {
@@ -417,14 +417,6 @@ func (f *testFramework) await(t *testing.T, id string, done func(mesos.TaskState
 			return nil
 		}
 	}
-}
-
-func isFinal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_STAGING, mesos.TaskState_TASK_STARTING, mesos.TaskState_TASK_RUNNING, mesos.TaskState_TASK_KILLING:
-		return false
-	}
-	return true
 }
 
 // runDriver runs a scheduler driver until the test's end, when it is

@@ -6,9 +6,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/version"
 )
 
@@ -95,7 +95,7 @@ func (a *Agent) executorJSON(ex *executor, usage map[string]map[string]any) map[
 			}
 		}
 		switch {
-		case isTerminal(t.state):
+		case t.state.IsTerminal():
 			done = append(done, j)
 		case t.state.String() == "TASK_STAGING" && ex.kind == httpExecutor && !ex.subscribed:
 			queued = append(queued, j)
@@ -141,7 +141,7 @@ func (a *Agent) containerUsage(ctx context.Context) map[string]map[string]any {
 
 // statisticsJSON is one container's ResourceStatistics as Mesos' JSON has
 // it: the fields the isolators filled and a timestamp.
-func statisticsJSON(u *containerizer.Usage) map[string]any {
+func statisticsJSON(u *container.Usage) map[string]any {
 	stats := map[string]any{"timestamp": float64(time.Now().UnixNano()) / 1e9}
 	for name, v := range usageFields(u) {
 		stats[name] = v
@@ -220,7 +220,7 @@ func (a *Agent) containerEntries(r *http.Request, withStatus bool) []map[string]
 
 // usageFields names a container's usage as Mesos' ResourceStatistics does,
 // keeping only the fields an isolator filled.
-func usageFields(u *containerizer.Usage) map[string]any {
+func usageFields(u *container.Usage) map[string]any {
 	all := map[string]any{
 		"cpus_user_time_secs":      u.CPUsUserTimeSecs,
 		"cpus_system_time_secs":    u.CPUsSystemTimeSecs,
@@ -248,7 +248,7 @@ func usageFields(u *containerizer.Usage) map[string]any {
 	if u.Set["mem_pressure"] {
 		// Not in Mesos' ResourceStatistics: cgroup v2's memory PSI, named
 		// after the file's fields.
-		for kind, p := range map[string]containerizer.PSI{"some": u.MemPressureSome, "full": u.MemPressureFull} {
+		for kind, p := range map[string]container.PSI{"some": u.MemPressureSome, "full": u.MemPressureFull} {
 			out["mem_pressure_"+kind+"_avg10"] = p.Avg10
 			out["mem_pressure_"+kind+"_avg60"] = p.Avg60
 			out["mem_pressure_"+kind+"_avg300"] = p.Avg300

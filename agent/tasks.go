@@ -12,14 +12,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/ids"
-	"google.golang.org/protobuf/proto"
 )
 
 type executorKind int
@@ -163,16 +164,6 @@ func (t *task) message(agentID, fwID string, ex *executor) *mesos.Task {
 		mt.ExecutorId = &mesos.ExecutorID{Value: proto.String(ex.id)}
 	}
 	return mt
-}
-
-func isTerminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
-		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
-		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
 }
 
 // sandboxDir is Mesos' layout: .../slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>.
@@ -437,10 +428,10 @@ func (a *Agent) baseEnv(ex *executor, sandbox string) []string {
 	return env
 }
 
-func containerConfig(id, sandbox string, ti *mesos.TaskInfo, res resources.Resources) *containerizer.Config {
-	cfg := &containerizer.Config{
+func containerConfig(id, sandbox string, ti *mesos.TaskInfo, res resources.Resources) *container.Config {
+	cfg := &container.Config{
 		ID: id, Sandbox: sandbox,
-		Resources: containerizer.Resources{CPUs: res.Scalar("cpus"), MemBytes: uint64(res.Scalar("mem")) << 20, DiskBytes: uint64(res.Scalar("disk")) << 20},
+		Resources: container.Resources{CPUs: res.Scalar("cpus"), MemBytes: uint64(res.Scalar("mem")) << 20, DiskBytes: uint64(res.Scalar("disk")) << 20},
 	}
 	ci := ti.GetContainer()
 	if ci != nil {
@@ -464,7 +455,7 @@ func containerConfig(id, sandbox string, ti *mesos.TaskInfo, res resources.Resou
 			cfg.Capabilities = names
 		}
 		for _, v := range ci.GetVolumes() {
-			vol := containerizer.Volume{ContainerPath: v.GetContainerPath(), ReadOnly: v.GetMode() == mesos.Volume_RO}
+			vol := container.Volume{ContainerPath: v.GetContainerPath(), ReadOnly: v.GetMode() == mesos.Volume_RO}
 			switch {
 			case v.GetHostPath() != "":
 				vol.HostPath = v.GetHostPath()
@@ -527,7 +518,7 @@ func (a *Agent) runTaskContainer(t *task) {
 // taskContainerConfig is the container a builtin task runs in, as its
 // TaskInfo says; the agent builds it the same way at launch and at
 // recovery (where the isolators take their limits back from it).
-func (a *Agent) taskContainerConfig(t *task) (*containerizer.Config, error) {
+func (a *Agent) taskContainerConfig(t *task) (*container.Config, error) {
 	argv, path, err := commandArgv(t.info.GetCommand())
 	if err != nil {
 		return nil, fmt.Errorf("Invalid command: %w", err)
@@ -581,7 +572,7 @@ func (a *Agent) awaitTask(t *task) {
 
 // taskEnded turns a builtin task's container termination into its
 // terminal update.
-func (a *Agent) taskEnded(t *task, term *containerizer.Termination) {
+func (a *Agent) taskEnded(t *task, term *container.Termination) {
 	a.mu.Lock()
 	killing := t.killing
 	a.mu.Unlock()
@@ -643,14 +634,14 @@ func (a *Agent) finishTask(t *task, src mesos.TaskStatus_Source, state mesos.Tas
 	var siblings []*task
 	if ex.kind == defaultExecutor && state != mesos.TaskState_TASK_FINISHED {
 		for _, o := range ex.tasks {
-			if o != t && o.group == t.group && !isTerminal(o.state) && !o.killing {
+			if o != t && o.group == t.group && !o.state.IsTerminal() && !o.killing {
 				siblings = append(siblings, o)
 			}
 		}
 	}
 	allDone := true
 	for _, o := range ex.tasks {
-		allDone = allDone && isTerminal(o.state)
+		allDone = allDone && o.state.IsTerminal()
 	}
 	if allDone && ex.kind != httpExecutor {
 		ex.terminating = true
@@ -706,14 +697,14 @@ func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool) {
 	defer t.updMu.Unlock()
 	a.mu.Lock()
 	s.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
-	if !isTerminal(t.state) && isTerminal(s.GetState()) {
+	if !t.state.IsTerminal() && s.GetState().IsTerminal() {
 		a.counters.tasksEnded[s.GetState()]++
 	}
 	t.state = s.GetState()
 	t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
 	fw := t.ex.fw
 	drop := fw.shuttingDown
-	if drop && isTerminal(t.state) {
+	if drop && t.state.IsTerminal() {
 		a.forgetTaskLocked(t)
 	}
 	ckpt := record && fw.info.GetCheckpoint()
@@ -766,7 +757,7 @@ func (a *Agent) updateAcknowledged(u *cluster.StatusUpdate) {
 			TaskId: u.GetStatus().GetTaskId(), Uuid: u.GetStatus().GetUuid(),
 		}})
 	}
-	if isTerminal(u.GetStatus().GetState()) {
+	if u.GetStatus().GetState().IsTerminal() {
 		a.forgetTaskLocked(t)
 	}
 }
@@ -895,7 +886,7 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 	if fw != nil {
 		t = fw.tasks[taskID]
 	}
-	if t == nil || isTerminal(t.state) {
+	if t == nil || t.state.IsTerminal() {
 		a.mu.Unlock()
 		a.log.Warn("kill for an unknown or finished task ignored", "framework", fwID, "task", taskID)
 		return
@@ -988,7 +979,7 @@ func (a *Agent) destroy(cid string) {
 
 func allTerminal(ex *executor) bool {
 	for _, t := range ex.tasks {
-		if !isTerminal(t.state) {
+		if !t.state.IsTerminal() {
 			return false
 		}
 	}
@@ -1029,7 +1020,7 @@ func (a *Agent) shutdownExecutor(ex *executor) {
 	if ex.kind != httpExecutor {
 		var ids []string
 		for id, t := range ex.tasks {
-			if !isTerminal(t.state) {
+			if !t.state.IsTerminal() {
 				ids = append(ids, id)
 			}
 		}

@@ -193,7 +193,7 @@ func (m *updateManager) Acknowledge(fwID, taskID string, uuid []byte) bool {
 		s.timer = nil
 	}
 	s.backoff = 0
-	if len(s.pending) == 0 && isTerminal(head.GetStatus().GetState()) {
+	if len(s.pending) == 0 && head.GetStatus().GetState().IsTerminal() {
 		// A terminal acknowledgement closes the stream.
 		delete(m.streams, s.key)
 	}

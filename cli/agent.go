@@ -18,6 +18,7 @@ import (
 	_ "github.com/corral/corral/isolators/posix"
 	_ "github.com/corral/corral/launcher/linux"
 	_ "github.com/corral/corral/launcher/posix"
+	_ "github.com/corral/corral/launcher/systemd"
 )
 
 type agentFlags struct {

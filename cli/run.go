@@ -449,7 +449,7 @@ func (s *runScheduler) report(ctx context.Context, d sched.Driver, status *mesos
 	if state == mesos.TaskState_TASK_RUNNING {
 		s.runningOnce.Do(func() { close(s.running) })
 	}
-	if !isTerminalState(state) {
+	if !state.IsTerminal() {
 		return false, nil
 	}
 	if state == mesos.TaskState_TASK_FINISHED {
@@ -496,16 +496,6 @@ func stateLine(s *mesos.TaskStatus) string {
 		line += ": " + strings.Join(strings.Fields(m), " ")
 	}
 	return line
-}
-
-func isTerminalState(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
-		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
-		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
 }
 
 // lookupSandbox finds the task's sandbox in the agent's /state (Mesos'

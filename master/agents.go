@@ -165,7 +165,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 		if _, ok := reported[key]; ok {
 			continue
 		}
-		if isTerminal(t.state) {
+		if t.state.IsTerminal() {
 			// Its end reached the framework; the agent is done with it.
 			m.completeTask(t)
 			continue
@@ -185,7 +185,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 			// A terminal state reported here arrives as the agent's status
 			// update too, which releases the task's resources; taking it
 			// now would make that update find the task already ended.
-			if !isTerminal(rt.GetState()) && !isTerminal(t.state) {
+			if !rt.GetState().IsTerminal() && !t.state.IsTerminal() {
 				t.state = rt.GetState()
 			}
 			continue
@@ -212,7 +212,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 		}
 		fw.tasks[t.id] = t
 		a.tasks[key] = t
-		if !isTerminal(t.state) {
+		if !t.state.IsTerminal() {
 			a.used = a.used.Plus(res)
 		}
 	}
@@ -325,7 +325,7 @@ func (m *Master) masterUpdate(t *task, state mesos.TaskState, reason mesos.TaskS
 	}
 	m.applyStatus(t, s, state)
 	t.fw.send(updateEvent(s))
-	if isTerminal(state) {
+	if state.IsTerminal() {
 		m.completeTask(t)
 	}
 }
@@ -350,14 +350,14 @@ func (m *Master) statusUpdate(a *agent, u *cluster.StatusUpdate) {
 }
 
 func (m *Master) applyStatus(t *task, s *mesos.TaskStatus, latest mesos.TaskState) {
-	wasTerminal := isTerminal(t.state)
+	wasTerminal := t.state.IsTerminal()
 	t.state = latest
 	t.lastStatus = s
 	t.statuses = append(t.statuses, s)
 	if n := len(t.statuses); n > 10 {
 		t.statuses = t.statuses[n-10:]
 	}
-	if !wasTerminal && isTerminal(latest) {
+	if !wasTerminal && latest.IsTerminal() {
 		// Resources come back as soon as the agent says the task ended,
 		// not when the update is acknowledged, as Mesos does.
 		if t.agent != nil {
@@ -392,7 +392,7 @@ func (m *Master) removeExecutor(e *executor) {
 
 // removeTask forgets a task; with release its resources return to the agent.
 func (m *Master) removeTask(t *task, release bool) {
-	if release && !isTerminal(t.state) && t.agent != nil {
+	if release && !t.state.IsTerminal() && t.agent != nil {
 		t.agent.used = t.agent.used.Minus(t.resources)
 	}
 	delete(t.fw.tasks, t.id)

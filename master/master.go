@@ -273,16 +273,6 @@ func (m *Master) shutdown() {
 	}
 }
 
-func isTerminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
-		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
-		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
-}
-
 func (fw *framework) hasCapability(c mesos.FrameworkInfo_Capability_Type) bool {
 	for _, cap := range fw.info.GetCapabilities() {
 		if cap.GetType() == c {

@@ -116,7 +116,7 @@ func offerable(fw *framework, a *agent, free resources.Resources, now time.Time)
 func dominantShare(fw *framework, total resources.Resources) float64 {
 	var used resources.Resources
 	for _, t := range fw.tasks {
-		if !isTerminal(t.state) {
+		if !t.state.IsTerminal() {
 			used = used.Plus(t.resources)
 		}
 	}

@@ -313,7 +313,7 @@ func (m *Master) teardown(fw *framework) {
 		// As Mesos' removeFramework: the task is implicitly killed and kept
 		// among the completed ones (for /state and GET_TASKS), without an
 		// update to the framework that is going away.
-		if !isTerminal(t.state) {
+		if !t.state.IsTerminal() {
 			s := &mesos.TaskStatus{
 				TaskId:    &mesos.TaskID{Value: proto.String(t.id)},
 				State:     mesos.TaskState_TASK_KILLED.Enum(),
@@ -460,7 +460,7 @@ func (m *Master) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) err
 	}
 	a := m.agents[ack.GetAgentId().GetValue()]
 	t := fw.tasks[ack.GetTaskId().GetValue()]
-	if t != nil && t.lastStatus != nil && isTerminal(t.lastStatus.GetState()) && bytes.Equal(t.lastStatus.GetUuid(), ack.GetUuid()) {
+	if t != nil && t.lastStatus != nil && t.lastStatus.GetState().IsTerminal() && bytes.Equal(t.lastStatus.GetUuid(), ack.GetUuid()) {
 		m.completeTask(t)
 	}
 	if a == nil {

@@ -294,7 +294,7 @@ func (m *Master) serveRoles(w http.ResponseWriter, _ *http.Request) {
 			link(members, r, fw.id)
 		}
 		for _, t := range fw.tasks {
-			if !isTerminal(t.state) {
+			if !t.state.IsTerminal() {
 				known[t.role] = true
 				link(members, t.role, fw.id)
 			}
@@ -691,7 +691,7 @@ func inSubtree(role, root string) bool {
 func (fw *framework) usedResources() resources.Resources {
 	var used resources.Resources
 	for _, t := range fw.tasks {
-		if !isTerminal(t.state) && t.state != mesos.TaskState_TASK_UNREACHABLE {
+		if !t.state.IsTerminal() && t.state != mesos.TaskState_TASK_UNREACHABLE {
 			used = used.Plus(t.resources)
 		}
 	}
@@ -705,7 +705,7 @@ func (fw *framework) usedResources() resources.Resources {
 func (fw *framework) usedByRole(role string) resources.Resources {
 	var used resources.Resources
 	for _, t := range fw.tasks {
-		if !isTerminal(t.state) && inSubtree(t.role, role) {
+		if !t.state.IsTerminal() && inSubtree(t.role, role) {
 			used = used.Plus(t.resources)
 		}
 	}

@@ -201,7 +201,7 @@ func BenchmarkContainerFootprint(b *testing.B) {
 		}
 		f.launch(tasks...)
 		running := f.await(b, ids, func(s *mesos.TaskStatus) bool {
-			return s.GetState() == mesos.TaskState_TASK_RUNNING || terminal(s.GetState())
+			return s.GetState() == mesos.TaskState_TASK_RUNNING || s.GetState().IsTerminal()
 		})
 		var cids []string
 		for _, id := range ids {

@@ -679,17 +679,7 @@ func historyOf(m map[string]*history, id string) string {
 // awaitTerminal waits for every listed task's terminal state.
 func (f *framework) awaitTerminal(tb testing.TB, ids ...string) map[string]*history {
 	tb.Helper()
-	return f.await(tb, ids, func(s *mesos.TaskStatus) bool { return terminal(s.GetState()) })
-}
-
-func terminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
-		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
-		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
+	return f.await(tb, ids, func(s *mesos.TaskStatus) bool { return s.GetState().IsTerminal() })
 }
 
 func mustResources(tb testing.TB, s string) resources.Resources {

@@ -88,7 +88,7 @@ func TestKillTask(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f.launch(commandTask(t, tc.name, tc.command))
 			running := f.await(t, []string{tc.name}, func(s *mesos.TaskStatus) bool {
-				return s.GetState() == mesos.TaskState_TASK_RUNNING || terminal(s.GetState())
+				return s.GetState() == mesos.TaskState_TASK_RUNNING || s.GetState().IsTerminal()
 			})[tc.name]
 			if running.last.GetState() != mesos.TaskState_TASK_RUNNING {
 				t.Fatalf("task went %v, want TASK_RUNNING", running)

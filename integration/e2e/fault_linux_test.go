@@ -164,11 +164,11 @@ func TestRecoverFaultInjection(t *testing.T) {
 				h := hs[ft.id]
 				var terminals []mesos.TaskState
 				for _, s := range h.states {
-					if terminal(s) {
+					if s.IsTerminal() {
 						terminals = append(terminals, s)
 					}
 				}
-				if len(terminals) != 1 || !terminal(h.states[len(h.states)-1]) {
+				if len(terminals) != 1 || !(h.states[len(h.states)-1]).IsTerminal() {
 					t.Errorf("%s went %v: want exactly one terminal update, last", ft.id, &h)
 					continue
 				}
@@ -215,7 +215,7 @@ func killDue(t *testing.T, f *framework, tr *tracker, all []*faultTask) {
 			continue
 		}
 		h, ok := hs[ft.id]
-		if !ok || terminal(h.last.GetState()) || !slices.Contains(h.states, mesos.TaskState_TASK_RUNNING) {
+		if !ok || h.last.GetState().IsTerminal() || !slices.Contains(h.states, mesos.TaskState_TASK_RUNNING) {
 			continue
 		}
 		f.kill(t, ft.id)
@@ -251,7 +251,7 @@ func settle(t *testing.T, f *framework, tr *tracker, all []*faultTask, prefix st
 				continue
 			}
 			switch {
-			case ok && terminal(h.last.GetState()):
+			case ok && h.last.GetState().IsTerminal():
 			case ok && ft.long && !ft.kill && h.last.GetState() == mesos.TaskState_TASK_RUNNING:
 			default:
 				desc := "no update"
@@ -274,7 +274,7 @@ func settle(t *testing.T, f *framework, tr *tracker, all []*faultTask, prefix st
 	live := map[string]bool{}
 	hs := tr.snapshot()
 	for id, h := range hs {
-		if !terminal(h.last.GetState()) {
+		if !h.last.GetState().IsTerminal() {
 			live[id] = true
 		}
 	}

@@ -404,7 +404,7 @@ func (f *framework) ack(tb testing.TB, s *mesos.TaskStatus) {
 func (f *framework) running(tb testing.TB, id string) string {
 	tb.Helper()
 	h := f.await(tb, []string{id}, func(s *mesos.TaskStatus) bool {
-		return s.GetState() == mesos.TaskState_TASK_RUNNING || terminal(s.GetState())
+		return s.GetState() == mesos.TaskState_TASK_RUNNING || s.GetState().IsTerminal()
 	})[id]
 	if h.last.GetState() != mesos.TaskState_TASK_RUNNING {
 		tb.Fatalf("task %s went %v (%v %q), want TASK_RUNNING", id, h, h.last.GetReason(), h.last.GetMessage())

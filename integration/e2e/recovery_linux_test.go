@@ -173,7 +173,7 @@ func TestRecoverResendsUnacknowledged(t *testing.T) {
 			continue // a resend of RUNNING racing its ack is allowed
 		}
 		f.ack(t, s)
-		if terminal(s.GetState()) {
+		if s.GetState().IsTerminal() {
 			if s.GetState() != mesos.TaskState_TASK_KILLED {
 				t.Fatalf("task ended %v %v %q, want TASK_KILLED", s.GetState(), s.GetReason(), s.GetMessage())
 			}

@@ -20,6 +20,7 @@ import (
 var DefaultPatterns = []string{
 	"./launcher/...",
 	"./isolators/...",
+	"./container/...",
 	"./agent/...",
 	"./integration/e2e/...",
 	"./integration/vm/guestcheck",

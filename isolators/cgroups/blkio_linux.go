@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // BlkioWeightLabel is the task label that overrides the I/O weight, on the
@@ -22,7 +22,7 @@ const defaultBlkioWeight = 500
 // (CFQ) or blkio.bfq.weight (BFQ) on v1, io.weight (io.cost) or
 // io.bfq.weight on v2. Where the host has no proportional I/O scheduler the
 // isolator says so at construction and sets nothing.
-func NewBlkio(o containerizer.Options) (containerizer.Isolator, error) {
+func NewBlkio(o container.Options) (container.Isolator, error) {
 	def := uint64(defaultBlkioWeight)
 	if s := o.Extra["cgroups_blkio_weight"]; s != "" {
 		w, err := parseBlkioWeight(s)
@@ -76,7 +76,7 @@ type blkioPolicy struct {
 	warnOnce sync.Once
 }
 
-func (p *blkioPolicy) weight(r *containerizer.Resources) (uint64, error) {
+func (p *blkioPolicy) weight(r *container.Resources) (uint64, error) {
 	if s, ok := r.Labels[BlkioWeightLabel]; ok {
 		w, err := parseBlkioWeight(s)
 		if err != nil {
@@ -87,12 +87,12 @@ func (p *blkioPolicy) weight(r *containerizer.Resources) (uint64, error) {
 	return p.def, nil
 }
 
-func (p *blkioPolicy) check(r *containerizer.Resources) error {
+func (p *blkioPolicy) check(r *container.Resources) error {
 	_, err := p.weight(r)
 	return err
 }
 
-func (p *blkioPolicy) apply(d dirs, r *containerizer.Resources, _ bool) error {
+func (p *blkioPolicy) apply(d dirs, r *container.Resources, _ bool) error {
 	w, err := p.weight(r)
 	if err != nil {
 		return err

@@ -19,7 +19,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // unifiedMount is where the cgroup v2 hierarchy is mounted on a unified host.
@@ -133,7 +133,7 @@ type base struct {
 
 // newBase checks that the host offers what the isolator needs: v1ctrls
 // mounted on a v1 (or hybrid) host, v2ctrls enabled at the v2 root.
-func newBase(name string, o containerizer.Options, v1ctrls, v2ctrls []string) (*base, error) {
+func newBase(name string, o container.Options, v1ctrls, v2ctrls []string) (*base, error) {
 	h, err := detectHost()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -402,15 +402,15 @@ func readPids(dir string) []int {
 type policy interface {
 	// check validates the container's resources before anything is made;
 	// its error is the task's reason.
-	check(r *containerizer.Resources) error
+	check(r *container.Resources) error
 	// apply writes the limits for r. initial is true for the first write
 	// (Prepare on v1, Isolate on v2) and false for Update.
-	apply(d dirs, r *containerizer.Resources, initial bool) error
+	apply(d dirs, r *container.Resources, initial bool) error
 }
 
 // usager is a policy that reads statistics.
 type usager interface {
-	usage(d dirs, r *containerizer.Resources, u *containerizer.Usage) error
+	usage(d dirs, r *container.Resources, u *container.Usage) error
 }
 
 // isolator runs a policy over the shared cgroup life cycle.
@@ -423,7 +423,7 @@ type isolator struct {
 }
 
 type ctr struct {
-	res containerizer.Resources
+	res container.Resources
 	d   dirs
 }
 
@@ -431,13 +431,13 @@ func newIsolator(b *base, p policy) *isolator {
 	return &isolator{base: b, pol: p, ctrs: map[string]*ctr{}}
 }
 
-// Name implements containerizer.Isolator.
+// Name implements container.Isolator.
 func (i *isolator) Name() string { return i.name }
 
-// CheckLauncher implements containerizer.LauncherChecker: on cgroup v2 a
+// CheckLauncher implements container.LauncherChecker: on cgroup v2 a
 // container has one cgroup, the linux launcher's, and the isolators only
 // write into it; on v1 they make their own and work with any launcher.
-func (i *isolator) CheckLauncher(l containerizer.Launcher) error {
+func (i *isolator) CheckLauncher(l container.Launcher) error {
 	if i.unified && l.Name() != "linux" {
 		return fmt.Errorf("%s on cgroup v2 needs --launcher=linux (the container's cgroup is the launcher's), not %s", i.name, l.Name())
 	}
@@ -454,11 +454,11 @@ func (i *isolator) get(id string) (*ctr, error) {
 	return c, nil
 }
 
-// Recover implements containerizer.Isolator: known containers are taken
+// Recover implements container.Isolator: known containers are taken
 // back; on v1, cgroups under the root that belong to no known container are
 // orphans and are removed with whatever still runs in them. (On v2 the
 // container cgroups are the launcher's, and so are their orphans.)
-func (i *isolator) Recover(ctx context.Context, known []*containerizer.Config) error {
+func (i *isolator) Recover(ctx context.Context, known []*container.Config) error {
 	ids := make(map[string]bool, len(known))
 	i.mu.Lock()
 	for _, c := range known {
@@ -475,9 +475,9 @@ func (i *isolator) Recover(ctx context.Context, known []*containerizer.Config) e
 	return nil
 }
 
-// Prepare implements containerizer.Isolator. On v1 the cgroups are made and
+// Prepare implements container.Isolator. On v1 the cgroups are made and
 // limited before any process exists.
-func (i *isolator) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (i *isolator) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	res := copyResources(c.Resources)
 	if err := i.pol.check(&res); err != nil {
 		return nil, err
@@ -502,7 +502,7 @@ func (i *isolator) Prepare(_ context.Context, c *containerizer.Config) (*contain
 	return nil, nil
 }
 
-// Isolate implements containerizer.Isolator: on v1 the paused init joins the
+// Isolate implements container.Isolator: on v1 the paused init joins the
 // cgroups; on v2 the limits are written into the cgroup the launcher put it
 // in.
 func (i *isolator) Isolate(_ context.Context, id string, pid int) error {
@@ -519,8 +519,8 @@ func (i *isolator) Isolate(_ context.Context, id string, pid int) error {
 	return i.pol.apply(st.d, &st.res, true)
 }
 
-// Update implements containerizer.Updater.
-func (i *isolator) Update(_ context.Context, id string, r containerizer.Resources) error {
+// Update implements container.Updater.
+func (i *isolator) Update(_ context.Context, id string, r container.Resources) error {
 	st, err := i.get(id)
 	if err != nil {
 		return err
@@ -538,8 +538,8 @@ func (i *isolator) Update(_ context.Context, id string, r containerizer.Resource
 	return nil
 }
 
-// Usage implements containerizer.UsageReporter.
-func (i *isolator) Usage(_ context.Context, id string, u *containerizer.Usage) error {
+// Usage implements container.UsageReporter.
+func (i *isolator) Usage(_ context.Context, id string, u *container.Usage) error {
 	up, ok := i.pol.(usager)
 	if !ok {
 		return nil
@@ -557,7 +557,7 @@ func (i *isolator) Usage(_ context.Context, id string, u *containerizer.Usage) e
 	return up.usage(st.d, &res, u)
 }
 
-// Cleanup implements containerizer.Isolator. On v1 the cgroups are removed
+// Cleanup implements container.Isolator. On v1 the cgroups are removed
 // (the launcher has killed the processes by now; stragglers are killed); on
 // v2 the cgroup is the launcher's to remove.
 func (i *isolator) Cleanup(ctx context.Context, id string) error {
@@ -570,7 +570,7 @@ func (i *isolator) Cleanup(ctx context.Context, id string) error {
 	return i.remove(ctx, id)
 }
 
-func copyResources(r containerizer.Resources) containerizer.Resources {
+func copyResources(r container.Resources) container.Resources {
 	if r.Labels != nil {
 		l := make(map[string]string, len(r.Labels))
 		for k, v := range r.Labels {
@@ -676,7 +676,7 @@ func parseKV(s string) map[string]uint64 {
 }
 
 // parseBool reads a boolean flag from Options.Extra, def when it is unset.
-func parseBool(o containerizer.Options, key string, def bool) (bool, error) {
+func parseBool(o container.Options, key string, def bool) (bool, error) {
 	v, ok := o.Extra[key]
 	if !ok || v == "" {
 		return def, nil

@@ -14,7 +14,8 @@ import (
 	ocgroups "github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/isolators/cgroups"
 	"github.com/corral/corral/launcher/posix"
@@ -37,45 +38,45 @@ func TestLimitFiles(t *testing.T) {
 		name      string
 		isolation string
 		opts      map[string]string
-		res       containerizer.Resources
+		res       container.Resources
 		v1, v2    map[string]string
-		update    *containerizer.Resources
+		update    *container.Resources
 		// v1After and v2After are checked after Update.
 		v1After, v2After map[string]string
 	}{
 		{
 			name: "cpu-shares", isolation: "cgroups/cpu",
-			res:     containerizer.Resources{CPUs: 0.5},
+			res:     container.Resources{CPUs: 0.5},
 			v1:      map[string]string{"cpu/cpu.shares": "512", "cpu/cpu.cfs_quota_us": "-1"},
 			v2:      map[string]string{"cpu.weight": cpuWeight(512), "cpu.max": "max 100000"},
-			update:  &containerizer.Resources{CPUs: 1.5},
+			update:  &container.Resources{CPUs: 1.5},
 			v1After: map[string]string{"cpu/cpu.shares": "1536", "cpu/cpu.cfs_quota_us": "-1"},
 			v2After: map[string]string{"cpu.weight": cpuWeight(1536), "cpu.max": "max 100000"},
 		},
 		{
 			name: "cpu-cfs", isolation: "cgroups/cpu", opts: map[string]string{cgroups.EnableCFSKey: "true"},
-			res:     containerizer.Resources{CPUs: 0.5},
+			res:     container.Resources{CPUs: 0.5},
 			v1:      map[string]string{"cpu/cpu.shares": "512", "cpu/cpu.cfs_period_us": "100000", "cpu/cpu.cfs_quota_us": "50000"},
 			v2:      map[string]string{"cpu.weight": cpuWeight(512), "cpu.max": "50000 100000"},
-			update:  &containerizer.Resources{CPUs: 2},
+			update:  &container.Resources{CPUs: 2},
 			v1After: map[string]string{"cpu/cpu.shares": "2048", "cpu/cpu.cfs_quota_us": "200000"},
 			v2After: map[string]string{"cpu.weight": cpuWeight(2048), "cpu.max": "200000 100000"},
 		},
 		{
 			// Mesos' minimums: 2 shares, a 1 ms quota.
 			name: "cpu-minimum", isolation: "cgroups/cpu", opts: map[string]string{cgroups.EnableCFSKey: "true"},
-			res: containerizer.Resources{CPUs: 0.001},
+			res: container.Resources{CPUs: 0.001},
 			v1:  map[string]string{"cpu/cpu.shares": "2", "cpu/cpu.cfs_quota_us": "1000"},
 			v2:  map[string]string{"cpu.weight": cpuWeight(2), "cpu.max": "1000 100000"},
 		},
 		{
 			// Swap off by default: memory+swap limited to the memory limit.
 			name: "mem", isolation: "cgroups/mem",
-			res: containerizer.Resources{MemBytes: 64 * mb},
+			res: container.Resources{MemBytes: 64 * mb},
 			v1:  map[string]string{"memory/memory.limit_in_bytes": "67108864", "memory/memory.memsw.limit_in_bytes": "67108864"},
 			v2: map[string]string{"memory.max": "67108864", "memory.swap.max": "0", "memory.oom.group": "1",
 				"memory.high": "max"},
-			update:  &containerizer.Resources{MemBytes: 128 * mb},
+			update:  &container.Resources{MemBytes: 128 * mb},
 			v1After: map[string]string{"memory/memory.limit_in_bytes": "134217728", "memory/memory.memsw.limit_in_bytes": "134217728"},
 			v2After: map[string]string{"memory.max": "134217728", "memory.swap.max": "0"},
 		},
@@ -83,31 +84,31 @@ func TestLimitFiles(t *testing.T) {
 			// Shrinking lowers the limit before memsw (v1 wants limit <=
 			// memsw at every step).
 			name: "mem-shrink", isolation: "cgroups/mem",
-			res:     containerizer.Resources{MemBytes: 128 * mb},
+			res:     container.Resources{MemBytes: 128 * mb},
 			v1:      map[string]string{"memory/memory.limit_in_bytes": "134217728"},
 			v2:      map[string]string{"memory.max": "134217728"},
-			update:  &containerizer.Resources{MemBytes: 48 * mb},
+			update:  &container.Resources{MemBytes: 48 * mb},
 			v1After: map[string]string{"memory/memory.limit_in_bytes": "50331648", "memory/memory.memsw.limit_in_bytes": "50331648"},
 			v2After: map[string]string{"memory.max": "50331648"},
 		},
 		{
 			name: "mem-minimum", isolation: "cgroups/mem",
-			res: containerizer.Resources{MemBytes: 1 * mb},
+			res: container.Resources{MemBytes: 1 * mb},
 			v1:  map[string]string{"memory/memory.limit_in_bytes": "33554432"},
 			v2:  map[string]string{"memory.max": "33554432"},
 		},
 		{
 			name: "mem-soft-limit", isolation: "cgroups/mem", opts: map[string]string{cgroups.SoftLimitKey: "true"},
-			res:     containerizer.Resources{MemBytes: 64 * mb},
+			res:     container.Resources{MemBytes: 64 * mb},
 			v1:      map[string]string{"memory/memory.soft_limit_in_bytes": "67108864"},
 			v2:      map[string]string{"memory.high": "67108864"},
-			update:  &containerizer.Resources{MemBytes: 96 * mb},
+			update:  &container.Resources{MemBytes: 96 * mb},
 			v1After: map[string]string{"memory/memory.soft_limit_in_bytes": "100663296"},
 			v2After: map[string]string{"memory.high": "100663296"},
 		},
 		{
 			name: "mem-swap-allowed", isolation: "cgroups/mem", opts: map[string]string{cgroups.LimitSwapKey: "false"},
-			res: containerizer.Resources{MemBytes: 64 * mb},
+			res: container.Resources{MemBytes: 64 * mb},
 			v1:  map[string]string{"memory/memory.limit_in_bytes": "67108864", "memory/memory.memsw.limit_in_bytes": v1Unlimited},
 			v2:  map[string]string{"memory.max": "67108864", "memory.swap.max": "max"},
 		},
@@ -123,10 +124,10 @@ func TestLimitFiles(t *testing.T) {
 		},
 		{
 			name: "pids-label", isolation: "cgroups/pids", opts: map[string]string{"cgroups_pids_max": "100"},
-			res:     containerizer.Resources{Labels: map[string]string{cgroups.PidsLabel: "50"}},
+			res:     container.Resources{Labels: map[string]string{cgroups.PidsLabel: "50"}},
 			v1:      map[string]string{"pids/pids.max": "50"},
 			v2:      map[string]string{"pids.max": "50"},
-			update:  &containerizer.Resources{Labels: map[string]string{cgroups.PidsLabel: "70"}},
+			update:  &container.Resources{Labels: map[string]string{cgroups.PidsLabel: "70"}},
 			v1After: map[string]string{"pids/pids.max": "70"},
 			v2After: map[string]string{"pids.max": "70"},
 		},
@@ -143,7 +144,7 @@ func TestLimitFiles(t *testing.T) {
 			}
 			e := setup(t, tc.opts, tc.isolation)
 			id := e.prefix + "c"
-			e.launch(t, &containerizer.Config{ID: id, Resources: tc.res}, "exec sleep 1000")
+			e.launch(t, &container.Config{ID: id, Resources: tc.res}, "exec sleep 1000")
 			e.checkFiles(t, id, tc.v1, tc.v2)
 			if tc.update == nil {
 				return
@@ -195,7 +196,7 @@ func TestOOMLimitation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t, nil, tc.isolation...)
 			id := e.prefix + "oom"
-			e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{MemBytes: 64 * mb}}, tc.script)
+			e.launch(t, &container.Config{ID: id, Resources: container.Resources{MemBytes: 64 * mb}}, tc.script)
 			term := e.wait(t, id)
 			if term.Limitation == nil || term.Limitation.Reason != cgroups.ReasonMemory {
 				t.Fatalf("termination %+v, want limitation %s", term, cgroups.ReasonMemory)
@@ -224,7 +225,7 @@ func TestForkBombContained(t *testing.T) {
 	id := e.prefix + "bomb"
 	// The bomb waits for the test's go-ahead, given only once pids.max is
 	// seen in place: a broken isolator must not bomb the host.
-	sandbox := e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{
+	sandbox := e.launch(t, &container.Config{ID: id, Resources: container.Resources{
 		Labels: map[string]string{cgroups.PidsLabel: strconv.Itoa(limit)},
 	}}, `while [ ! -e go ]; do sleep 0.05; done; bomb() { bomb | bomb & }; bomb & exec sleep 1000`)
 	dir := e.dir("pids", id)
@@ -278,9 +279,9 @@ func TestCFSQuotaHoldsBusyLoop(t *testing.T) {
 	const cpus = 0.5
 	e := setup(t, map[string]string{cgroups.EnableCFSKey: "true"}, "cgroups/cpu")
 	id := e.prefix + "busy"
-	e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{CPUs: cpus}},
+	e.launch(t, &container.Config{ID: id, Resources: container.Resources{CPUs: cpus}},
 		"while :; do :; done & while :; do :; done & wait")
-	used := func() (float64, *containerizer.Usage) {
+	used := func() (float64, *container.Usage) {
 		u, err := e.c.Usage(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
@@ -327,7 +328,7 @@ func TestDevicesAllowList(t *testing.T) {
 head -c 1 /dev/zero > /dev/null && echo zero-ok
 if mknod made b 7 0 2>/dev/null; then echo mknod-allowed; else echo mknod-denied; fi
 if [ -e blk ]; then if head -c 1 blk > /dev/null 2>&1; then echo blk-allowed; else echo blk-denied; fi; fi`
-	e.launch(t, &containerizer.Config{ID: id, Sandbox: sandbox}, script)
+	e.launch(t, &container.Config{ID: id, Sandbox: sandbox}, script)
 	term := e.wait(t, id)
 	out := sandboxFile(sandbox, "stdout")
 	if !term.StatusKnown || term.Status.ExitStatus() != 0 {
@@ -380,9 +381,9 @@ func hostBlockNode(dir string) (dev, why string) {
 func TestUsageOfBusyTask(t *testing.T) {
 	e := setup(t, nil, "cgroups/cpu", "cgroups/mem", "cgroups/pids")
 	id := e.prefix + "usage"
-	e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{CPUs: 1, MemBytes: 256 * mb}},
+	e.launch(t, &container.Config{ID: id, Resources: container.Resources{CPUs: 1, MemBytes: 256 * mb}},
 		"while :; do :; done & head -c 40M /dev/zero | tail & exec sleep 1000")
-	var u *containerizer.Usage
+	var u *container.Usage
 	waitFor(t, "cpu and memory used", func() bool {
 		var err error
 		u, err = e.c.Usage(context.Background(), id)
@@ -431,7 +432,7 @@ func TestOOMGroupKillsWholeContainer(t *testing.T) {
 	}
 	e := setup(t, nil, "cgroups/mem")
 	id := e.prefix + "oomgroup"
-	sandbox := e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{MemBytes: 64 * mb}},
+	sandbox := e.launch(t, &container.Config{ID: id, Resources: container.Resources{MemBytes: 64 * mb}},
 		"sleep 1000 & head -c 1024M /dev/zero | tail; echo survived; wait")
 	term := e.wait(t, id)
 	if term.Limitation == nil || term.Limitation.Reason != cgroups.ReasonMemory {
@@ -450,13 +451,13 @@ func TestCgroupsWithPosixLauncher(t *testing.T) {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
 	root := prefix + "root"
-	o := containerizer.Options{CgroupsRoot: root}
+	o := container.Options{CgroupsRoot: root}
 	l := posix.New()
-	iso, err := containerizer.NewIsolator("cgroups/mem", o)
+	iso, err := container.NewIsolator("cgroups/mem", o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := containerizer.New(l, []containerizer.Isolator{iso}, filepath.Join(testsupport.BinDir(t), "corral-init"), t.TempDir(), nil)
+	c, err := containerizer.New(l, []container.Isolator{iso}, filepath.Join(testsupport.BinDir(t), "corral-init"), t.TempDir(), nil)
 	if unified() {
 		if err == nil || !strings.Contains(err.Error(), "--launcher=linux") {
 			t.Fatalf("containerizer.New(posix, cgroups/mem) on v2: %v, want an error asking for --launcher=linux", err)
@@ -469,7 +470,7 @@ func TestCgroupsWithPosixLauncher(t *testing.T) {
 	t.Cleanup(func() { removeIsolatorRoots(t, root) })
 	e := &env{c: c, prefix: prefix, root: root}
 	id := prefix + "posix"
-	e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{MemBytes: 64 * mb}}, "exec sleep 1000")
+	e.launch(t, &container.Config{ID: id, Resources: container.Resources{MemBytes: 64 * mb}}, "exec sleep 1000")
 	e.checkFiles(t, id, map[string]string{"memory/memory.limit_in_bytes": "67108864"}, nil)
 	if procs := readFile(t, e.dir("memory", id), "cgroup.procs"); procs == "" {
 		t.Error("the container's processes are not in its memory cgroup")
@@ -497,7 +498,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, f := range flags {
 		t.Run(f.key+"="+f.value, func(t *testing.T) {
-			_, err := containerizer.NewIsolator(f.isolation, containerizer.Options{Extra: map[string]string{f.key: f.value}})
+			_, err := container.NewIsolator(f.isolation, container.Options{Extra: map[string]string{f.key: f.value}})
 			if err == nil || !strings.Contains(err.Error(), "--"+f.key) {
 				t.Fatalf("NewIsolator(%s, --%s=%s): %v, want an error naming the flag", f.isolation, f.key, f.value, err)
 			}
@@ -513,8 +514,8 @@ func TestBadInput(t *testing.T) {
 		t.Run(lb.label+"="+lb.value, func(t *testing.T) {
 			e := setup(t, nil, lb.isolation)
 			id := e.prefix + "badlabel"
-			err := e.c.Launch(context.Background(), &containerizer.Config{ID: id, Sandbox: t.TempDir(), Argv: []string{"true"},
-				Resources: containerizer.Resources{Labels: map[string]string{lb.label: lb.value}}})
+			err := e.c.Launch(context.Background(), &container.Config{ID: id, Sandbox: t.TempDir(), Argv: []string{"true"},
+				Resources: container.Resources{Labels: map[string]string{lb.label: lb.value}}})
 			if err == nil || !strings.Contains(err.Error(), lb.label) {
 				t.Fatalf("launch with label %s=%s: %v, want an error naming the label", lb.label, lb.value, err)
 			}
@@ -531,7 +532,7 @@ func TestBadInput(t *testing.T) {
 func TestBlkioWeight(t *testing.T) {
 	e := setup(t, map[string]string{"cgroups_blkio_weight": "300"}, "cgroups/blkio")
 	id := e.prefix + "io"
-	e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{
+	e.launch(t, &container.Config{ID: id, Resources: container.Resources{
 		Labels: map[string]string{cgroups.BlkioWeightLabel: "200"},
 	}}, "exec sleep 1000")
 	dir := e.dir("blkio", id)
@@ -558,7 +559,7 @@ func TestBlkioWeight(t *testing.T) {
 func TestDestroyStoppedWithCgroups(t *testing.T) {
 	e := setup(t, nil, "cgroups/cpu", "cgroups/mem", "cgroups/pids")
 	id := e.prefix + "stopped"
-	e.launch(t, &containerizer.Config{ID: id, Resources: containerizer.Resources{CPUs: 0.1, MemBytes: 64 * mb}},
+	e.launch(t, &container.Config{ID: id, Resources: container.Resources{CPUs: 0.1, MemBytes: 64 * mb}},
 		"sleep 1000 & kill -STOP $$; wait")
 	waitFor(t, "processes started", func() bool {
 		n, _ := strconv.Atoi(readFile(t, e.dir("pids", id), "pids.current"))

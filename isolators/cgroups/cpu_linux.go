@@ -7,7 +7,7 @@ import (
 
 	ocgroups "github.com/opencontainers/cgroups"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // Mesos' constants (slave/containerizer/mesos/isolators/cgroups/constants.hpp).
@@ -29,7 +29,7 @@ const EnableCFSKey = "cgroups_enable_cfs"
 // NewCPU builds cgroups/cpu: cpu shares (v1) or weight (v2) from cpus and,
 // with Extra["cgroups_enable_cfs"]="true", a hard CFS quota. On v1 it owns
 // the cpu and cpuacct hierarchies (co-mounted or not).
-func NewCPU(o containerizer.Options) (containerizer.Isolator, error) {
+func NewCPU(o container.Options) (container.Isolator, error) {
 	cfs, err := parseBool(o, EnableCFSKey, false)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups/cpu: %w", err)
@@ -54,14 +54,14 @@ func cfsQuotaUs(cpus float64) uint64 {
 // cpuWeight converts shares to a v2 weight exactly as runc does.
 func cpuWeight(shares uint64) uint64 { return ocgroups.ConvertCPUSharesToCgroupV2Value(shares) }
 
-func (p *cpuPolicy) check(r *containerizer.Resources) error {
+func (p *cpuPolicy) check(r *container.Resources) error {
 	if math.IsNaN(r.CPUs) || math.IsInf(r.CPUs, 0) || r.CPUs < 0 {
 		return fmt.Errorf("cgroups/cpu: invalid cpus %v", r.CPUs)
 	}
 	return nil
 }
 
-func (p *cpuPolicy) apply(d dirs, r *containerizer.Resources, initial bool) error {
+func (p *cpuPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 	if r.CPUs == 0 {
 		// No cpus resource: the kernel's defaults stand.
 		return nil
@@ -91,7 +91,7 @@ func (p *cpuPolicy) apply(d dirs, r *containerizer.Resources, initial bool) erro
 	return nil
 }
 
-func (p *cpuPolicy) usage(d dirs, r *containerizer.Resources, u *containerizer.Usage) error {
+func (p *cpuPolicy) usage(d dirs, r *container.Resources, u *container.Usage) error {
 	if r.CPUs > 0 {
 		u.CPUsLimit = r.CPUs
 		u.Set["cpus_limit"] = true
@@ -150,7 +150,7 @@ func (p *cpuPolicy) usage(d dirs, r *containerizer.Resources, u *containerizer.U
 // setCounts fills processes and threads from a cgroup's cgroup.procs and its
 // thread list (tasks on v1, cgroup.threads on v2), unless another isolator
 // (cgroups/pids) already did.
-func setCounts(u *containerizer.Usage, dir, threadsFile string) {
+func setCounts(u *container.Usage, dir, threadsFile string) {
 	if u.Set["processes"] {
 		return
 	}
@@ -166,7 +166,7 @@ func setCounts(u *containerizer.Usage, dir, threadsFile string) {
 	u.Set["processes"], u.Set["threads"] = true, true
 }
 
-func setThrottling(u *containerizer.Usage, st map[string]uint64, throttledKey string, perSec float64) {
+func setThrottling(u *container.Usage, st map[string]uint64, throttledKey string, perSec float64) {
 	if n, ok := st["nr_periods"]; ok {
 		u.CPUsNrPeriods = uint32(n)
 		u.Set["cpus_nr_periods"] = true

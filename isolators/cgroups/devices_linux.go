@@ -9,7 +9,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 	devconfig "github.com/opencontainers/cgroups/devices/config"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // DefaultDevices is what a container may use: runc's default allow list
@@ -34,7 +34,7 @@ func charDev(major, minor int64) devconfig.Rule {
 // NewDevices builds cgroups/devices: the devices controller on v1, an eBPF
 // device program attached to the container's cgroup on v2, allowing
 // DefaultDevices only.
-func NewDevices(o containerizer.Options) (containerizer.Isolator, error) {
+func NewDevices(o container.Options) (container.Isolator, error) {
 	// v2 has no devices controller: the eBPF program needs only the cgroup.
 	b, err := newBase("cgroups/devices", o, []string{"devices"}, nil)
 	if err != nil {
@@ -50,9 +50,9 @@ func NewDevices(o containerizer.Options) (containerizer.Isolator, error) {
 
 type devicesPolicy struct{ res *ocgroups.Resources }
 
-func (p *devicesPolicy) check(*containerizer.Resources) error { return nil }
+func (p *devicesPolicy) check(*container.Resources) error { return nil }
 
-func (p *devicesPolicy) apply(d dirs, _ *containerizer.Resources, initial bool) error {
+func (p *devicesPolicy) apply(d dirs, _ *container.Resources, initial bool) error {
 	if !initial {
 		return nil // the allow list does not depend on resources
 	}

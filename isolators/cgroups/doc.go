@@ -8,7 +8,7 @@
 //     creates in Fork (controllers enabled in the root's subtree_control) and
 //     removes in Destroy. The isolators write their limits into it in Isolate,
 //     while the init is paused, and so need --launcher=linux (they say so
-//     when the containerizer is built: containerizer.LauncherChecker). The
+//     when the containerizer is built: container.LauncherChecker). The
 //     hierarchy is Options.Extra["cgroups_hierarchy"], as for the launcher.
 //   - cgroup v1: every isolator owns its hierarchies' cgroups,
 //     <mount>/<CgroupsRoot>/<containerID>: it creates them and writes the
@@ -25,7 +25,7 @@
 //
 // cgroups/mem reports an OOM kill as REASON_CONTAINER_LIMITATION_MEMORY: an
 // eventfd on memory.oom_control on v1, inotify on memory.events (oom_kill)
-// on v2, plus a last look (containerizer.Finalizer) after the init exits
+// on v2, plus a last look (container.Finalizer) after the init exits
 // and before the cgroup goes, so a task that exits right after its OOM kill
 // is still reported.
 //

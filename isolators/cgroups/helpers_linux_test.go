@@ -12,7 +12,8 @@ import (
 	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/linux"
 
@@ -49,7 +50,7 @@ func setup(t *testing.T, opts map[string]string, isolation ...string) *env {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
 	root := prefix + "root"
-	o := containerizer.Options{CgroupsRoot: root, Extra: opts}
+	o := container.Options{CgroupsRoot: root, Extra: opts}
 	l, err := linux.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -61,9 +62,9 @@ func setup(t *testing.T, opts map[string]string, isolation ...string) *env {
 		}
 		removeIsolatorRoots(t, root)
 	})
-	var isos []containerizer.Isolator
+	var isos []container.Isolator
 	for _, name := range isolation {
-		iso, err := containerizer.NewIsolator(name, o)
+		iso, err := container.NewIsolator(name, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +103,7 @@ func (e *env) dir(ctrl, id string) string {
 
 // launch starts script in a fresh sandbox; the ID and the MARKER variable
 // carry the prefix, so the leak check finds what a test leaves.
-func (e *env) launch(t *testing.T, cfg *containerizer.Config, script string) string {
+func (e *env) launch(t *testing.T, cfg *container.Config, script string) string {
 	t.Helper()
 	if cfg.Sandbox == "" {
 		cfg.Sandbox = filepath.Join(t.TempDir(), cfg.ID)
@@ -119,7 +120,7 @@ func (e *env) launch(t *testing.T, cfg *containerizer.Config, script string) str
 	return cfg.Sandbox
 }
 
-func (e *env) wait(t *testing.T, id string) *containerizer.Termination {
+func (e *env) wait(t *testing.T, id string) *container.Termination {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

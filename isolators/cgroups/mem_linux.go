@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // minMemory is the smallest hard limit set, as Mesos' MIN_MEMORY: a smaller
@@ -42,11 +42,11 @@ const (
 // NewMem builds cgroups/mem: a hard memory limit from mem, swap off by
 // default (LimitSwapKey), an optional soft limit (SoftLimitKey), OOM
 // detection, and on v2 memory.oom.group so a container dies whole.
-func NewMem(o containerizer.Options) (containerizer.Isolator, error) {
+func NewMem(o container.Options) (container.Isolator, error) {
 	return newMem(o)
 }
 
-func newMem(o containerizer.Options) (*Mem, error) {
+func newMem(o container.Options) (*Mem, error) {
 	soft, err := parseBool(o, SoftLimitKey, false)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups/mem: %w", err)
@@ -81,16 +81,16 @@ type memPolicy struct {
 	memsw bool
 }
 
-func memLimit(r *containerizer.Resources) uint64 {
+func memLimit(r *container.Resources) uint64 {
 	if r.MemBytes == 0 {
 		return 0
 	}
 	return max(r.MemBytes, minMemory)
 }
 
-func (p *memPolicy) check(*containerizer.Resources) error { return nil }
+func (p *memPolicy) check(*container.Resources) error { return nil }
 
-func (p *memPolicy) apply(d dirs, r *containerizer.Resources, initial bool) error {
+func (p *memPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 	lim := memLimit(r)
 	if d.unified != "" {
 		dir := d.unified
@@ -156,7 +156,7 @@ func (p *memPolicy) apply(d dirs, r *containerizer.Resources, initial bool) erro
 	return nil
 }
 
-func (p *memPolicy) usage(d dirs, _ *containerizer.Resources, u *containerizer.Usage) error {
+func (p *memPolicy) usage(d dirs, _ *container.Resources, u *container.Usage) error {
 	if d.unified != "" {
 		dir := d.unified
 		cur, err := readUint(dir, "memory.current")
@@ -206,7 +206,7 @@ func (p *memPolicy) usage(d dirs, _ *containerizer.Resources, u *containerizer.U
 }
 
 // setLimit fills a limit field unless the file says "no limit".
-func setLimit(u *containerizer.Usage, dir, file string, field *uint64, name string) {
+func setLimit(u *container.Usage, dir, file string, field *uint64, name string) {
 	if v, err := readUint(dir, file); err == nil && v != unlimited {
 		*field = v
 		u.Set[name] = true
@@ -214,7 +214,7 @@ func setLimit(u *containerizer.Usage, dir, file string, field *uint64, name stri
 }
 
 // Mem is the cgroups/mem isolator. Besides the Isolator interfaces it
-// reports OOM kills (containerizer.Watcher), can be asked for a limitation
+// reports OOM kills (container.Watcher), can be asked for a limitation
 // it has not delivered yet (Finalize), and reads memory pressure (Pressure).
 type Mem struct {
 	*isolator
@@ -233,18 +233,18 @@ type oomWatch struct {
 	id     string
 	dir    string
 	mem    uint64 // the requested limit, for the message
-	report func(containerizer.Limitation)
+	report func(container.Limitation)
 	fired  bool
 	efd    *os.File // v1: the OOM eventfd
 	wd     int      // v2: the inotify watch descriptor, -1 when none
 }
 
-// Watch implements containerizer.Watcher. v1: an eventfd registered for
+// Watch implements container.Watcher. v1: an eventfd registered for
 // memory.oom_control through cgroup.event_control; v2: inotify on
 // memory.events. Both are read through Go's poller: no thread and no
 // polling loop per container. A container that was OOM-killed before the
 // watch began (while the agent was down) is reported at once.
-func (m *Mem) Watch(id string, report func(containerizer.Limitation)) error {
+func (m *Mem) Watch(id string, report func(container.Limitation)) error {
 	st, err := m.get(id)
 	if err != nil {
 		return err
@@ -386,7 +386,7 @@ func (m *Mem) fire(w *oomWatch) {
 	}
 	w.fired = true
 	m.wmu.Unlock()
-	w.report(containerizer.Limitation{Reason: ReasonMemory, Message: msg})
+	w.report(container.Limitation{Reason: ReasonMemory, Message: msg})
 }
 
 // oomKills reads how many processes the OOM killer killed in the container.
@@ -461,7 +461,7 @@ func (m *Mem) unwatch(w *oomWatch) {
 	}
 }
 
-// Cleanup implements containerizer.Isolator: a last look for an OOM kill
+// Cleanup implements container.Isolator: a last look for an OOM kill
 // (v1), then the watch and the cgroup go.
 func (m *Mem) Cleanup(ctx context.Context, id string) error {
 	m.wmu.Lock()
@@ -477,7 +477,7 @@ func (m *Mem) Cleanup(ctx context.Context, id string) error {
 // Pressure reads the container's memory.pressure (cgroup v2 with PSI). It
 // returns an error wrapping fs.ErrNotExist where there is none (cgroup v1,
 // or a kernel without PSI).
-func (m *Mem) Pressure(id string) (some, full containerizer.PSI, err error) {
+func (m *Mem) Pressure(id string) (some, full container.PSI, err error) {
 	st, err := m.get(id)
 	if err != nil {
 		return some, full, err
@@ -494,13 +494,13 @@ func (m *Mem) Pressure(id string) (some, full containerizer.PSI, err error) {
 
 // parsePressure parses a PSI file: "some avg10=0.00 avg60=0.00 avg300=0.00
 // total=0" and the same for "full".
-func parsePressure(s string) (some, full containerizer.PSI, err error) {
+func parsePressure(s string) (some, full container.PSI, err error) {
 	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			continue
 		}
-		var dst *containerizer.PSI
+		var dst *container.PSI
 		switch f[0] {
 		case "some":
 			dst = &some

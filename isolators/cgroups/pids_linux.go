@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // PidsLabel is the task label that overrides the pids limit: a positive
@@ -16,7 +16,7 @@ const PidsLabel = "corral.pids.max"
 // positive number; empty or "max" for no limit, the default as in Mesos),
 // overridden per task by the corral.pids.max label. The limit counts
 // threads as well as processes.
-func NewPids(o containerizer.Options) (containerizer.Isolator, error) {
+func NewPids(o container.Options) (container.Isolator, error) {
 	def, err := parsePidsMax(o.Extra["cgroups_pids_max"])
 	if err != nil {
 		return nil, fmt.Errorf("cgroups/pids: --cgroups_pids_max: %w", err)
@@ -42,7 +42,7 @@ func parsePidsMax(s string) (string, error) {
 
 type pidsPolicy struct{ def string }
 
-func (p *pidsPolicy) limit(r *containerizer.Resources) (string, error) {
+func (p *pidsPolicy) limit(r *container.Resources) (string, error) {
 	if v, ok := r.Labels[PidsLabel]; ok {
 		l, err := parsePidsMax(v)
 		if err != nil {
@@ -53,12 +53,12 @@ func (p *pidsPolicy) limit(r *containerizer.Resources) (string, error) {
 	return p.def, nil
 }
 
-func (p *pidsPolicy) check(r *containerizer.Resources) error {
+func (p *pidsPolicy) check(r *container.Resources) error {
 	_, err := p.limit(r)
 	return err
 }
 
-func (p *pidsPolicy) apply(d dirs, r *containerizer.Resources, initial bool) error {
+func (p *pidsPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 	l, err := p.limit(r)
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ func (p *pidsPolicy) apply(d dirs, r *containerizer.Resources, initial bool) err
 	return writeFile(d.of("pids"), "pids.max", l)
 }
 
-func (p *pidsPolicy) usage(d dirs, _ *containerizer.Resources, u *containerizer.Usage) error {
+func (p *pidsPolicy) usage(d dirs, _ *container.Resources, u *container.Usage) error {
 	dir := d.of("pids")
 	procs, err := countLines(dir, "cgroup.procs")
 	if err != nil {

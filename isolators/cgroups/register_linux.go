@@ -1,20 +1,20 @@
 package cgroups
 
-import "github.com/corral/corral/agent/containerizer"
+import "github.com/corral/corral/container"
 
 func init() {
-	containerizer.RegisterIsolator("cgroups/cpu", NewCPU)
-	containerizer.RegisterIsolator("cgroups/mem", NewMem)
-	containerizer.RegisterIsolator("cgroups/pids", NewPids)
-	containerizer.RegisterIsolator("cgroups/devices", NewDevices)
-	containerizer.RegisterIsolator("cgroups/blkio", NewBlkio)
+	container.RegisterIsolator("cgroups/cpu", NewCPU)
+	container.RegisterIsolator("cgroups/mem", NewMem)
+	container.RegisterIsolator("cgroups/pids", NewPids)
+	container.RegisterIsolator("cgroups/devices", NewDevices)
+	container.RegisterIsolator("cgroups/blkio", NewBlkio)
 }
 
 // What the containerizer looks for, checked at compile time.
 var (
-	_ containerizer.Watcher         = (*Mem)(nil)
-	_ containerizer.Finalizer       = (*Mem)(nil)
-	_ containerizer.Updater         = (*isolator)(nil)
-	_ containerizer.UsageReporter   = (*isolator)(nil)
-	_ containerizer.LauncherChecker = (*isolator)(nil)
+	_ container.Watcher         = (*Mem)(nil)
+	_ container.Finalizer       = (*Mem)(nil)
+	_ container.Updater         = (*isolator)(nil)
+	_ container.UsageReporter   = (*isolator)(nil)
+	_ container.LauncherChecker = (*isolator)(nil)
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/testsupport"
 )
 
@@ -89,7 +89,7 @@ func benchDU(b *testing.B, n, sandboxes int) {
 	if os.Getenv("CORRAL_DISK_BENCH_NOCG") != "" {
 		cg = "none"
 	}
-	d, err := newDU(containerizer.Options{Extra: map[string]string{WatchIntervalKey: "1h", DUCgroupKey: cg}})
+	d, err := newDU(container.Options{Extra: map[string]string{WatchIntervalKey: "1h", DUCgroupKey: cg}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func benchQuota(b *testing.B, kind string, n int) {
 	prefix := testsupport.Prefix(b)
 	testsupport.CheckLeaks(b, prefix)
 	mnt := loopFSFor(b, kind, prefix, true, n)
-	x, err := newXFS(containerizer.Options{Extra: map[string]string{WorkDirKey: mnt, EnforceKey: "true"}})
+	x, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: mnt, EnforceKey: "true"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func benchQuota(b *testing.B, kind string, n int) {
 		b.Fatal(err)
 	}
 	id := prefix + "c"
-	if _, err := x.Prepare(context.Background(), &containerizer.Config{ID: id, Sandbox: sb, Resources: containerizer.Resources{DiskBytes: 1 << 40}}); err != nil {
+	if _, err := x.Prepare(context.Background(), &container.Config{ID: id, Sandbox: sb, Resources: container.Resources{DiskBytes: 1 << 40}}); err != nil {
 		b.Fatal(err)
 	}
 	defer x.Cleanup(context.Background(), id)
@@ -151,7 +151,7 @@ func benchQuota(b *testing.B, kind string, n int) {
 	// A reading is one quotactl: too fast for one to time, so 1000 per
 	// iteration.
 	const reads = 1000
-	u := &containerizer.Usage{Set: map[string]bool{}}
+	u := &container.Usage{Set: map[string]bool{}}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for k := 0; k < reads; k++ {

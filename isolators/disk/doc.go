@@ -19,7 +19,7 @@
 //     by the kill mode, whose watch reads the usage whatever the task's
 //     capabilities.
 //
-// Settings come from containerizer.Options.Extra under the agent's flag
+// Settings come from container.Options.Extra under the agent's flag
 // names (the constants below).
 package disk
 

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // DU is the disk/du isolator: it measures each container's sandbox with a
@@ -40,16 +40,16 @@ type duCtr struct {
 	measured bool
 	walks    uint64
 	next     time.Time
-	report   func(containerizer.Limitation)
+	report   func(container.Limitation)
 	reported bool
 }
 
 // NewDU builds disk/du (containerizer constructor).
-func NewDU(o containerizer.Options) (containerizer.Isolator, error) {
+func NewDU(o container.Options) (container.Isolator, error) {
 	return newDU(o)
 }
 
-func newDU(o containerizer.Options) (*DU, error) {
+func newDU(o container.Options) (*DU, error) {
 	interval, err := extraDuration(o.Extra, WatchIntervalKey, DefaultWatchInterval)
 	if err != nil {
 		return nil, fmt.Errorf("disk/du: %w", err)
@@ -82,7 +82,7 @@ func newDU(o containerizer.Options) (*DU, error) {
 	return d, nil
 }
 
-// Name implements containerizer.Isolator.
+// Name implements container.Isolator.
 func (d *DU) Name() string { return "disk/du" }
 
 // Close stops the walks and removes the helper's cgroups (tests; the agent
@@ -93,7 +93,7 @@ func (d *DU) Close() error {
 	return d.runner.remove()
 }
 
-func (d *DU) add(c *containerizer.Config) {
+func (d *DU) add(c *container.Config) {
 	d.mu.Lock()
 	old := d.ctrs[c.ID]
 	e := &duCtr{id: c.ID, sandbox: c.Sandbox, limit: c.Resources.DiskBytes, next: time.Now().Add(d.interval)}
@@ -112,10 +112,10 @@ func (d *DU) poke() {
 	}
 }
 
-// Recover implements containerizer.Isolator: the known containers are
+// Recover implements container.Isolator: the known containers are
 // measured again from the next interval on. disk/du makes nothing on disk
 // or in the kernel, so there is nothing of unknown containers to remove.
-func (d *DU) Recover(_ context.Context, known []*containerizer.Config) error {
+func (d *DU) Recover(_ context.Context, known []*container.Config) error {
 	for _, c := range known {
 		if c.Sandbox != "" {
 			d.add(c)
@@ -124,9 +124,9 @@ func (d *DU) Recover(_ context.Context, known []*containerizer.Config) error {
 	return nil
 }
 
-// Prepare implements containerizer.Isolator. It only records the
+// Prepare implements container.Isolator. It only records the
 // container: nothing is walked on the launch path.
-func (d *DU) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (d *DU) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	if c.Sandbox == "" {
 		return nil, fmt.Errorf("disk/du: container %s has no sandbox", c.ID)
 	}
@@ -137,12 +137,12 @@ func (d *DU) Prepare(_ context.Context, c *containerizer.Config) (*containerizer
 	return nil, nil
 }
 
-// Isolate implements containerizer.Isolator.
+// Isolate implements container.Isolator.
 func (d *DU) Isolate(context.Context, string, int) error { return nil }
 
-// Watch implements containerizer.Watcher. A container already measured
+// Watch implements container.Watcher. A container already measured
 // over its limit (say, before the agent restarted) is reported at once.
-func (d *DU) Watch(id string, report func(containerizer.Limitation)) error {
+func (d *DU) Watch(id string, report func(container.Limitation)) error {
 	d.mu.Lock()
 	e := d.ctrs[id]
 	if e == nil {
@@ -158,9 +158,9 @@ func (d *DU) Watch(id string, report func(containerizer.Limitation)) error {
 	return nil
 }
 
-// Update implements containerizer.Updater: the new disk limit applies from
+// Update implements container.Updater: the new disk limit applies from
 // the next measurement.
-func (d *DU) Update(_ context.Context, id string, r containerizer.Resources) error {
+func (d *DU) Update(_ context.Context, id string, r container.Resources) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.ctrs[id]
@@ -171,9 +171,9 @@ func (d *DU) Update(_ context.Context, id string, r containerizer.Resources) err
 	return nil
 }
 
-// Usage implements containerizer.UsageReporter from the last walk: it
+// Usage implements container.UsageReporter from the last walk: it
 // never walks itself, so /monitor/statistics stays cheap.
-func (d *DU) Usage(_ context.Context, id string, u *containerizer.Usage) error {
+func (d *DU) Usage(_ context.Context, id string, u *container.Usage) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.ctrs[id]
@@ -191,7 +191,7 @@ func (d *DU) Usage(_ context.Context, id string, u *containerizer.Usage) error {
 	return nil
 }
 
-// Cleanup implements containerizer.Isolator. A walk in progress that
+// Cleanup implements container.Isolator. A walk in progress that
 // includes the container finishes (it measures others too); its result
 // for the container is dropped.
 func (d *DU) Cleanup(_ context.Context, id string) error {
@@ -202,12 +202,12 @@ func (d *DU) Cleanup(_ context.Context, id string) error {
 }
 
 // checkLocked decides whether e is to be reported now.
-func (d *DU) checkLocked(e *duCtr) (containerizer.Limitation, bool) {
+func (d *DU) checkLocked(e *duCtr) (container.Limitation, bool) {
 	if !d.enforce || e.report == nil || e.reported || !e.measured || e.limit == 0 || e.used <= e.limit {
-		return containerizer.Limitation{}, false
+		return container.Limitation{}, false
 	}
 	e.reported = true
-	return containerizer.Limitation{
+	return container.Limitation{
 		Reason: ReasonDisk,
 		Message: fmt.Sprintf("Disk usage (%s, %d bytes) exceeds quota (%s, %d bytes) in sandbox %s",
 			humanBytes(e.used), e.used, humanBytes(e.limit), e.limit, e.sandbox),
@@ -262,8 +262,8 @@ func (d *DU) walk(ctx context.Context, batch []*duCtr) {
 	}
 	res, err := d.runner.du(ctx, dirs)
 	type fire struct {
-		report func(containerizer.Limitation)
-		l      containerizer.Limitation
+		report func(container.Limitation)
+		l      container.Limitation
 	}
 	var fires []fire
 	d.mu.Lock()

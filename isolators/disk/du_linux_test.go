@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/testsupport"
 )
 
@@ -34,7 +34,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // by the test's prefix.
 func newTestDU(t *testing.T, prefix string, extra map[string]string) *DU {
 	t.Helper()
-	o := containerizer.Options{Extra: map[string]string{WatchIntervalKey: "20ms", DUCgroupKey: prefix + "du"}}
+	o := container.Options{Extra: map[string]string{WatchIntervalKey: "20ms", DUCgroupKey: prefix + "du"}}
 	for k, v := range extra {
 		o.Extra[k] = v
 	}
@@ -62,13 +62,13 @@ func (d *DU) walksOf(id string) uint64 {
 // limitations collects what an isolator reports.
 type limitations struct {
 	mu sync.Mutex
-	ls []containerizer.Limitation
+	ls []container.Limitation
 	ch chan struct{}
 }
 
 func newLimitations() *limitations { return &limitations{ch: make(chan struct{}, 16)} }
 
-func (l *limitations) report(x containerizer.Limitation) {
+func (l *limitations) report(x container.Limitation) {
 	l.mu.Lock()
 	l.ls = append(l.ls, x)
 	l.mu.Unlock()
@@ -81,9 +81,9 @@ func (l *limitations) count() int {
 	return len(l.ls)
 }
 
-func prepare(t *testing.T, iso containerizer.Isolator, id, sandbox string, disk uint64) *containerizer.Config {
+func prepare(t *testing.T, iso container.Isolator, id, sandbox string, disk uint64) *container.Config {
 	t.Helper()
-	c := &containerizer.Config{ID: id, Sandbox: sandbox, Resources: containerizer.Resources{DiskBytes: disk}}
+	c := &container.Config{ID: id, Sandbox: sandbox, Resources: container.Resources{DiskBytes: disk}}
 	if _, err := iso.Prepare(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +91,9 @@ func prepare(t *testing.T, iso containerizer.Isolator, id, sandbox string, disk 
 	return c
 }
 
-func usage(t *testing.T, r containerizer.UsageReporter, id string) *containerizer.Usage {
+func usage(t *testing.T, r container.UsageReporter, id string) *container.Usage {
 	t.Helper()
-	u := &containerizer.Usage{Set: map[string]bool{}}
+	u := &container.Usage{Set: map[string]bool{}}
 	if err := r.Usage(context.Background(), id, u); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestDUCleanupDuringWalk(t *testing.T) {
 		}
 		id := fmt.Sprint(prefix, "c", i)
 		ids = append(ids, id)
-		if _, err := d.Prepare(context.Background(), &containerizer.Config{ID: id, Sandbox: sb}); err != nil {
+		if _, err := d.Prepare(context.Background(), &container.Config{ID: id, Sandbox: sb}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -351,7 +351,7 @@ func TestDUCleanupDuringWalk(t *testing.T) {
 	if len(u.Set) != 0 {
 		t.Errorf("usage of a cleaned-up container: %+v", u)
 	}
-	if err := d.Watch(ids[0], func(containerizer.Limitation) {}); err == nil {
+	if err := d.Watch(ids[0], func(container.Limitation) {}); err == nil {
 		t.Error("Watch of a cleaned-up container succeeded")
 	}
 }
@@ -388,7 +388,7 @@ func TestDURecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := prefix + "c"
-	if err := d.Recover(context.Background(), []*containerizer.Config{{ID: id, Sandbox: sb, Resources: containerizer.Resources{DiskBytes: 1 << 20}}}); err != nil {
+	if err := d.Recover(context.Background(), []*container.Config{{ID: id, Sandbox: sb, Resources: container.Resources{DiskBytes: 1 << 20}}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.Cleanup(context.Background(), id) })
@@ -403,7 +403,7 @@ func TestDURecover(t *testing.T) {
 		t.Fatal("no limitation for a recovered container over its limit")
 	}
 	// Update raises the limit: the next walks do not report again.
-	if err := d.Update(context.Background(), id, containerizer.Resources{DiskBytes: 1 << 30}); err != nil {
+	if err := d.Update(context.Background(), id, container.Resources{DiskBytes: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
 	if u := usage(t, d, id); u.DiskLimitBytes != 1<<30 {
@@ -412,19 +412,19 @@ func TestDURecover(t *testing.T) {
 }
 
 func TestDUBadInput(t *testing.T) {
-	if _, err := newDU(containerizer.Options{Extra: map[string]string{WatchIntervalKey: "often"}}); err == nil || !strings.Contains(err.Error(), WatchIntervalKey) {
+	if _, err := newDU(container.Options{Extra: map[string]string{WatchIntervalKey: "often"}}); err == nil || !strings.Contains(err.Error(), WatchIntervalKey) {
 		t.Errorf("bad interval: %v", err)
 	}
-	if _, err := newDU(containerizer.Options{Extra: map[string]string{EnforceKey: "maybe"}}); err == nil {
+	if _, err := newDU(container.Options{Extra: map[string]string{EnforceKey: "maybe"}}); err == nil {
 		t.Error("bad enforce flag accepted")
 	}
-	d, err := newDU(containerizer.Options{Extra: map[string]string{DUCgroupKey: "none"}})
+	d, err := newDU(container.Options{Extra: map[string]string{DUCgroupKey: "none"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	for _, sb := range []string{"", "relative"} {
-		if _, err := d.Prepare(context.Background(), &containerizer.Config{ID: "x", Sandbox: sb}); err == nil {
+		if _, err := d.Prepare(context.Background(), &container.Config{ID: "x", Sandbox: sb}); err == nil {
 			t.Errorf("Prepare with sandbox %q accepted", sb)
 		}
 	}

@@ -1,18 +1,18 @@
 package disk
 
-import "github.com/corral/corral/agent/containerizer"
+import "github.com/corral/corral/container"
 
 func init() {
-	containerizer.RegisterIsolator("disk/du", NewDU)
-	containerizer.RegisterIsolator("disk/xfs", NewXFS)
+	container.RegisterIsolator("disk/du", NewDU)
+	container.RegisterIsolator("disk/xfs", NewXFS)
 }
 
 // What the containerizer looks for, checked at compile time.
 var (
-	_ containerizer.Watcher       = (*DU)(nil)
-	_ containerizer.Updater       = (*DU)(nil)
-	_ containerizer.UsageReporter = (*DU)(nil)
-	_ containerizer.Watcher       = (*XFS)(nil)
-	_ containerizer.Updater       = (*XFS)(nil)
-	_ containerizer.UsageReporter = (*XFS)(nil)
+	_ container.Watcher       = (*DU)(nil)
+	_ container.Updater       = (*DU)(nil)
+	_ container.UsageReporter = (*DU)(nil)
+	_ container.Watcher       = (*XFS)(nil)
+	_ container.Updater       = (*XFS)(nil)
+	_ container.UsageReporter = (*XFS)(nil)
 )

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 // ErrNoProjectID is returned (wrapped) by Prepare when every project ID of
@@ -55,17 +55,17 @@ type xfsCtr struct {
 	proj     uint32
 	q        *quotaFS
 	limit    uint64
-	report   func(containerizer.Limitation)
+	report   func(container.Limitation)
 	reported bool
 }
 
 // NewXFS builds disk/xfs (containerizer constructor). The work_dir
 // (WorkDirKey) must be on a file system with project quotas enabled.
-func NewXFS(o containerizer.Options) (containerizer.Isolator, error) {
+func NewXFS(o container.Options) (container.Isolator, error) {
 	return newXFS(o)
 }
 
-func newXFS(o containerizer.Options) (*XFS, error) {
+func newXFS(o container.Options) (*XFS, error) {
 	rng := o.Extra[ProjectRangeKey]
 	if rng == "" {
 		rng = DefaultProjectRange
@@ -113,7 +113,7 @@ func newXFS(o containerizer.Options) (*XFS, error) {
 	return x, nil
 }
 
-// Name implements containerizer.Isolator.
+// Name implements container.Isolator.
 func (x *XFS) Name() string { return "disk/xfs" }
 
 // Close stops the background work and closes the file systems (tests; the
@@ -172,11 +172,11 @@ func (x *XFS) release(p uint32) {
 	x.mu.Unlock()
 }
 
-// Prepare implements containerizer.Isolator: the sandbox (and whatever is
+// Prepare implements container.Isolator: the sandbox (and whatever is
 // already in it) gets a project ID of its own, and the project its limit.
 // The walk that tags existing files is over what the sandbox holds before
 // the task starts: normally nothing, or the fetched files.
-func (x *XFS) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (x *XFS) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	if c.Sandbox == "" || !filepath.IsAbs(c.Sandbox) {
 		return nil, fmt.Errorf("disk/xfs: container %s: sandbox %q is not an absolute path", c.ID, c.Sandbox)
 	}
@@ -233,14 +233,14 @@ func (x *XFS) Prepare(_ context.Context, c *containerizer.Config) (*containerize
 	return nil, nil
 }
 
-// Isolate implements containerizer.Isolator.
+// Isolate implements container.Isolator.
 func (x *XFS) Isolate(context.Context, string, int) error { return nil }
 
-// Recover implements containerizer.Isolator: each known container's
+// Recover implements container.Isolator: each known container's
 // project ID is read back from its sandbox directory and its limit set
 // again. Projects of the range that no known container holds get their
 // limits lifted; their IDs return to use once their files are gone.
-func (x *XFS) Recover(_ context.Context, known []*containerizer.Config) error {
+func (x *XFS) Recover(_ context.Context, known []*container.Config) error {
 	var errs []error
 	for _, c := range known {
 		if c.Sandbox == "" {
@@ -322,10 +322,10 @@ func (x *XFS) liftOrphanLimits() {
 	}
 }
 
-// Watch implements containerizer.Watcher. Only the kill mode reports;
+// Watch implements container.Watcher. Only the kill mode reports;
 // with a hard limit the kernel enforces it (EDQUOT) and nothing is
 // destroyed.
-func (x *XFS) Watch(id string, report func(containerizer.Limitation)) error {
+func (x *XFS) Watch(id string, report func(container.Limitation)) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	e := x.ctrs[id]
@@ -336,9 +336,9 @@ func (x *XFS) Watch(id string, report func(containerizer.Limitation)) error {
 	return nil
 }
 
-// Update implements containerizer.Updater: the project's limit follows the
+// Update implements container.Updater: the project's limit follows the
 // new disk resource at once.
-func (x *XFS) Update(_ context.Context, id string, r containerizer.Resources) error {
+func (x *XFS) Update(_ context.Context, id string, r container.Resources) error {
 	x.mu.Lock()
 	e := x.ctrs[id]
 	if e != nil {
@@ -355,9 +355,9 @@ func (x *XFS) Update(_ context.Context, id string, r containerizer.Resources) er
 	return nil
 }
 
-// Usage implements containerizer.UsageReporter: one quotactl, whatever
+// Usage implements container.UsageReporter: one quotactl, whatever
 // the sandbox holds.
-func (x *XFS) Usage(_ context.Context, id string, u *containerizer.Usage) error {
+func (x *XFS) Usage(_ context.Context, id string, u *container.Usage) error {
 	x.mu.Lock()
 	e := x.ctrs[id]
 	x.mu.Unlock()
@@ -377,7 +377,7 @@ func (x *XFS) Usage(_ context.Context, id string, u *containerizer.Usage) error 
 	return nil
 }
 
-// Cleanup implements containerizer.Isolator: the project's limit is
+// Cleanup implements container.Isolator: the project's limit is
 // lifted at once; the sandbox's files (left on disk for the sandbox GC) go
 // back to project 0 in the background, after which the ID is free. That
 // walk is proportional to the files (measured under TCG emulation: 30 s
@@ -494,7 +494,7 @@ func (x *XFS) check(e *xfsCtr) {
 	report, limit := e.report, e.limit
 	x.mu.Unlock()
 	x.log.Info("container over its disk limit", "container", e.id, "used", u.Bytes, "limit", limit)
-	report(containerizer.Limitation{
+	report(container.Limitation{
 		Reason: ReasonDisk,
 		Message: fmt.Sprintf("Disk usage (%s, %d bytes) exceeds quota (%s, %d bytes) in sandbox %s",
 			humanBytes(u.Bytes), u.Bytes, humanBytes(limit), limit, e.sandbox),

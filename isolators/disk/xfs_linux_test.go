@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/testsupport"
 )
 
@@ -50,7 +50,7 @@ func newXFSEnv(t *testing.T, kind string, extra map[string]string) *xfsEnv {
 // the agent after a restart).
 func (e *xfsEnv) build(t *testing.T) *XFS {
 	t.Helper()
-	x, err := newXFS(containerizer.Options{Extra: e.extra})
+	x, err := newXFS(container.Options{Extra: e.extra})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestProjectQuotaEnforced(t *testing.T) {
 			t.Errorf("usage %d past the hard limit", u.DiskUsedBytes)
 		}
 		// Update raises the limit in place.
-		if err := e.x.Update(context.Background(), id, containerizer.Resources{DiskBytes: 64 << 20}); err != nil {
+		if err := e.x.Update(context.Background(), id, container.Resources{DiskBytes: 64 << 20}); err != nil {
 			t.Fatal(err)
 		}
 		if err := writeAsTask(filepath.Join(sb, "three"), 8<<20); err != nil {
@@ -167,9 +167,9 @@ func TestProjectIDsReusedAndRecovered(t *testing.T) {
 		// The agent restarts: a new isolator, told of c2 and c3.
 		_ = e.x.Close()
 		x2 := e.build(t)
-		known := []*containerizer.Config{
-			{ID: e.prefix + "c2", Sandbox: sb2, Resources: containerizer.Resources{DiskBytes: 8 << 20}},
-			{ID: e.prefix + "c3", Sandbox: sb3, Resources: containerizer.Resources{DiskBytes: 8 << 20}},
+		known := []*container.Config{
+			{ID: e.prefix + "c2", Sandbox: sb2, Resources: container.Resources{DiskBytes: 8 << 20}},
+			{ID: e.prefix + "c3", Sandbox: sb3, Resources: container.Resources{DiskBytes: 8 << 20}},
 		}
 		if err := x2.Recover(ctx, known); err != nil {
 			t.Fatal(err)
@@ -210,7 +210,7 @@ func TestProjectQuotaBadInput(t *testing.T) {
 		if err := writeFile(filepath.Join(full, "fetched"), 3<<20); err != nil {
 			t.Fatal(err)
 		}
-		_, err := e.x.Prepare(ctx, &containerizer.Config{ID: e.prefix + "full", Sandbox: full, Resources: containerizer.Resources{DiskBytes: 1 << 20}})
+		_, err := e.x.Prepare(ctx, &container.Config{ID: e.prefix + "full", Sandbox: full, Resources: container.Resources{DiskBytes: 1 << 20}})
 		if err == nil || !strings.Contains(err.Error(), "already holds") || !strings.Contains(err.Error(), "1MB") {
 			t.Fatalf("Prepare with a disk smaller than the sandbox: %v", err)
 		}
@@ -233,7 +233,7 @@ func TestProjectQuotaBadInput(t *testing.T) {
 		if p, _ := e.x.project(e.prefix + "c0"); p != 7001 {
 			t.Errorf("first container got %d, want 7001 (7000 is on files)", p)
 		}
-		_, err = e.x.Prepare(ctx, &containerizer.Config{ID: e.prefix + "c2", Sandbox: e.sandbox(t, "run2"), Resources: containerizer.Resources{DiskBytes: 1 << 20}})
+		_, err = e.x.Prepare(ctx, &container.Config{ID: e.prefix + "c2", Sandbox: e.sandbox(t, "run2"), Resources: container.Resources{DiskBytes: 1 << 20}})
 		if !errors.Is(err, ErrNoProjectID) || !strings.Contains(err.Error(), "[7000-7002]") || !strings.Contains(err.Error(), "1 by files") {
 			t.Errorf("Prepare with the range exhausted: %v", err)
 		}
@@ -333,12 +333,12 @@ func TestProjectTreeStaysInSandbox(t *testing.T) {
 // A work_dir without project quotas is refused at construction, saying
 // why; so is a missing work_dir setting.
 func TestNoProjectQuotaSupport(t *testing.T) {
-	if _, err := newXFS(containerizer.Options{Extra: map[string]string{}}); err == nil || !strings.Contains(err.Error(), WorkDirKey) {
+	if _, err := newXFS(container.Options{Extra: map[string]string{}}); err == nil || !strings.Contains(err.Error(), WorkDirKey) {
 		t.Errorf("without a work_dir: %v", err)
 	}
 	// The host's temporary directory: tmpfs, or a file system mounted
 	// without prjquota.
-	_, err := newXFS(containerizer.Options{Extra: map[string]string{WorkDirKey: t.TempDir()}})
+	_, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: t.TempDir()}})
 	if err == nil {
 		t.Skip("the host's temporary directory has project quotas")
 	}
@@ -352,14 +352,14 @@ func TestNoProjectQuotaSupport(t *testing.T) {
 			prefix := testsupport.Prefix(t)
 			testsupport.CheckLeaks(t, prefix)
 			mnt := loopFS(t, kind, prefix, false)
-			_, err := newXFS(containerizer.Options{Extra: map[string]string{WorkDirKey: mnt}})
+			_, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: mnt}})
 			if err == nil || !strings.Contains(err.Error(), "project quota") || !strings.Contains(err.Error(), kind) {
 				t.Errorf("%s without prjquota: %v", kind, err)
 			}
 			t.Logf("as the agent reports it: %v", err)
 		})
 	}
-	if _, err := newXFS(containerizer.Options{Extra: map[string]string{WorkDirKey: "/", ProjectRangeKey: "[0-10]"}}); err == nil || !strings.Contains(err.Error(), ProjectRangeKey) {
+	if _, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: "/", ProjectRangeKey: "[0-10]"}}); err == nil || !strings.Contains(err.Error(), ProjectRangeKey) {
 		t.Errorf("bad range: %v", err)
 	}
 }

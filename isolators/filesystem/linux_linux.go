@@ -22,7 +22,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/launcher/containerinit"
 )
 
@@ -37,7 +37,7 @@ const SandboxDirKey = "sandbox_directory"
 const DefaultSandboxDir = "/mnt/mesos/sandbox"
 
 func init() {
-	containerizer.RegisterIsolator(Name, func(o containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator(Name, func(o container.Options) (container.Isolator, error) {
 		return New(o)
 	})
 }
@@ -56,7 +56,7 @@ type Isolator struct {
 
 // New builds the isolator and creates the sandbox's mount point on the host
 // once (without a container root filesystem, the container sees the host's).
-func New(o containerizer.Options) (*Isolator, error) {
+func New(o container.Options) (*Isolator, error) {
 	dir := DefaultSandboxDir
 	if d := o.Extra[SandboxDirKey]; d != "" {
 		dir = filepath.Clean(d)
@@ -70,18 +70,18 @@ func New(o containerizer.Options) (*Isolator, error) {
 	return &Isolator{sandboxDir: dir, readonlyRoot: o.Extra[HostPrivilegesKey] != "true"}, nil
 }
 
-// Name implements containerizer.Isolator.
+// Name implements container.Isolator.
 func (i *Isolator) Name() string { return Name }
 
-// NeedsNamespaces implements containerizer.NamespaceIsolator.
+// NeedsNamespaces implements container.NamespaceIsolator.
 func (i *Isolator) NeedsNamespaces() bool { return true }
 
-// Recover implements containerizer.Isolator: mounts live and die with the
+// Recover implements container.Isolator: mounts live and die with the
 // containers' mount namespaces; there is nothing to find.
-func (i *Isolator) Recover(context.Context, []*containerizer.Config) error { return nil }
+func (i *Isolator) Recover(context.Context, []*container.Config) error { return nil }
 
-// Prepare implements containerizer.Isolator.
-func (i *Isolator) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+// Prepare implements container.Isolator.
+func (i *Isolator) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	if !filepath.IsAbs(c.Sandbox) {
 		return nil, fmt.Errorf("sandbox %q is not an absolute path", c.Sandbox)
 	}
@@ -96,7 +96,7 @@ func (i *Isolator) Prepare(_ context.Context, c *containerizer.Config) (*contain
 	} else if !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("private /tmp: %w", err)
 	}
-	li := &containerizer.LaunchInfo{
+	li := &container.LaunchInfo{
 		CloneFlags:   syscall.CLONE_NEWNS,
 		ReadonlyRoot: i.readonlyRoot,
 		WorkDir:      i.sandboxDir,
@@ -122,7 +122,7 @@ func (i *Isolator) Prepare(_ context.Context, c *containerizer.Config) (*contain
 
 // volumes validates the container's volumes, creates their mount points and
 // returns their mounts, parents before children.
-func (i *Isolator) volumes(sandbox string, vols []containerizer.Volume) ([]containerinit.Mount, error) {
+func (i *Isolator) volumes(sandbox string, vols []container.Volume) ([]containerinit.Mount, error) {
 	if len(vols) == 0 {
 		return nil, nil
 	}
@@ -146,7 +146,7 @@ func (i *Isolator) volumes(sandbox string, vols []containerizer.Volume) ([]conta
 	return mounts, nil
 }
 
-func (i *Isolator) volume(sandbox string, v containerizer.Volume) (containerinit.Mount, error) {
+func (i *Isolator) volume(sandbox string, v container.Volume) (containerinit.Mount, error) {
 	var m containerinit.Mount
 	if v.HostPath == "" || !filepath.IsAbs(v.HostPath) {
 		return m, fmt.Errorf("volume host path %q must be an absolute path", v.HostPath)
@@ -262,9 +262,9 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// Isolate implements containerizer.Isolator.
+// Isolate implements container.Isolator.
 func (i *Isolator) Isolate(context.Context, string, int) error { return nil }
 
-// Cleanup implements containerizer.Isolator: the mounts went with the
+// Cleanup implements container.Isolator: the mounts went with the
 // container's mount namespace; <sandbox>/tmp goes with the sandbox.
 func (i *Isolator) Cleanup(context.Context, string) error { return nil }

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"syscall"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/launcher/containerinit"
 )
 
@@ -18,7 +18,7 @@ const MaskingName = "filesystem/masking"
 const WorkDirKey = "work_dir"
 
 func init() {
-	containerizer.RegisterIsolator(MaskingName, func(o containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator(MaskingName, func(o container.Options) (container.Isolator, error) {
 		return NewMasking(o)
 	})
 }
@@ -42,7 +42,7 @@ type Masking struct {
 }
 
 // NewMasking builds the isolator from the agent's work_dir and runtime dir.
-func NewMasking(o containerizer.Options) (*Masking, error) {
+func NewMasking(o container.Options) (*Masking, error) {
 	var dirs []string
 	for _, d := range []string{o.Extra[WorkDirKey], o.RuntimeDir} {
 		if d == "" {
@@ -117,17 +117,17 @@ var maskSteps = func() []containerinit.Mount {
 	return append(out, containerinit.Mount{Op: containerinit.OpReadonly, Target: "/sys", Flags: syscall.MS_REC})
 }()
 
-// Name implements containerizer.Isolator.
+// Name implements container.Isolator.
 func (i *Masking) Name() string { return MaskingName }
 
-// NeedsNamespaces implements containerizer.NamespaceIsolator.
+// NeedsNamespaces implements container.NamespaceIsolator.
 func (i *Masking) NeedsNamespaces() bool { return true }
 
-// Recover implements containerizer.Isolator.
-func (i *Masking) Recover(context.Context, []*containerizer.Config) error { return nil }
+// Recover implements container.Isolator.
+func (i *Masking) Recover(context.Context, []*container.Config) error { return nil }
 
-// Prepare implements containerizer.Isolator.
-func (i *Masking) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+// Prepare implements container.Isolator.
+func (i *Masking) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	sandbox := filepath.Clean(c.Sandbox)
 	final := slices.Clone(maskSteps)
 	for _, d := range i.hidden {
@@ -137,15 +137,15 @@ func (i *Masking) Prepare(_ context.Context, c *containerizer.Config) (*containe
 		}
 		final = append(final, hide)
 	}
-	return &containerizer.LaunchInfo{
+	return &container.LaunchInfo{
 		CloneFlags:  syscall.CLONE_NEWNS,
 		Mounts:      slices.Clone(devSteps),
 		FinalMounts: final,
 	}, nil
 }
 
-// Isolate implements containerizer.Isolator.
+// Isolate implements container.Isolator.
 func (i *Masking) Isolate(context.Context, string, int) error { return nil }
 
-// Cleanup implements containerizer.Isolator.
+// Cleanup implements container.Isolator.
 func (i *Masking) Cleanup(context.Context, string) error { return nil }

@@ -13,8 +13,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/corral/corral/agent/containerizer"
 	mesos "github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/container"
 )
 
 // Flag names (Options.Extra), as Mesos'.
@@ -35,11 +35,11 @@ var DefaultCapabilities = []string{
 }
 
 func init() {
-	containerizer.RegisterIsolator("linux/capabilities", func(o containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator("linux/capabilities", func(o container.Options) (container.Isolator, error) {
 		return NewCapabilities(o)
 	})
-	containerizer.RegisterIsolator("linux/nnp", func(containerizer.Options) (containerizer.Isolator, error) {
-		return &stateless{name: "linux/nnp", li: containerizer.LaunchInfo{NoNewPrivs: true}}, nil
+	container.RegisterIsolator("linux/nnp", func(container.Options) (container.Isolator, error) {
+		return &stateless{name: "linux/nnp", li: container.LaunchInfo{NoNewPrivs: true}}, nil
 	})
 }
 
@@ -52,7 +52,7 @@ type Capabilities struct {
 // (Mesos' CapabilityInfo JSON, or a comma-separated list of names); unset,
 // both are DefaultCapabilities. The effective set must lie within the
 // bounding one.
-func NewCapabilities(o containerizer.Options) (*Capabilities, error) {
+func NewCapabilities(o container.Options) (*Capabilities, error) {
 	bounding, err := ParseCapabilities(o.Extra[BoundingCapabilitiesKey])
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", BoundingCapabilitiesKey, err)
@@ -131,16 +131,16 @@ func intersect(a, b []uint) []uint {
 	return out
 }
 
-// Name implements containerizer.Isolator.
+// Name implements container.Isolator.
 func (i *Capabilities) Name() string { return "linux/capabilities" }
 
-// Recover implements containerizer.Isolator.
-func (i *Capabilities) Recover(context.Context, []*containerizer.Config) error { return nil }
+// Recover implements container.Isolator.
+func (i *Capabilities) Recover(context.Context, []*container.Config) error { return nil }
 
-// Prepare implements containerizer.Isolator: the task's own request
+// Prepare implements container.Isolator: the task's own request
 // (LinuxInfo's effective or bounding capabilities) within the operator's
 // bounding set, else the effective default.
-func (i *Capabilities) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (i *Capabilities) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	set := i.effective
 	if c.Capabilities != nil {
 		want, err := capNumbers(c.Capabilities)
@@ -155,24 +155,24 @@ func (i *Capabilities) Prepare(_ context.Context, c *containerizer.Config) (*con
 		set = want
 	}
 	out := slices.Clone(set)
-	return &containerizer.LaunchInfo{Capabilities: &out}, nil
+	return &container.LaunchInfo{Capabilities: &out}, nil
 }
 
-// Isolate implements containerizer.Isolator.
+// Isolate implements container.Isolator.
 func (i *Capabilities) Isolate(context.Context, string, int) error { return nil }
 
-// Cleanup implements containerizer.Isolator.
+// Cleanup implements container.Isolator.
 func (i *Capabilities) Cleanup(context.Context, string) error { return nil }
 
 // stateless is an isolator that adds the same LaunchInfo to every launch.
 type stateless struct {
 	name string
-	li   containerizer.LaunchInfo
+	li   container.LaunchInfo
 }
 
-func (s *stateless) Name() string                                           { return s.name }
-func (s *stateless) Recover(context.Context, []*containerizer.Config) error { return nil }
-func (s *stateless) Prepare(context.Context, *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (s *stateless) Name() string                                       { return s.name }
+func (s *stateless) Recover(context.Context, []*container.Config) error { return nil }
+func (s *stateless) Prepare(context.Context, *container.Config) (*container.LaunchInfo, error) {
 	li := s.li
 	return &li, nil
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 func TestParseCapabilities(t *testing.T) {
@@ -55,11 +55,11 @@ func TestCapabilitiesFlagsAndRequests(t *testing.T) {
 		{name: "bad flag", bounding: "NOPE", wantErr: "--bounding_capabilities"},
 	}
 	for _, tc := range tests {
-		i, err := NewCapabilities(containerizer.Options{Extra: map[string]string{
+		i, err := NewCapabilities(container.Options{Extra: map[string]string{
 			BoundingCapabilitiesKey: tc.bounding, EffectiveCapabilitiesKey: tc.eff}})
-		var li *containerizer.LaunchInfo
+		var li *container.LaunchInfo
 		if err == nil {
-			li, err = i.Prepare(t.Context(), &containerizer.Config{Capabilities: tc.ask})
+			li, err = i.Prepare(t.Context(), &container.Config{Capabilities: tc.ask})
 		}
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

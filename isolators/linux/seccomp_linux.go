@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/isolators/linux/seccomp"
 )
 
@@ -16,7 +16,7 @@ const (
 )
 
 func init() {
-	containerizer.RegisterIsolator("linux/seccomp", func(o containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator("linux/seccomp", func(o container.Options) (container.Isolator, error) {
 		return NewSeccomp(o)
 	})
 }
@@ -36,7 +36,7 @@ type Seccomp struct {
 // NewSeccomp compiles the default profile: --seccomp_profile_name in
 // --seccomp_config_dir, else the embedded one. A bad profile fails the
 // start-up with its flag named.
-func NewSeccomp(o containerizer.Options) (*Seccomp, error) {
+func NewSeccomp(o container.Options) (*Seccomp, error) {
 	s := &Seccomp{dir: o.Extra[SeccompConfigDirKey], compiled: map[string][]byte{}}
 	name := o.Extra[SeccompProfileNameKey]
 	var p *seccomp.Profile
@@ -59,16 +59,16 @@ func NewSeccomp(o containerizer.Options) (*Seccomp, error) {
 	return s, nil
 }
 
-// Name implements containerizer.Isolator.
+// Name implements container.Isolator.
 func (s *Seccomp) Name() string { return "linux/seccomp" }
 
-// Recover implements containerizer.Isolator.
-func (s *Seccomp) Recover(context.Context, []*containerizer.Config) error { return nil }
+// Recover implements container.Isolator.
+func (s *Seccomp) Recover(context.Context, []*container.Config) error { return nil }
 
-// Prepare implements containerizer.Isolator. A task may name another
+// Prepare implements container.Isolator. A task may name another
 // profile of the operator's directory; it cannot run unconfined, which
 // only --host_privileges gives.
-func (s *Seccomp) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (s *Seccomp) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	if c.SeccompUnconfined {
 		return nil, fmt.Errorf("seccomp: unconfined tasks are not allowed on this agent (the operator's --host_privileges)")
 	}
@@ -79,7 +79,7 @@ func (s *Seccomp) Prepare(_ context.Context, c *containerizer.Config) (*containe
 			return nil, err
 		}
 	}
-	return &containerizer.LaunchInfo{NoNewPrivs: true, Seccomp: filter}, nil
+	return &container.LaunchInfo{NoNewPrivs: true, Seccomp: filter}, nil
 }
 
 func (s *Seccomp) profile(name string) ([]byte, error) {
@@ -105,8 +105,8 @@ func (s *Seccomp) profile(name string) ([]byte, error) {
 	return f, nil
 }
 
-// Isolate implements containerizer.Isolator.
+// Isolate implements container.Isolator.
 func (s *Seccomp) Isolate(context.Context, string, int) error { return nil }
 
-// Cleanup implements containerizer.Isolator.
+// Cleanup implements container.Isolator.
 func (s *Seccomp) Cleanup(context.Context, string) error { return nil }

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/corral/corral/agent/containerizer"
-	"github.com/corral/corral/launcher/containerinit"
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/launcher/containerinit"
 )
 
 // CgroupName is the --isolation value of the cgroup namespace isolator.
@@ -21,7 +22,7 @@ const CgroupName = "namespaces/cgroup"
 const cgroupHierarchyKey = "cgroups_hierarchy"
 
 func init() {
-	containerizer.RegisterIsolator(CgroupName, func(o containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator(CgroupName, func(o container.Options) (container.Isolator, error) {
 		cg, err := NewCgroup(o)
 		if err != nil {
 			return nil, err
@@ -43,7 +44,7 @@ type Cgroup struct {
 
 // NewCgroup reads the host's cgroup mounts once: the launch path only
 // copies the list.
-func NewCgroup(o containerizer.Options) (*Cgroup, error) {
+func NewCgroup(o container.Options) (*Cgroup, error) {
 	hier := o.Extra[cgroupHierarchyKey]
 	if hier == "" {
 		hier = "/sys/fs/cgroup"
@@ -144,8 +145,8 @@ func knownControllers() ([]string, error) {
 	return out, nil
 }
 
-func (i *Cgroup) prepare(*containerizer.Config) (*containerizer.LaunchInfo, error) {
-	return &containerizer.LaunchInfo{
+func (i *Cgroup) prepare(*container.Config) (*container.LaunchInfo, error) {
+	return &container.LaunchInfo{
 		CloneFlags:  syscall.CLONE_NEWNS,
 		CgroupNS:    true,
 		FinalMounts: slices.Clone(i.mounts),

@@ -12,7 +12,7 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/launcher/containerinit"
 )
 
@@ -26,14 +26,14 @@ const ShmSizeKey = "default_container_shm_size"
 const MaxHostname = 64
 
 func init() {
-	containerizer.RegisterIsolator("namespaces/pid", func(containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator("namespaces/pid", func(container.Options) (container.Isolator, error) {
 		return &isolator{name: "namespaces/pid", prepare: preparePID}, nil
 	})
-	containerizer.RegisterIsolator("namespaces/ipc", func(o containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator("namespaces/ipc", func(o container.Options) (container.Isolator, error) {
 		if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("namespaces/ipc: /dev/shm is not a directory on this host (%v); it is the mount point of the private one", err)
 		}
-		li := containerizer.LaunchInfo{
+		li := container.LaunchInfo{
 			CloneFlags: syscall.CLONE_NEWIPC | syscall.CLONE_NEWNS,
 			Mounts: []containerinit.Mount{{
 				Source: "shm", Target: "/dev/shm", FSType: "tmpfs",
@@ -44,20 +44,20 @@ func init() {
 		if size := o.Extra[ShmSizeKey]; size != "" {
 			li.Mounts[0].Data += ",size=" + size
 		}
-		return &isolator{name: "namespaces/ipc", prepare: func(*containerizer.Config) (*containerizer.LaunchInfo, error) {
+		return &isolator{name: "namespaces/ipc", prepare: func(*container.Config) (*container.LaunchInfo, error) {
 			out := li
 			return &out, nil
 		}}, nil
 	})
-	containerizer.RegisterIsolator("namespaces/uts", func(containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator("namespaces/uts", func(container.Options) (container.Isolator, error) {
 		return &isolator{name: "namespaces/uts", prepare: prepareUTS}, nil
 	})
 }
 
 // preparePID: a new PID namespace in which the init is PID 1 and the task its
 // child, with a /proc of its own (which needs a mount namespace).
-func preparePID(*containerizer.Config) (*containerizer.LaunchInfo, error) {
-	return &containerizer.LaunchInfo{
+func preparePID(*container.Config) (*container.LaunchInfo, error) {
+	return &container.LaunchInfo{
 		CloneFlags:  syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
 		RemountProc: true,
 	}, nil
@@ -65,7 +65,7 @@ func preparePID(*containerizer.Config) (*containerizer.LaunchInfo, error) {
 
 // prepareUTS: a new UTS namespace named after ContainerInfo.hostname, else
 // after the container ID (cut to the kernel's limit).
-func prepareUTS(c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func prepareUTS(c *container.Config) (*container.LaunchInfo, error) {
 	name := c.Hostname
 	if name == "" {
 		name = c.ID
@@ -75,22 +75,22 @@ func prepareUTS(c *containerizer.Config) (*containerizer.LaunchInfo, error) {
 	} else if len(name) > MaxHostname {
 		return nil, fmt.Errorf("hostname %q is longer than %d bytes", name, MaxHostname)
 	}
-	return &containerizer.LaunchInfo{CloneFlags: syscall.CLONE_NEWUTS, Hostname: name}, nil
+	return &container.LaunchInfo{CloneFlags: syscall.CLONE_NEWUTS, Hostname: name}, nil
 }
 
 type isolator struct {
 	name    string
-	prepare func(*containerizer.Config) (*containerizer.LaunchInfo, error)
+	prepare func(*container.Config) (*container.LaunchInfo, error)
 }
 
 func (i *isolator) Name() string { return i.name }
 
-// NeedsNamespaces implements containerizer.NamespaceIsolator.
+// NeedsNamespaces implements container.NamespaceIsolator.
 func (i *isolator) NeedsNamespaces() bool { return true }
 
-func (i *isolator) Recover(context.Context, []*containerizer.Config) error { return nil }
+func (i *isolator) Recover(context.Context, []*container.Config) error { return nil }
 
-func (i *isolator) Prepare(_ context.Context, c *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (i *isolator) Prepare(_ context.Context, c *container.Config) (*container.LaunchInfo, error) {
 	return i.prepare(c)
 }
 

@@ -11,14 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 )
 
 func init() {
-	containerizer.RegisterIsolator("posix/cpu", func(containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator("posix/cpu", func(container.Options) (container.Isolator, error) {
 		return &isolator{name: "posix/cpu", cpu: true, sessions: map[string]int{}}, nil
 	})
-	containerizer.RegisterIsolator("posix/mem", func(containerizer.Options) (containerizer.Isolator, error) {
+	container.RegisterIsolator("posix/mem", func(container.Options) (container.Isolator, error) {
 		return &isolator{name: "posix/mem", sessions: map[string]int{}}, nil
 	})
 }
@@ -33,9 +33,9 @@ type isolator struct {
 
 func (i *isolator) Name() string { return i.name }
 
-func (i *isolator) Recover(context.Context, []*containerizer.Config) error { return nil }
+func (i *isolator) Recover(context.Context, []*container.Config) error { return nil }
 
-func (i *isolator) Prepare(context.Context, *containerizer.Config) (*containerizer.LaunchInfo, error) {
+func (i *isolator) Prepare(context.Context, *container.Config) (*container.LaunchInfo, error) {
 	return nil, nil
 }
 
@@ -46,7 +46,7 @@ func (i *isolator) Isolate(_ context.Context, id string, pid int) error {
 	return nil
 }
 
-// Reattach implements containerizer.Reattacher: a container recovered after
+// Reattach implements container.Reattacher: a container recovered after
 // an agent restart is found again by its init's session.
 func (i *isolator) Reattach(id string, pid int) {
 	i.mu.Lock()
@@ -61,8 +61,8 @@ func (i *isolator) Cleanup(_ context.Context, id string) error {
 	return nil
 }
 
-// Usage implements containerizer.UsageReporter.
-func (i *isolator) Usage(_ context.Context, id string, u *containerizer.Usage) error {
+// Usage implements container.UsageReporter.
+func (i *isolator) Usage(_ context.Context, id string, u *container.Usage) error {
 	i.mu.Lock()
 	sid, ok := i.sessions[id]
 	i.mu.Unlock()

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/posix"
 
@@ -22,9 +23,9 @@ func TestUsageBySession(t *testing.T) {
 	testsupport.RequireRoot(t)
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	var isos []containerizer.Isolator
+	var isos []container.Isolator
 	for _, name := range []string{"posix/cpu", "posix/mem"} {
-		iso, err := containerizer.NewIsolator(name, containerizer.Options{})
+		iso, err := container.NewIsolator(name, container.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +41,7 @@ func TestUsageBySession(t *testing.T) {
 		if err := os.Mkdir(box, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cfg := &containerizer.Config{ID: id, Sandbox: box, Argv: []string{"/bin/sh", "-c", script}, Env: []string{"MARKER=" + id}}
+		cfg := &container.Config{ID: id, Sandbox: box, Argv: []string{"/bin/sh", "-c", script}, Env: []string{"MARKER=" + id}}
 		if err := c.Launch(context.Background(), cfg); err != nil {
 			t.Fatalf("launch %s: %v", id, err)
 		}
@@ -54,7 +55,7 @@ func TestUsageBySession(t *testing.T) {
 	idle := launch("idle", "exec sleep 1000")
 
 	deadline := time.Now().Add(30 * time.Second)
-	var b, i *containerizer.Usage
+	var b, i *container.Usage
 	for {
 		if b, err = c.Usage(context.Background(), busy); err != nil {
 			t.Fatal(err)
@@ -86,11 +87,11 @@ func BenchmarkUsage1000(b *testing.B) {
 	testsupport.RequireRoot(b)
 	prefix := testsupport.Prefix(b)
 	testsupport.CheckLeaks(b, prefix)
-	iso, err := containerizer.NewIsolator("posix/mem", containerizer.Options{})
+	iso, err := container.NewIsolator("posix/mem", container.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := containerizer.New(posix.New(), []containerizer.Isolator{iso}, filepath.Join(testsupport.BinDir(b), "corral-init"), b.TempDir(), nil)
+	c, err := containerizer.New(posix.New(), []container.Isolator{iso}, filepath.Join(testsupport.BinDir(b), "corral-init"), b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func BenchmarkUsage1000(b *testing.B) {
 		if err := os.Mkdir(box, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		if err := c.Launch(context.Background(), &containerizer.Config{ID: id, Sandbox: box, Argv: []string{"/bin/sleep", "1000"}, Env: []string{"MARKER=" + id}}); err != nil {
+		if err := c.Launch(context.Background(), &container.Config{ID: id, Sandbox: box, Argv: []string{"/bin/sleep", "1000"}, Env: []string{"MARKER=" + id}}); err != nil {
 			b.Fatal(err)
 		}
 		ids = append(ids, id)

@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/linux"
 	"github.com/corral/corral/launcher/posix"
@@ -147,7 +148,7 @@ func benchContainerizer(b *testing.B, m mode, isolation []string, contained bool
 	prefix := testsupport.Prefix(b)
 	testsupport.CheckLeaks(b, prefix)
 	root := prefix + "root"
-	o := containerizer.Options{CgroupsRoot: root, RuntimeDir: b.TempDir(), Extra: map[string]string{
+	o := container.Options{CgroupsRoot: root, RuntimeDir: b.TempDir(), Extra: map[string]string{
 		linux.HierarchyKey: m.hierarchy, "host_privileges": strconv.FormatBool(!contained), "work_dir": b.TempDir()}}
 	l, err := linux.New(o)
 	if err != nil {
@@ -159,9 +160,9 @@ func benchContainerizer(b *testing.B, m mode, isolation []string, contained bool
 		}
 		testsupport.RemoveCgroupsRoot(b, root)
 	})
-	var isos []containerizer.Isolator
+	var isos []container.Isolator
 	for _, name := range isolation {
-		iso, err := containerizer.NewIsolator(name, o)
+		iso, err := container.NewIsolator(name, o)
 		if err != nil {
 			b.Skipf("%s: %v", name, err)
 		}
@@ -174,14 +175,14 @@ func benchContainerizer(b *testing.B, m mode, isolation []string, contained bool
 	return c, prefix
 }
 
-func benchConfig(b *testing.B, root, id string) *containerizer.Config {
+func benchConfig(b *testing.B, root, id string) *container.Config {
 	sandbox := filepath.Join(root, id)
 	if err := os.Mkdir(sandbox, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	return &containerizer.Config{
+	return &container.Config{
 		ID: id, Sandbox: sandbox, Argv: []string{"sleep", "1000"}, Env: []string{"MARKER=" + id},
-		Resources: containerizer.Resources{CPUs: 0.01, MemBytes: 64 << 20},
+		Resources: container.Resources{CPUs: 0.01, MemBytes: 64 << 20},
 	}
 }
 

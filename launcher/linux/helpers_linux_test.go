@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"golang.org/x/sys/unix"
+
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/linux"
-	"golang.org/x/sys/unix"
 
 	_ "github.com/corral/corral/isolators/cgroups"
 	_ "github.com/corral/corral/isolators/filesystem"
@@ -78,7 +80,7 @@ func firstMode(t *testing.T) mode {
 // anyone else's containers.
 func newLauncher(t testing.TB, m mode, prefix string) *linux.Launcher {
 	t.Helper()
-	l, err := linux.New(containerizer.Options{
+	l, err := linux.New(container.Options{
 		CgroupsRoot: prefix + "root",
 		Extra:       map[string]string{linux.HierarchyKey: m.hierarchy},
 	})
@@ -93,17 +95,17 @@ func newLauncher(t testing.TB, m mode, prefix string) *linux.Launcher {
 	return l
 }
 
-func newContainerizer(t testing.TB, l containerizer.Launcher, isolation ...string) *containerizer.Containerizer {
+func newContainerizer(t testing.TB, l container.Launcher, isolation ...string) *containerizer.Containerizer {
 	t.Helper()
-	var isos []containerizer.Isolator
+	var isos []container.Isolator
 	// The isolators' cgroups go under the launcher's (test-named) root too.
-	o := containerizer.Options{}
+	o := container.Options{}
 	if ll, ok := l.(*linux.Launcher); ok {
 		o.CgroupsRoot = ll.CgroupsRoot()
 		t.Cleanup(func() { testsupport.RemoveCgroupsRoot(t, o.CgroupsRoot) })
 	}
 	for _, name := range isolation {
-		iso, err := containerizer.NewIsolator(name, o)
+		iso, err := container.NewIsolator(name, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +130,7 @@ func setup(t *testing.T, m mode, isolation ...string) (*containerizer.Containeri
 
 // launch starts a shell script in a fresh sandbox; the ID and the MARKER
 // variable carry the prefix, so leaks are found.
-func launch(t *testing.T, c *containerizer.Containerizer, cfg *containerizer.Config, script string) string {
+func launch(t *testing.T, c *containerizer.Containerizer, cfg *container.Config, script string) string {
 	t.Helper()
 	if cfg.Sandbox == "" {
 		cfg.Sandbox = filepath.Join(t.TempDir(), cfg.ID)
@@ -145,7 +147,7 @@ func launch(t *testing.T, c *containerizer.Containerizer, cfg *containerizer.Con
 	return cfg.Sandbox
 }
 
-func wait(t *testing.T, c *containerizer.Containerizer, id string) *containerizer.Termination {
+func wait(t *testing.T, c *containerizer.Containerizer, id string) *container.Termination {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -158,7 +160,7 @@ func wait(t *testing.T, c *containerizer.Containerizer, id string) *containerize
 
 // run launches script, waits for its end and returns its stdout; a non-zero
 // exit fails the test with stderr.
-func run(t *testing.T, c *containerizer.Containerizer, cfg *containerizer.Config, script string) string {
+func run(t *testing.T, c *containerizer.Containerizer, cfg *container.Config, script string) string {
 	t.Helper()
 	sandbox := launch(t, c, cfg, script)
 	term := wait(t, c, cfg.ID)

@@ -36,8 +36,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
 	"golang.org/x/sys/unix"
+
+	"github.com/corral/corral/container"
 )
 
 // Name is the launcher's --launcher value.
@@ -79,16 +80,16 @@ var (
 )
 
 func init() {
-	containerizer.RegisterLauncher(Name, func(o containerizer.Options) (containerizer.Launcher, error) {
+	container.RegisterLauncher(Name, func(o container.Options) (container.Launcher, error) {
 		return New(o)
 	})
-	containerizer.RegisterLauncherCheck(Name, Usable)
+	container.RegisterLauncherCheck(Name, Usable)
 }
 
 // Usable reports why the linux launcher cannot run here, or nil when it can:
 // it needs root and a cgroup2 mount at the hierarchy or a cgroup v1 freezer
 // hierarchy below it. It only looks (two statfs calls); it creates nothing.
-func Usable(o containerizer.Options) error {
+func Usable(o container.Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the linux launcher needs root")
 	}
@@ -107,7 +108,7 @@ func Usable(o containerizer.Options) error {
 	return nil
 }
 
-func hierarchy(o containerizer.Options) string {
+func hierarchy(o container.Options) string {
 	if h := o.Extra[HierarchyKey]; h != "" {
 		return filepath.Clean(h)
 	}
@@ -136,7 +137,7 @@ type ctr struct {
 	// mu serialises Destroy calls for one container (the agent's Destroy
 	// and the reaper's may overlap).
 	mu   sync.Mutex
-	proc *containerizer.Process
+	proc *container.Process
 	// dir is the container's cgroup when it is not under the launcher's
 	// root: one recovered from an agent that ran with another root (before
 	// systemd's scope was used, or with another --cgroups_root).
@@ -145,7 +146,7 @@ type ctr struct {
 
 // New builds a linux launcher: it detects the cgroup mode, creates the
 // cgroups root and, on v2, enables the controllers below it.
-func New(o containerizer.Options) (*Launcher, error) {
+func New(o container.Options) (*Launcher, error) {
 	hier := hierarchy(o)
 	root := o.CgroupsRoot
 	if root == "" {
@@ -188,10 +189,10 @@ func New(o containerizer.Options) (*Launcher, error) {
 	return l, nil
 }
 
-// Name implements containerizer.Launcher.
+// Name implements container.Launcher.
 func (l *Launcher) Name() string { return Name }
 
-// CreatesNamespaces implements containerizer.NamespaceLauncher.
+// CreatesNamespaces implements container.NamespaceLauncher.
 func (l *Launcher) CreatesNamespaces() bool { return true }
 
 // CgroupV2 reports whether the launcher works on the unified hierarchy.
@@ -266,8 +267,8 @@ func hasWord(s, w string) bool {
 	return false
 }
 
-// Fork implements containerizer.Launcher.
-func (l *Launcher) Fork(_ context.Context, spec *containerizer.ForkSpec) (*containerizer.Process, error) {
+// Fork implements container.Launcher.
+func (l *Launcher) Fork(_ context.Context, spec *container.ForkSpec) (*container.Process, error) {
 	dir := l.CgroupPath(spec.ID)
 	if err := l.mkdirCgroup(dir); err != nil {
 		return nil, err
@@ -286,7 +287,7 @@ func (l *Launcher) Fork(_ context.Context, spec *containerizer.ForkSpec) (*conta
 		defer unix.Close(fd)
 		sys.UseCgroupFD, sys.CgroupFD = true, fd
 	}
-	p, err := containerizer.StartProcess(spec.Path, spec.Argv, &syscall.ProcAttr{
+	p, err := container.StartProcess(spec.Path, spec.Argv, &syscall.ProcAttr{
 		Dir: spec.Dir, Env: spec.Env, Files: files, Sys: sys,
 	})
 	if err != nil {
@@ -364,7 +365,7 @@ func (l *Launcher) forget(id string, c *ctr) {
 	l.mu.Unlock()
 }
 
-// Destroy implements containerizer.Launcher: it kills every process in the
+// Destroy implements container.Launcher: it kills every process in the
 // container's cgroup (and the cgroups below it), waits until they are gone
 // and removes the cgroup. Destroying a container that has no cgroup is not
 // an error.
@@ -557,10 +558,10 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
 	}
 }
 
-// Recover implements containerizer.Launcher: the known containers' cgroups
+// Recover implements container.Launcher: the known containers' cgroups
 // are taken back; every other cgroup under the root is an orphan and is
 // destroyed, processes and all.
-func (l *Launcher) Recover(ctx context.Context, known map[string]*containerizer.Process) error {
+func (l *Launcher) Recover(ctx context.Context, known map[string]*container.Process) error {
 	if err := l.ensureRoot(); err != nil {
 		return err
 	}

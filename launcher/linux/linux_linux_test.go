@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/linux"
 )
@@ -26,7 +26,7 @@ func TestTaskStartsInItsCgroup(t *testing.T) {
 	forEachMode(t, func(t *testing.T, m mode) {
 		c, l, prefix := setup(t, m)
 		id := prefix + "cg"
-		out := run(t, c, &containerizer.Config{ID: id}, "cat /proc/self/cgroup")
+		out := run(t, c, &container.Config{ID: id}, "cat /proc/self/cgroup")
 		rel := strings.TrimPrefix(l.CgroupPath(id), m.hierarchy)
 		want := "0::" + rel
 		if !l.CgroupV2() {
@@ -64,7 +64,7 @@ func TestDestroyKillsEverything(t *testing.T) {
 					t.Skip(tc.skip)
 				}
 				id := prefix + tc.name
-				launch(t, c, &containerizer.Config{ID: id}, tc.script)
+				launch(t, c, &container.Config{ID: id}, tc.script)
 				dir := l.CgroupPath(id)
 				waitFor(t, "processes started", func() bool { return len(procsIn(dir)) >= tc.minProcs })
 				if tc.name == "traced" {
@@ -96,7 +96,7 @@ func TestNoChildEscapes(t *testing.T) {
 	forEachMode(t, func(t *testing.T, m mode) {
 		c, l, prefix := setup(t, m)
 		id := prefix + "forker"
-		launch(t, c, &containerizer.Config{ID: id},
+		launch(t, c, &container.Config{ID: id},
 			"i=0; while [ $i -lt 5000 ]; do (setsid sleep 1000 &); i=$((i+1)); done; sleep 1000")
 		dir := l.CgroupPath(id)
 		waitFor(t, "forking", func() bool { return len(procsIn(dir)) >= 100 })
@@ -119,20 +119,20 @@ func TestRecoverAdoptsContainerOutsideRoot(t *testing.T) {
 	forEachMode(t, func(t *testing.T, m mode) {
 		c, l, prefix := setup(t, m)
 		id := prefix + "elsewhere"
-		launch(t, c, &containerizer.Config{ID: id}, "sleep 1000")
+		launch(t, c, &container.Config{ID: id}, "sleep 1000")
 		old := l.CgroupPath(id)
 		waitFor(t, "the container running", func() bool { return len(procsIn(old)) >= 2 })
 		// Its init is the oldest process of the cgroup.
-		var init *containerizer.Process
+		var init *container.Process
 		for _, s := range procsIn(old) {
 			pid, _ := strconv.Atoi(s)
 			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 			if strings.Contains(string(b), "corral-init") {
-				st, err := containerizer.ProcessStartTime(pid)
+				st, err := container.ProcessStartTime(pid)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if init, err = containerizer.OpenProcess(pid, st); err != nil {
+				if init, err = container.OpenProcess(pid, st); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -143,7 +143,7 @@ func TestRecoverAdoptsContainerOutsideRoot(t *testing.T) {
 		defer init.Close()
 
 		l2 := newLauncher(t, m, prefix+"other-")
-		if err := l2.Recover(context.Background(), map[string]*containerizer.Process{id: init}); err != nil {
+		if err := l2.Recover(context.Background(), map[string]*container.Process{id: init}); err != nil {
 			t.Fatal(err)
 		}
 		if err := l2.Destroy(context.Background(), id); err != nil {
@@ -164,7 +164,7 @@ func TestRecoverDestroysOrphans(t *testing.T) {
 	forEachMode(t, func(t *testing.T, m mode) {
 		c, l, prefix := setup(t, m)
 		knownID := prefix + "known"
-		launch(t, c, &containerizer.Config{ID: knownID}, "sleep 1000")
+		launch(t, c, &container.Config{ID: knownID}, "sleep 1000")
 		waitFor(t, "known container running", func() bool { return len(procsIn(l.CgroupPath(knownID))) >= 2 })
 
 		orphanID := prefix + "orphan"
@@ -193,11 +193,11 @@ func TestRecoverDestroysOrphans(t *testing.T) {
 		}
 
 		// A restarted agent: a new launcher on the same root.
-		l2, err := linux.New(containerizer.Options{CgroupsRoot: prefix + "root", Extra: map[string]string{linux.HierarchyKey: m.hierarchy}})
+		l2, err := linux.New(container.Options{CgroupsRoot: prefix + "root", Extra: map[string]string{linux.HierarchyKey: m.hierarchy}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l2.Recover(context.Background(), map[string]*containerizer.Process{knownID: nil}); err != nil {
+		if err := l2.Recover(context.Background(), map[string]*container.Process{knownID: nil}); err != nil {
 			t.Fatal(err)
 		}
 		for _, cmd := range cmds {
@@ -218,7 +218,7 @@ func TestRecoverDestroysOrphans(t *testing.T) {
 		// The containerizer forgets a container once it has ended, so the
 		// wait must be under way before the recovered launcher kills it.
 		type result struct {
-			term *containerizer.Termination
+			term *container.Termination
 			err  error
 		}
 		ended := make(chan result, 1)
@@ -272,7 +272,7 @@ func TestV2Controllers(t *testing.T) {
 func TestPIDNamespace(t *testing.T) {
 	m := firstMode(t)
 	c, _, prefix := setup(t, m, "namespaces/pid")
-	out := run(t, c, &containerizer.Config{ID: prefix + "pid"},
+	out := run(t, c, &container.Config{ID: prefix + "pid"},
 		`echo "self $$"; echo "ps $(ps -e -o pid= | wc -l)"; echo "proc $(ls -d /proc/[0-9]* | wc -l)"`)
 	fields := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -298,13 +298,13 @@ func TestIPCNamespace(t *testing.T) {
 	m := firstMode(t)
 	c, _, prefix := setup(t, m, "namespaces/ipc")
 	shmFile := prefix + "shm"
-	out := run(t, c, &containerizer.Config{ID: prefix + "ipc-a"},
+	out := run(t, c, &container.Config{ID: prefix + "ipc-a"},
 		"ipcmk -Q >/dev/null && ipcs -q | grep '^0x' && echo hi > /dev/shm/"+shmFile+" && ls /dev/shm")
 	keys := regexp.MustCompile(`(?m)^(0x[0-9a-f]+)`).FindAllString(out, -1)
 	if len(keys) != 1 || !strings.Contains(out, shmFile) {
 		t.Fatalf("container A: want its one queue and its shm file:\n%s", out)
 	}
-	outB := run(t, c, &containerizer.Config{ID: prefix + "ipc-b"}, "ipcs -q | grep -c '^0x' || true; ls /dev/shm")
+	outB := run(t, c, &container.Config{ID: prefix + "ipc-b"}, "ipcs -q | grep -c '^0x' || true; ls /dev/shm")
 	if strings.TrimSpace(strings.Split(outB, "\n")[0]) != "0" || strings.Contains(outB, shmFile) {
 		t.Fatalf("container B sees A's IPC objects:\n%s", outB)
 	}
@@ -333,7 +333,7 @@ func TestHostname(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := run(t, c, &containerizer.Config{ID: tc.id, Hostname: tc.hostname}, "hostname")
+			out := run(t, c, &container.Config{ID: tc.id, Hostname: tc.hostname}, "hostname")
 			if strings.TrimSpace(out) != tc.want {
 				t.Fatalf("hostname %q, want %q", strings.TrimSpace(out), tc.want)
 			}
@@ -366,7 +366,7 @@ func TestFilesystemLinux(t *testing.T) {
 	}
 	absTarget := filepath.Join(t.TempDir(), "abs-ro")
 	id := prefix + "fs"
-	cfg := &containerizer.Config{ID: id, Volumes: []containerizer.Volume{
+	cfg := &container.Config{ID: id, Volumes: []container.Volume{
 		{HostPath: roSrc, ContainerPath: "ro", ReadOnly: true},
 		{HostPath: rwSrc, ContainerPath: "sub/rw"},
 		{HostPath: fileSrc, ContainerPath: "/tmp/file", ReadOnly: true},
@@ -423,19 +423,19 @@ func TestFilesystemBadVolumes(t *testing.T) {
 	c, l, prefix := setup(t, m, "filesystem/linux")
 	tests := []struct {
 		name string
-		vol  containerizer.Volume
+		vol  container.Volume
 		want string
 	}{
-		{name: "missing-host-path", vol: containerizer.Volume{HostPath: "/nonexistent/" + prefix, ContainerPath: "data"}, want: "no such file or directory"},
-		{name: "relative-host-path", vol: containerizer.Volume{HostPath: "rel", ContainerPath: "data"}, want: "must be an absolute path"},
-		{name: "escapes-sandbox", vol: containerizer.Volume{HostPath: "/etc", ContainerPath: "../../etc2"}, want: "escapes the sandbox"},
+		{name: "missing-host-path", vol: container.Volume{HostPath: "/nonexistent/" + prefix, ContainerPath: "data"}, want: "no such file or directory"},
+		{name: "relative-host-path", vol: container.Volume{HostPath: "rel", ContainerPath: "data"}, want: "must be an absolute path"},
+		{name: "escapes-sandbox", vol: container.Volume{HostPath: "/etc", ContainerPath: "../../etc2"}, want: "escapes the sandbox"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			id := prefix + tc.name
 			sandbox := filepath.Join(t.TempDir(), id)
 			_ = os.Mkdir(sandbox, 0o755)
-			err := c.Launch(context.Background(), &containerizer.Config{ID: id, Sandbox: sandbox, Argv: []string{"true"}, Volumes: []containerizer.Volume{tc.vol}})
+			err := c.Launch(context.Background(), &container.Config{ID: id, Sandbox: sandbox, Argv: []string{"true"}, Volumes: []container.Volume{tc.vol}})
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "filesystem/linux") {
 				t.Fatalf("launch error %v, want one naming filesystem/linux and %q", err, tc.want)
 			}
@@ -452,7 +452,7 @@ func TestFilesystemBadVolumes(t *testing.T) {
 func TestFullyIsolatedPs(t *testing.T) {
 	m := firstMode(t)
 	c, _, prefix := setup(t, m, isolation(t)...)
-	out := run(t, c, &containerizer.Config{ID: prefix + "ps"}, "cat /proc/self/cgroup; ps ax; hostname")
+	out := run(t, c, &container.Config{ID: prefix + "ps"}, "cat /proc/self/cgroup; ps ax; hostname")
 	lines := strings.Split(out, "\n")
 	nps := 0
 	for _, line := range lines {
@@ -471,7 +471,7 @@ func TestFullyIsolatedPs(t *testing.T) {
 func isolation(t testing.TB) []string {
 	names := []string{"namespaces/pid", "namespaces/ipc", "namespaces/uts", "filesystem/linux"}
 	for _, n := range []string{"cgroups/cpu", "cgroups/mem", "cgroups/pids"} {
-		if _, err := containerizer.NewIsolator(n, containerizer.Options{}); err == nil {
+		if _, err := container.NewIsolator(n, container.Options{}); err == nil {
 			names = append([]string{n}, names...)
 		} else {
 			t.Logf("%s not compiled in: %v", n, firstLine(err))
@@ -488,7 +488,7 @@ func TestWaitAfterEnd(t *testing.T) {
 	m := firstMode(t)
 	c, _, prefix := setup(t, m)
 	id := prefix + "quick"
-	launch(t, c, &containerizer.Config{ID: id}, "exit 3")
+	launch(t, c, &container.Config{ID: id}, "exit 3")
 	waitFor(t, "container ended", func() bool {
 		for _, cid := range c.Containers() {
 			if cid == id {
@@ -525,7 +525,7 @@ func TestTrackingCgroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = unix.Rmdir(track) })
-	l, err := linux.New(containerizer.Options{CgroupsRoot: prefix + "root",
+	l, err := linux.New(container.Options{CgroupsRoot: prefix + "root",
 		Extra: map[string]string{linux.HierarchyKey: m.hierarchy, linux.TrackingCgroupsKey: track}})
 	if err != nil {
 		t.Fatal(err)
@@ -537,7 +537,7 @@ func TestTrackingCgroups(t *testing.T) {
 	})
 	c := newContainerizer(t, l)
 	first := prefix + "tracked"
-	launch(t, c, &containerizer.Config{ID: first}, "sleep 1000")
+	launch(t, c, &container.Config{ID: first}, "sleep 1000")
 	waitFor(t, "the init in the tracking cgroup", func() bool { return len(procsIn(track)) >= 1 })
 	if _, err := c.Destroy(context.Background(), first); err != nil {
 		t.Fatal(err)
@@ -548,6 +548,6 @@ func TestTrackingCgroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := prefix + "untracked"
-	launch(t, c, &containerizer.Config{ID: second}, "sleep 1000")
+	launch(t, c, &container.Config{ID: second}, "sleep 1000")
 	waitFor(t, "the second container running", func() bool { return len(procsIn(l.CgroupPath(second))) >= 2 })
 }

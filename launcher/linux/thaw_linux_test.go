@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/launcher/linux"
 )
 
@@ -18,7 +18,7 @@ func TestRecoverThawsFrozenContainer(t *testing.T) {
 	forEachMode(t, func(t *testing.T, m mode) {
 		c, l, prefix := setup(t, m)
 		id := prefix + "frozen"
-		launch(t, c, &containerizer.Config{ID: id}, "sleep 1000")
+		launch(t, c, &container.Config{ID: id}, "sleep 1000")
 		dir := l.CgroupPath(id)
 		waitFor(t, "the container running", func() bool { return len(procsIn(dir)) >= 2 })
 
@@ -41,11 +41,11 @@ func TestRecoverThawsFrozenContainer(t *testing.T) {
 		t.Cleanup(func() { _ = os.WriteFile(file, []byte(off), 0o644) })
 		waitFor(t, "the container frozen", func() bool { return frozen(state()) })
 
-		l2, err := linux.New(containerizer.Options{CgroupsRoot: prefix + "root", Extra: map[string]string{linux.HierarchyKey: m.hierarchy}})
+		l2, err := linux.New(container.Options{CgroupsRoot: prefix + "root", Extra: map[string]string{linux.HierarchyKey: m.hierarchy}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l2.Recover(context.Background(), map[string]*containerizer.Process{id: nil}); err != nil {
+		if err := l2.Recover(context.Background(), map[string]*container.Process{id: nil}); err != nil {
 			t.Fatal(err)
 		}
 		if got := state(); got != off {

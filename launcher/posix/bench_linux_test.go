@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/testsupport"
 )
 
@@ -37,7 +37,7 @@ func BenchmarkPosixContainers(b *testing.B) {
 				b.Fatal(err)
 			}
 			t0 := time.Now()
-			err := c.Launch(context.Background(), &containerizer.Config{ID: id, Sandbox: sandbox, Argv: []string{"sleep", "1000"}, Env: []string{"MARKER=" + id}})
+			err := c.Launch(context.Background(), &container.Config{ID: id, Sandbox: sandbox, Argv: []string{"sleep", "1000"}, Env: []string{"MARKER=" + id}})
 			lat = append(lat, time.Since(t0))
 			if err != nil {
 				b.Fatal(err)

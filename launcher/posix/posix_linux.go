@@ -11,7 +11,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/launcher/containerinit"
 )
 
@@ -19,7 +19,7 @@ import (
 const Name = "posix"
 
 func init() {
-	containerizer.RegisterLauncher(Name, func(containerizer.Options) (containerizer.Launcher, error) {
+	container.RegisterLauncher(Name, func(container.Options) (container.Launcher, error) {
 		return New(), nil
 	})
 }
@@ -27,17 +27,17 @@ func init() {
 // Launcher starts containers as new sessions.
 type Launcher struct {
 	mu    sync.Mutex
-	inits map[string]*containerizer.Process
+	inits map[string]*container.Process
 }
 
 // New returns a posix launcher.
-func New() *Launcher { return &Launcher{inits: map[string]*containerizer.Process{}} }
+func New() *Launcher { return &Launcher{inits: map[string]*container.Process{}} }
 
-// Name implements containerizer.Launcher.
+// Name implements container.Launcher.
 func (l *Launcher) Name() string { return Name }
 
-// Fork implements containerizer.Launcher.
-func (l *Launcher) Fork(_ context.Context, spec *containerizer.ForkSpec) (*containerizer.Process, error) {
+// Fork implements container.Launcher.
+func (l *Launcher) Fork(_ context.Context, spec *container.ForkSpec) (*container.Process, error) {
 	if spec.CloneFlags != 0 {
 		return nil, fmt.Errorf("the posix launcher cannot create namespaces (clone flags %#x); use --launcher=linux", spec.CloneFlags)
 	}
@@ -45,7 +45,7 @@ func (l *Launcher) Fork(_ context.Context, spec *containerizer.ForkSpec) (*conta
 	for i, f := range spec.Files {
 		files[i] = f.Fd()
 	}
-	p, err := containerizer.StartProcess(spec.Path, spec.Argv, &syscall.ProcAttr{
+	p, err := container.StartProcess(spec.Path, spec.Argv, &syscall.ProcAttr{
 		Dir:   spec.Dir,
 		Env:   spec.Env,
 		Files: files,
@@ -60,9 +60,9 @@ func (l *Launcher) Fork(_ context.Context, spec *containerizer.ForkSpec) (*conta
 	return p, nil
 }
 
-// Recover implements containerizer.Launcher. A posix container is found only
+// Recover implements container.Launcher. A posix container is found only
 // through its init; one whose init is gone has nothing left we can reach.
-func (l *Launcher) Recover(_ context.Context, known map[string]*containerizer.Process) error {
+func (l *Launcher) Recover(_ context.Context, known map[string]*container.Process) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for id, p := range known {
@@ -73,7 +73,7 @@ func (l *Launcher) Recover(_ context.Context, known map[string]*containerizer.Pr
 	return nil
 }
 
-// Destroy implements containerizer.Launcher: it asks the container's init to
+// Destroy implements container.Launcher: it asks the container's init to
 // kill everything and exit. The containerizer waits for that exit and falls
 // back to killing the init if it does not come.
 func (l *Launcher) Destroy(_ context.Context, id string) error {

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/posix"
 )
@@ -26,14 +27,14 @@ func newContainerizer(t testing.TB) *containerizer.Containerizer {
 
 // launch starts a shell command in a fresh sandbox whose path (and the
 // MARKER variable) carries the test's prefix, so leaks are found.
-func launch(t *testing.T, c *containerizer.Containerizer, prefix, name, script string) (*containerizer.Config, string) {
+func launch(t *testing.T, c *containerizer.Containerizer, prefix, name, script string) (*container.Config, string) {
 	t.Helper()
 	id := prefix + name
 	sandbox := filepath.Join(t.TempDir(), id)
 	if err := os.Mkdir(sandbox, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := &containerizer.Config{
+	cfg := &container.Config{
 		ID: id, Sandbox: sandbox,
 		Argv: []string{"/bin/sh", "-c", script},
 		Env:  []string{"MARKER=" + id},
@@ -44,7 +45,7 @@ func launch(t *testing.T, c *containerizer.Containerizer, prefix, name, script s
 	return cfg, sandbox
 }
 
-func wait(t *testing.T, c *containerizer.Containerizer, id string) *containerizer.Termination {
+func wait(t *testing.T, c *containerizer.Containerizer, id string) *container.Termination {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -148,7 +149,7 @@ func TestPosixBadCommand(t *testing.T) {
 	id := prefix + "nocmd"
 	sandbox := filepath.Join(t.TempDir(), id)
 	_ = os.Mkdir(sandbox, 0o755)
-	if err := c.Launch(context.Background(), &containerizer.Config{ID: id, Sandbox: sandbox, Argv: []string{"no-such-command-xyz"}}); err != nil {
+	if err := c.Launch(context.Background(), &container.Config{ID: id, Sandbox: sandbox, Argv: []string{"no-such-command-xyz"}}); err != nil {
 		t.Fatal(err)
 	}
 	term := wait(t, c, id)
@@ -159,7 +160,7 @@ func TestPosixBadCommand(t *testing.T) {
 	if !strings.Contains(string(b), "no-such-command-xyz") || !strings.Contains(term.Message, "stderr") {
 		t.Fatalf("stderr %q, message %q: want the reason", b, term.Message)
 	}
-	if err := c.Launch(context.Background(), &containerizer.Config{ID: "../x", Sandbox: sandbox, Argv: []string{"true"}}); err == nil {
+	if err := c.Launch(context.Background(), &container.Config{ID: "../x", Sandbox: sandbox, Argv: []string{"true"}}); err == nil {
 		t.Fatal("an ID with a path separator was accepted")
 	}
 }

@@ -35,7 +35,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
 	linuxlauncher "github.com/corral/corral/launcher/linux"
 )
 
@@ -221,7 +221,7 @@ func (s *Scope) settleKeeperV2() error {
 // Apply points the launcher and isolators at the scope: on cgroup v2 the
 // cgroups root moves below it; on v1 the linux launcher is told the scope's
 // cgroups in systemd's tracking hierarchies.
-func (s *Scope) Apply(o containerizer.Options) containerizer.Options {
+func (s *Scope) Apply(o container.Options) container.Options {
 	extra := make(map[string]string, len(o.Extra)+1)
 	for k, v := range o.Extra {
 		extra[k] = v

@@ -16,24 +16,25 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral/corral/container"
 	"github.com/corral/corral/launcher/containerinit"
 )
 
 // Containerizer launches, watches and destroys containers with one launcher
 // and an ordered list of isolators.
 type Containerizer struct {
-	launcher  Launcher
-	isolators []Isolator
+	launcher  container.Launcher
+	isolators []container.Isolator
 	initPath  string
 	runtime   string
 	log       *slog.Logger
 
 	mu         sync.Mutex
-	containers map[string]*container
+	containers map[string]*live
 	// ended keeps how recently ended containers ended, oldest first in
 	// endedOrder, so that a Wait coming after the end (a task that exits
 	// before its launcher's caller gets to Wait) still learns it.
-	ended      map[string]*Termination
+	ended      map[string]*container.Termination
 	endedOrder []endedEntry
 	// retain keeps ended containers' runtime directories until Forget.
 	retain bool
@@ -43,20 +44,21 @@ type Containerizer struct {
 // late Wait.
 const maxEnded = 4096
 
-type container struct {
-	cfg  *Config
-	proc *Process
+// live is a container the containerizer launched or recovered.
+type live struct {
+	cfg  *container.Config
+	proc *container.Process
 	done chan struct{}
-	term *Termination
+	term *container.Termination
 
 	mu         sync.Mutex
-	limitation *Limitation
+	limitation *container.Limitation
 	destroying bool
 }
 
 // New builds a containerizer. initPath is the corral-init binary; runtimeDir
 // holds per-container runtime files (pid, spec, exit status).
-func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slog.Logger) (*Containerizer, error) {
+func New(l container.Launcher, isolators []container.Isolator, initPath, runtimeDir string, log *slog.Logger) (*Containerizer, error) {
 	if _, err := os.Stat(initPath); err != nil {
 		return nil, fmt.Errorf("container init %s: %w (set --launcher_dir to the folder holding corral-init)", initPath, err)
 	}
@@ -64,7 +66,7 @@ func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slo
 		return nil, err
 	}
 	for _, iso := range isolators {
-		if lc, ok := iso.(LauncherChecker); ok {
+		if lc, ok := iso.(container.LauncherChecker); ok {
 			if err := lc.CheckLauncher(l); err != nil {
 				return nil, err
 			}
@@ -78,18 +80,18 @@ func New(l Launcher, isolators []Isolator, initPath, runtimeDir string, log *slo
 	}
 	return &Containerizer{
 		launcher: l, isolators: isolators, initPath: initPath, runtime: runtimeDir,
-		log: log, containers: map[string]*container{}, ended: map[string]*Termination{},
+		log: log, containers: map[string]*live{}, ended: map[string]*container.Termination{},
 	}, nil
 }
 
 // checkNamespaces refuses isolators that need namespaces with a launcher
 // that cannot create them (posix).
-func checkNamespaces(l Launcher, isolators []Isolator) error {
-	if nl, ok := l.(NamespaceLauncher); ok && nl.CreatesNamespaces() {
+func checkNamespaces(l container.Launcher, isolators []container.Isolator) error {
+	if nl, ok := l.(container.NamespaceLauncher); ok && nl.CreatesNamespaces() {
 		return nil
 	}
 	for _, iso := range isolators {
-		if ni, ok := iso.(NamespaceIsolator); ok && ni.NeedsNamespaces() {
+		if ni, ok := iso.(container.NamespaceIsolator); ok && ni.NeedsNamespaces() {
 			return fmt.Errorf("isolator %s needs namespaces, which the %s launcher cannot create; use --launcher=linux", iso.Name(), l.Name())
 		}
 	}
@@ -100,14 +102,14 @@ func (c *Containerizer) dir(id string) string { return filepath.Join(c.runtime, 
 
 // Launch starts a container and returns once its task has been started (or
 // failed to start). The container's end is learned with Wait.
-func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
+func (c *Containerizer) Launch(ctx context.Context, cfg *container.Config) (err error) {
 	if err := validateID(cfg.ID); err != nil {
 		return err
 	}
 	if len(cfg.Argv) == 0 {
 		return errors.New("container has no command")
 	}
-	ct := &container{cfg: cfg, done: make(chan struct{})}
+	ct := &live{cfg: cfg, done: make(chan struct{})}
 	c.mu.Lock()
 	if _, dup := c.containers[cfg.ID]; dup {
 		c.mu.Unlock()
@@ -229,7 +231,7 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 	}
 	defer syncW.Close()
 
-	proc, err := c.launcher.Fork(ctx, &ForkSpec{
+	proc, err := c.launcher.Fork(ctx, &container.ForkSpec{
 		ID:         cfg.ID,
 		Path:       c.initPath,
 		Argv:       []string{"corral-init"},
@@ -257,8 +259,8 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 		}
 	}
 	for _, iso := range c.isolators {
-		if w, ok := iso.(Watcher); ok {
-			if err := w.Watch(cfg.ID, func(l Limitation) { c.limit(ct, l) }); err != nil {
+		if w, ok := iso.(container.Watcher); ok {
+			if err := w.Watch(cfg.ID, func(l container.Limitation) { c.limit(ct, l) }); err != nil {
 				return fmt.Errorf("isolator %s: watch: %w", iso.Name(), err)
 			}
 		}
@@ -272,7 +274,7 @@ func (c *Containerizer) Launch(ctx context.Context, cfg *Config) (err error) {
 
 // limit destroys a container that an isolator found over its limits; the
 // first limitation is the one reported.
-func (c *Containerizer) limit(ct *container, l Limitation) {
+func (c *Containerizer) limit(ct *live, l container.Limitation) {
 	ct.mu.Lock()
 	if ct.limitation == nil {
 		ct.limitation = &l
@@ -284,13 +286,13 @@ func (c *Containerizer) limit(ct *container, l Limitation) {
 
 // reap waits for the container's init to exit, then removes what is left of
 // the container and publishes its termination.
-func (c *Containerizer) reap(ct *container) {
+func (c *Containerizer) reap(ct *live) {
 	id := ct.cfg.ID
 	ws, known, err := ct.proc.Wait(context.Background())
 	if err != nil {
 		c.log.Error("waiting for container", "container", id, "err", err)
 	}
-	term := &Termination{}
+	term := &container.Termination{}
 	// The init records the task's own status; its exit code mirrors it, but
 	// the file also survives an agent restart and tells a signal apart.
 	if st, ok := readStatus(filepath.Join(c.dir(id), "status")); ok {
@@ -304,13 +306,13 @@ func (c *Containerizer) reap(ct *container) {
 	c.finish(ct, term)
 }
 
-func (c *Containerizer) finish(ct *container, term *Termination) {
+func (c *Containerizer) finish(ct *live, term *container.Termination) {
 	id := ct.cfg.ID
 	ctx := context.Background()
 	// Last looks while the container's cgroups still exist (an OOM kill
 	// whose notification is still in flight).
 	for _, iso := range c.isolators {
-		if f, ok := iso.(Finalizer); ok {
+		if f, ok := iso.(container.Finalizer); ok {
 			f.Finalize(ctx, id)
 		}
 	}
@@ -353,7 +355,7 @@ func (c *Containerizer) finish(ct *container, term *Termination) {
 	close(ct.done)
 }
 
-func describe(t *Termination) string {
+func describe(t *container.Termination) string {
 	switch {
 	case t.Limitation != nil:
 		return t.Limitation.Message
@@ -378,12 +380,12 @@ func unixSignalName(s syscall.Signal) string {
 
 type endedEntry struct {
 	id   string
-	term *Termination
+	term *container.Termination
 }
 
 // rememberEnd keeps term for a late Wait, forgetting the oldest beyond
 // maxEnded. c.mu is held.
-func (c *Containerizer) rememberEnd(id string, term *Termination) {
+func (c *Containerizer) rememberEnd(id string, term *container.Termination) {
 	c.ended[id] = term
 	c.endedOrder = append(c.endedOrder, endedEntry{id, term})
 	for len(c.endedOrder) > maxEnded {
@@ -399,7 +401,7 @@ func (c *Containerizer) rememberEnd(id string, term *Termination) {
 // Wait returns how the container ended, blocking until it has. A container
 // that ended recently is still known to Wait; one never launched (or long
 // forgotten) is an error wrapping os.ErrNotExist.
-func (c *Containerizer) Wait(ctx context.Context, id string) (*Termination, error) {
+func (c *Containerizer) Wait(ctx context.Context, id string) (*container.Termination, error) {
 	c.mu.Lock()
 	ct, ok := c.containers[id]
 	term := c.ended[id]
@@ -432,7 +434,7 @@ func (c *Containerizer) Signal(id string, sig syscall.Signal) error {
 // Destroy kills every process of the container, waits until it is gone and
 // returns how it ended. An unknown (or already ended) container is an error
 // wrapping os.ErrNotExist.
-func (c *Containerizer) Destroy(ctx context.Context, id string) (*Termination, error) {
+func (c *Containerizer) Destroy(ctx context.Context, id string) (*container.Termination, error) {
 	c.mu.Lock()
 	ct, ok := c.containers[id]
 	c.mu.Unlock()
@@ -488,7 +490,7 @@ const destroyGrace = 10 * time.Second
 const destroyRepeat = 100 * time.Millisecond
 
 // Update changes the container's limits in place.
-func (c *Containerizer) Update(ctx context.Context, id string, r Resources) error {
+func (c *Containerizer) Update(ctx context.Context, id string, r container.Resources) error {
 	c.mu.Lock()
 	ct, ok := c.containers[id]
 	c.mu.Unlock()
@@ -496,7 +498,7 @@ func (c *Containerizer) Update(ctx context.Context, id string, r Resources) erro
 		return fmt.Errorf("container %s: %w", id, os.ErrNotExist)
 	}
 	for _, iso := range c.isolators {
-		if u, ok := iso.(Updater); ok {
+		if u, ok := iso.(container.Updater); ok {
 			if err := u.Update(ctx, id, r); err != nil {
 				return fmt.Errorf("isolator %s: %w", iso.Name(), err)
 			}
@@ -508,16 +510,16 @@ func (c *Containerizer) Update(ctx context.Context, id string, r Resources) erro
 
 // Usage collects the container's statistics from every isolator that reports
 // any.
-func (c *Containerizer) Usage(ctx context.Context, id string) (*Usage, error) {
+func (c *Containerizer) Usage(ctx context.Context, id string) (*container.Usage, error) {
 	c.mu.Lock()
 	_, ok := c.containers[id]
 	c.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("container %s: %w", id, os.ErrNotExist)
 	}
-	u := &Usage{Set: map[string]bool{}}
+	u := &container.Usage{Set: map[string]bool{}}
 	for _, iso := range c.isolators {
-		if r, ok := iso.(UsageReporter); ok {
+		if r, ok := iso.(container.UsageReporter); ok {
 			if err := r.Usage(ctx, id, u); err != nil {
 				return nil, fmt.Errorf("isolator %s: %w", iso.Name(), err)
 			}
@@ -536,7 +538,7 @@ func (c *Containerizer) Close() {
 
 // CloseIsolators closes the isolators that are io.Closers, logging what
 // fails; also for isolators built for a containerizer that never ran.
-func CloseIsolators(isolators []Isolator, log *slog.Logger) {
+func CloseIsolators(isolators []container.Isolator, log *slog.Logger) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -561,7 +563,7 @@ func (c *Containerizer) Containers() []string {
 }
 
 func (c *Containerizer) writePid(id string, pid int) error {
-	st, err := ProcessStartTime(pid)
+	st, err := container.ProcessStartTime(pid)
 	if err != nil {
 		return fmt.Errorf("reading start time of %d: %w", pid, err)
 	}

@@ -1,12 +1,17 @@
-// Package containerizer runs containers as Mesos does: one Launcher that
-// starts and kills the processes, and an ordered list of Isolators that each
-// own one kind of isolation. It knows nothing of tasks or frameworks; the
-// agent hands it a Config and learns how the container ended.
-package containerizer
+// Package container is the contract between the containerizer and what it
+// composes: the Launcher that starts and kills a container's processes, the
+// Isolators that each own one kind of isolation (and the optional
+// capabilities they may have), the Config a container is launched from, the
+// registry by which the agent picks launchers and isolators by name, and the
+// pidfd-held Process. The agent, the containerizer, the launchers and the
+// isolators all depend on it, downwards; it knows nothing of tasks or
+// frameworks.
+package container
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -260,14 +265,49 @@ type Options struct {
 	CgroupsRoot string
 	// Extra holds isolator-specific settings by flag name.
 	Extra map[string]string
+	// Log is where launchers and isolators log; nil is slog.Default().
+	Log *slog.Logger
+}
+
+// Logger is o.Log, or slog.Default() when unset.
+func (o Options) Logger() *slog.Logger {
+	if o.Log != nil {
+		return o.Log
+	}
+	return slog.Default()
 }
 
 var (
 	registryMu     sync.RWMutex
 	launchers      = map[string]func(Options) (Launcher, error){}
 	launcherChecks = map[string]func(Options) error{}
+	launcherSetups = map[string][]func(context.Context, Options) (Options, error){}
 	isolators      = map[string]func(Options) (Isolator, error){}
 )
+
+// RegisterLauncherSetup adds a step that adapts the options of launcher
+// name before it is built, as launcher/systemd moves the linux launcher's
+// containers into systemd's scope: the agent names no launcher, it runs
+// the steps (SetUpLauncher). Steps run in registration order.
+func RegisterLauncherSetup(name string, setup func(context.Context, Options) (Options, error)) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	launcherSetups[name] = append(launcherSetups[name], setup)
+}
+
+// SetUpLauncher runs launcher name's setup steps on o.
+func SetUpLauncher(ctx context.Context, name string, o Options) (Options, error) {
+	registryMu.RLock()
+	steps := launcherSetups[name]
+	registryMu.RUnlock()
+	for _, step := range steps {
+		var err error
+		if o, err = step(ctx, o); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
 
 // RegisterLauncherCheck gives a registered launcher a cheap test of whether
 // it can run on this host (privileges, mounts) without building it; the
@@ -347,4 +387,12 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Reattacher is an isolator that needs a recovered container's init PID
+// (read from the container's runtime record after the pidfd that holds it
+// proved it the same process): the posix isolators find a container's
+// processes by its session.
+type Reattacher interface {
+	Reattach(id string, pid int)
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/corral/corral/container"
 )
 
 // RecoveredState is what recovery found of a container the agent's
@@ -52,15 +54,7 @@ func (s RecoveredState) String() string {
 type Recovered struct {
 	State RecoveredState
 	// Termination is set when State is Ended.
-	Termination *Termination
-}
-
-// Reattacher is an isolator that needs a recovered container's init PID
-// (read from the container's runtime record after the pidfd that holds it
-// proved it the same process): the posix isolators find a container's
-// processes by its session.
-type Reattacher interface {
-	Reattach(id string, pid int)
+	Termination *container.Termination
 }
 
 // RetainEnded keeps an ended container's runtime directory (its init's pid
@@ -103,7 +97,7 @@ const orphanGrace = 10 * time.Second
 //
 // Processes are found through the init's runtime record — its PID and its
 // start time, checked after a pidfd is opened — never through a bare PID.
-func (c *Containerizer) Recover(ctx context.Context, known []*Config) (map[string]*Recovered, error) {
+func (c *Containerizer) Recover(ctx context.Context, known []*container.Config) (map[string]*Recovered, error) {
 	root := filepath.Join(c.runtime, "containers")
 	entries, err := os.ReadDir(root)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -116,7 +110,7 @@ func (c *Containerizer) Recover(ctx context.Context, known []*Config) (map[strin
 		}
 	}
 	out := make(map[string]*Recovered, len(known))
-	var todo []*Config
+	var todo []*container.Config
 	for _, cfg := range known {
 		if validateID(cfg.ID) != nil {
 			continue
@@ -131,14 +125,14 @@ func (c *Containerizer) Recover(ctx context.Context, known []*Config) (map[strin
 	}
 	// Each container is a few system calls; a thousand of them are looked
 	// at in parallel.
-	found := make([]*Process, len(todo))
+	found := make([]*container.Process, len(todo))
 	parallel(len(todo), func(i int) {
 		cfg := todo[i]
 		found[i] = c.recoverOne(cfg.ID, out[cfg.ID])
 	})
-	procs := map[string]*Process{} // handed to the launcher
-	running := map[string]*Config{}
-	var runningCfgs []*Config
+	procs := map[string]*container.Process{} // handed to the launcher
+	running := map[string]*container.Config{}
+	var runningCfgs []*container.Config
 	for i, cfg := range todo {
 		if p := found[i]; p != nil {
 			procs[cfg.ID] = p
@@ -148,13 +142,13 @@ func (c *Containerizer) Recover(ctx context.Context, known []*Config) (map[strin
 	}
 	// Orphans that still run: their inits are handed to the launcher too so
 	// that it can destroy them its way (posix: through the init).
-	orphans := map[string]*Process{}
+	orphans := map[string]*container.Process{}
 	for id := range onDisk {
 		if _, ok := out[id]; ok || validateID(id) != nil {
 			continue
 		}
 		if pid, start, ok := readPid(filepath.Join(c.dir(id), "pid")); ok {
-			if p, err := OpenProcess(pid, start); err == nil {
+			if p, err := container.OpenProcess(pid, start); err == nil {
 				orphans[id] = p
 				procs[id] = p
 			}
@@ -206,19 +200,19 @@ func (c *Containerizer) Recover(ctx context.Context, known []*Config) (map[strin
 	parallel(len(runningCfgs), func(i int) {
 		cfg := runningCfgs[i]
 		id := cfg.ID
-		ct := &container{cfg: cfg, proc: procs[id], done: make(chan struct{})}
+		ct := &live{cfg: cfg, proc: procs[id], done: make(chan struct{})}
 		c.mu.Lock()
 		c.containers[id] = ct
 		delete(c.ended, id)
 		c.mu.Unlock()
 		for _, iso := range c.isolators {
-			if ra, ok := iso.(Reattacher); ok {
+			if ra, ok := iso.(container.Reattacher); ok {
 				ra.Reattach(id, ct.proc.Pid())
 			}
 		}
 		for _, iso := range c.isolators {
-			if w, ok := iso.(Watcher); ok {
-				if err := w.Watch(id, func(l Limitation) { c.limit(ct, l) }); err != nil {
+			if w, ok := iso.(container.Watcher); ok {
+				if err := w.Watch(id, func(l container.Limitation) { c.limit(ct, l) }); err != nil {
 					errMu.Lock()
 					errs = append(errs, fmt.Errorf("container %s: isolator %s: watch: %w", id, iso.Name(), err))
 					errMu.Unlock()
@@ -232,7 +226,7 @@ func (c *Containerizer) Recover(ctx context.Context, known []*Config) (map[strin
 
 // recoverOne looks at one known container's runtime records and process.
 // It fills r and returns the init, held by a pidfd, when it still runs.
-func (c *Containerizer) recoverOne(id string, r *Recovered) *Process {
+func (c *Containerizer) recoverOne(id string, r *Recovered) *container.Process {
 	pid, start, ok := readPid(filepath.Join(c.dir(id), "pid"))
 	if !ok {
 		return nil // never released: the init aborts when the sync pipe closes
@@ -240,7 +234,7 @@ func (c *Containerizer) recoverOne(id string, r *Recovered) *Process {
 	// An init that is alive is re-attached even if it has not started the
 	// task yet: it starts it if the go-ahead reached it, and ends without,
 	// which its end then says (Termination.NotStarted).
-	if p, err := OpenProcess(pid, start); err == nil && !p.Exited() {
+	if p, err := container.OpenProcess(pid, start); err == nil && !p.Exited() {
 		r.State = Running
 		return p
 	} else if err == nil {
@@ -253,7 +247,7 @@ func (c *Containerizer) recoverOne(id string, r *Recovered) *Process {
 		return nil // the go-ahead never reached it: the task never ran
 	}
 	r.State = Ended
-	r.Termination = &Termination{}
+	r.Termination = &container.Termination{}
 	if known {
 		r.Termination.Status, r.Termination.StatusKnown = st, true
 	} else {
@@ -285,7 +279,7 @@ func parallel(n int, f func(i int)) {
 
 // destroyOrphan destroys a container no checkpoint claims, through the
 // launcher, and waits for its init to go.
-func (c *Containerizer) destroyOrphan(ctx context.Context, id string, p *Process) error {
+func (c *Containerizer) destroyOrphan(ctx context.Context, id string, p *container.Process) error {
 	defer p.Close()
 	if err := c.launcher.Destroy(ctx, id); err != nil {
 		c.log.Warn("destroying orphan container", "container", id, "err", err)

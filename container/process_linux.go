@@ -1,4 +1,4 @@
-package containerizer
+package container
 
 import (
 	"context"

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent/containerizer"
+	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/posix"
 )
@@ -58,7 +59,7 @@ func record(t *testing.T, runtime, id string, pid int, startDelta int64, started
 		t.Fatal(err)
 	}
 	if pid > 0 {
-		st, err := containerizer.ProcessStartTime(pid)
+		st, err := container.ProcessStartTime(pid)
 		if err != nil {
 			st = 4242 // gone already: any start time will do
 		}
@@ -124,9 +125,9 @@ func TestRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.RetainEnded()
-	var known []*containerizer.Config
+	var known []*container.Config
 	for _, name := range []string{"running", "ended", "unknown", "reused", "torn", "unstarted", "dead-unstarted", "never"} {
-		known = append(known, &containerizer.Config{ID: id(name), Sandbox: t.TempDir()})
+		known = append(known, &container.Config{ID: id(name), Sandbox: t.TempDir()})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
