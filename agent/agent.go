@@ -165,7 +165,7 @@ func listen(cfg Config, store *checkpoint.Store) (net.Listener, error) {
 const listenRetry = 10 * time.Second
 
 func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
-	opts, err := container.SetUpLauncher(context.Background(), cfg.Launcher, cfg.containerOptions())
+	opts, err := systemdOptions(cfg, cfg.containerOptions())
 	if err != nil {
 		return nil, err
 	}
