@@ -3,12 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,16 +46,6 @@ func rootTest(tb testing.TB) string {
 	prefix := testsupport.Prefix(tb)
 	testsupport.CheckLeaks(tb, prefix)
 	return prefix
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // proc is one running corral process.
@@ -160,7 +148,7 @@ func startCluster(tb testing.TB, prefix string, o clusterOpts) *cluster {
 	}
 	port := o.port
 	if port == 0 {
-		port = freePort(tb)
+		port = testsupport.FreePort(tb)
 	}
 	c.master = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	agentArgs := []string{"--work_dir", c.workDir, "--cgroups_root", c.cgRoot, "--resources", "cpus:2;mem:1024;disk:1024",
@@ -210,7 +198,7 @@ func (c *cluster) waitReady(tb testing.TB) {
 				PID    string `json:"pid"`
 			} `json:"slaves"`
 		}
-		if last = getJSON("http://"+c.master+"/state", &st); last == nil {
+		if last = testsupport.GetJSON("http://"+c.master+"/state", &st); last == nil {
 			for _, s := range st.Slaves {
 				if s.Active {
 					return
@@ -220,21 +208,6 @@ func (c *cluster) waitReady(tb testing.TB) {
 		}
 	}
 	tb.Fatalf("cluster not ready after %v: %v", startTimeout, last)
-}
-
-func getJSON(url string, v any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // result is a finished corral command.

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/corral/corral/internal/testsupport"
 )
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -13,14 +15,14 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // state names it and the agent answers there.
 func TestLocalAgentPort(t *testing.T) {
 	prefix := rootTest(t)
-	port := freePort(t)
+	port := testsupport.FreePort(t)
 	c := startCluster(t, prefix, clusterOpts{extra: []string{"--agent_port", itoa(port)}})
 	var st struct {
 		Slaves []struct {
 			PID string `json:"pid"`
 		} `json:"slaves"`
 	}
-	if err := getJSON("http://"+c.master+"/state", &st); err != nil {
+	if err := testsupport.GetJSON("http://"+c.master+"/state", &st); err != nil {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", itoa(port))
@@ -30,7 +32,7 @@ func TestLocalAgentPort(t *testing.T) {
 	var agent struct {
 		ID string `json:"id"`
 	}
-	if err := getJSON("http://"+addr+"/state", &agent); err != nil || agent.ID == "" {
+	if err := testsupport.GetJSON("http://"+addr+"/state", &agent); err != nil || agent.ID == "" {
 		t.Fatalf("agent's /state at %s: %v %+v", addr, err, agent)
 	}
 }

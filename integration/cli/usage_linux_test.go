@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // The command line as a new user meets it: versions, a wrong flag or
@@ -108,7 +110,7 @@ func TestHelp(t *testing.T) {
 // after the first failures (not a WARN line per retry for ever), and
 // --timeout ends it with exit 1.
 func TestRunUnreachableMaster(t *testing.T) {
-	master := "127.0.0.1:" + itoa(freePort(t)) // nothing listens there now
+	master := "127.0.0.1:" + itoa(testsupport.FreePort(t)) // nothing listens there now
 	start := time.Now()
 	r := corral(t, nil, "run", "--master", master, "--name", "x", "--command", "true", "--timeout", "6s")
 	if r.code != 1 {

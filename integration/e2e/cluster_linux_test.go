@@ -3,11 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,7 +151,7 @@ func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 	cgRoot := testsupport.CgroupsRoot(tb, prefix)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort(tb)
+		port := testsupport.FreePort(tb)
 		c := &cluster{
 			master:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 			workDir: workDir,
@@ -200,16 +198,6 @@ func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 	return nil
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // waitReady waits until the master lists an active agent.
 func (c *cluster) waitReady() error {
 	deadline := time.Now().Add(startTimeout)
@@ -239,18 +227,7 @@ func (c *cluster) waitReady() error {
 }
 
 func (c *cluster) getJSON(path string, v any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.master+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return testsupport.GetJSON("http://"+c.master+path, v)
 }
 
 // stop sends SIGTERM (the agent destroys its containers on the way out)

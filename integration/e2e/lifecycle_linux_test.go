@@ -159,19 +159,8 @@ func TestExecutorCannotForgeSource(t *testing.T) {
 	})
 	var fwID string
 	waitFor(t, "the executor to be launched", func() bool {
-		var st agentState
-		if n.agentJSON("/state", &st) != nil {
-			return false
-		}
-		for _, fw := range st.Frameworks {
-			for _, ex := range fw.Executors {
-				if ex.ID == "impostor" {
-					fwID = fw.ID
-					return true
-				}
-			}
-		}
-		return false
+		_, fwID, _ = n.executorOf(t, "impostor")
+		return fwID != ""
 	})
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(n.agentPort) + "/api/v1/executor"
 	call := func(c *executorapi.Call) (*http.Response, error) {
@@ -264,18 +253,7 @@ func TestExecutorGrowsWithItsTasks(t *testing.T) {
 	}
 	f.await(t, ids, func(s *mesos.TaskStatus) bool { return s.GetState() == mesos.TaskState_TASK_RUNNING })
 
-	var cid string
-	var st agentState
-	if err := n.agentJSON("/state", &st); err != nil {
-		t.Fatal(err)
-	}
-	for _, fw := range st.Frameworks {
-		for _, ex := range fw.Executors {
-			if ex.ID == "grows" {
-				cid = ex.Container
-			}
-		}
-	}
+	_, _, cid := n.executorOf(t, "grows")
 	if cid == "" {
 		t.Fatal("the executor is not in the agent's /state")
 	}
@@ -326,18 +304,7 @@ func TestAgentMesosPaths(t *testing.T) {
 	f := ckptFramework(t, n.master, "mesos-paths", false, false)
 	f.launch(commandTask(t, "listed", "exec sleep 1000"))
 	f.await(t, []string{"listed"}, func(s *mesos.TaskStatus) bool { return s.GetState() == mesos.TaskState_TASK_RUNNING })
-	var cid string
-	var st agentState
-	if err := n.agentJSON("/state", &st); err != nil {
-		t.Fatal(err)
-	}
-	for _, fw := range st.Frameworks {
-		for _, ex := range fw.Executors {
-			if ex.ID == "listed" {
-				cid = ex.Container
-			}
-		}
-	}
+	st, fwID, cid := n.executorOf(t, "listed")
 	if cid == "" {
 		t.Fatal("the task's executor is not in /state")
 	}
@@ -357,11 +324,28 @@ func TestAgentMesosPaths(t *testing.T) {
 		{"/containers", nil, `"status":{"container_id":{"value":"` + cid + `"}}`},
 		{"/slave(1)/containers", url.Values{"container_id": {cid}}, `"container_id":"` + cid + `"`},
 		{"/containers", url.Values{"container_id": {"no-such-container"}}, `[]`},
-		{"/containers", url.Values{"executor_id": {"listed"}, "framework_id": {st.Frameworks[0].ID}}, `"executor_id":"listed"`},
+		{"/containers", url.Values{"executor_id": {"listed"}, "framework_id": {fwID}}, `"executor_id":"listed"`},
 	} {
 		code, body := n.get(t, tc.path, tc.query)
 		if code != http.StatusOK || !strings.Contains(string(body), tc.want) {
 			t.Errorf("GET %s?%s: %d %.300s; want 200 with %s", tc.path, tc.query.Encode(), code, body, tc.want)
 		}
 	}
+}
+
+// executorOf reads the agent's /state: it, and the framework and container
+// of the executor exID ("" when the agent has no such executor).
+func (n *node) executorOf(tb testing.TB, exID string) (st agentState, fwID, cid string) {
+	tb.Helper()
+	if err := n.agentJSON("/state", &st); err != nil {
+		tb.Fatalf("agent /state: %v", err)
+	}
+	for _, fw := range st.Frameworks {
+		for _, ex := range fw.Executors {
+			if ex.ID == exID {
+				return st, fw.ID, ex.Container
+			}
+		}
+	}
+	return st, "", ""
 }

@@ -3,10 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,7 +122,7 @@ func startNode(tb testing.TB, prefix, launcher string, extra ...string) *node {
 	n.bootID = filepath.Join(n.dir, "boot_id")
 	n.cgRoot = prefix + "root"
 	n.setBootID(tb, "")
-	port := freePort(tb)
+	port := testsupport.FreePort(tb)
 	n.master = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	n.masterCmd = startProc(tb, n.bin, filepath.Join(n.dir, "master.log"), "master", "--port", strconv.Itoa(port),
 		"--allocation_interval", "100ms", "--logging_level", "INFO")
@@ -244,24 +242,11 @@ type agentState struct {
 }
 
 func (n *node) agentJSON(path string, v any) error {
-	return getJSONFrom("127.0.0.1:"+strconv.Itoa(n.agentPort), path, v)
+	return testsupport.GetJSON("http://127.0.0.1:"+strconv.Itoa(n.agentPort)+path, v)
 }
 
-func (n *node) masterJSON(path string, v any) error { return getJSONFrom(n.master, path, v) }
-
-func getJSONFrom(hostport, path string, v any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+func (n *node) masterJSON(path string, v any) error {
+	return testsupport.GetJSON("http://"+n.master+path, v)
 }
 
 // agentID is the ID the agent runs under now.
