@@ -36,7 +36,7 @@ type Agent struct {
 	cfg   Config
 	log   *slog.Logger
 	total resources.Resources
-	cz    *containerizer.Containerizer
+	cz    containers
 	ln    net.Listener
 	start time.Time
 
@@ -447,7 +447,7 @@ func (a *Agent) subscribeCall() *cluster.Call {
 	for _, fw := range a.frameworks {
 		call.Subscribe.Frameworks = append(call.Subscribe.Frameworks, fw.info)
 		for _, ex := range fw.executors {
-			if ex.kind == httpExecutor {
+			if ex.runner.traits().reported {
 				info := ex.info
 				if info.FrameworkId == nil {
 					// Checkpointed before the master filled it in: the
