@@ -36,7 +36,7 @@ type Agent struct {
 	cfg   Config
 	log   *slog.Logger
 	total resources.Resources
-	cz    *containerizer.Containerizer
+	cz    containers
 	ln    net.Listener
 	start time.Time
 
@@ -165,7 +165,7 @@ func listen(cfg Config, store *checkpoint.Store) (net.Listener, error) {
 const listenRetry = 10 * time.Second
 
 func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
-	opts, err := systemdOptions(cfg, cfg.containerOptions())
+	opts, err := container.SetUpLauncher(context.Background(), cfg.Launcher, cfg.containerOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +447,7 @@ func (a *Agent) subscribeCall() *cluster.Call {
 	for _, fw := range a.frameworks {
 		call.Subscribe.Frameworks = append(call.Subscribe.Frameworks, fw.info)
 		for _, ex := range fw.executors {
-			if ex.kind == httpExecutor {
+			if ex.runner.traits().reported {
 				info := ex.info
 				if info.FrameworkId == nil {
 					// Checkpointed before the master filled it in: the

@@ -471,6 +471,10 @@ func (c *Config) containerOptions() container.Options {
 	}
 	extra["xfs_kill_containers"] = strconv.FormatBool(c.XFSKillContainers)
 	extra["host_privileges"] = strconv.FormatBool(c.HostPrivileges)
+	// The linux launcher's setup step (launcher/systemd) reads these to put
+	// the containers in systemd's scope.
+	extra["systemd_enable_support"] = strconv.FormatBool(c.SystemdEnableSupport)
+	extra["launcher_dir"] = c.LauncherDir
 	for k, v := range map[string]string{
 		"bounding_capabilities": c.BoundingCapabilities, "effective_capabilities": c.EffectiveCapabilities,
 		"seccomp_config_dir": c.SeccompConfigDir, "seccomp_profile_name": c.SeccompProfileName,

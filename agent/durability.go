@@ -44,32 +44,12 @@ func taskKey(t *task) checkpoint.Key {
 	return k
 }
 
-func runKind(k executorKind) checkpoint.RunInfo_Kind {
-	switch k {
-	case commandExecutor:
-		return checkpoint.RunInfo_COMMAND
-	case defaultExecutor:
-		return checkpoint.RunInfo_DEFAULT
-	}
-	return checkpoint.RunInfo_HTTP
-}
-
-func kindOf(k checkpoint.RunInfo_Kind) executorKind {
-	switch k {
-	case checkpoint.RunInfo_COMMAND:
-		return commandExecutor
-	case checkpoint.RunInfo_DEFAULT:
-		return defaultExecutor
-	}
-	return httpExecutor
-}
-
 // runInfoLocked is the run's record: its container as last launched or
 // resized.
 func (a *Agent) runInfoLocked(ex *executor) *checkpoint.RunInfo {
 	return &checkpoint.RunInfo{
 		ContainerId: &mesos.ContainerID{Value: proto.String(ex.containerID)},
-		Kind:        runKind(ex.kind).Enum(),
+		Kind:        ex.runner.traits().kind.Enum(),
 		Sandbox:     proto.String(ex.directory),
 		BootId:      proto.String(a.bootID),
 		LaunchedAt:  proto.Float64(float64(ex.launched.UnixNano()) / 1e9),
@@ -274,7 +254,7 @@ func (a *Agent) launchNotRecorded(fw *framework, ex *executor, tasks []*task, er
 	a.mu.Unlock()
 	// A builtin executor's run is its tasks; a custom executor made for
 	// this launch was never started.
-	if !open && (fresh || ex.kind != httpExecutor) {
+	if !open && (fresh || ex.runner.traits().endsWithTasks) {
 		a.executorEnded(ex, nil)
 	}
 }

@@ -82,10 +82,11 @@ func (a *Agent) metrics() metrics.Snapshot {
 			out[p+"/frameworks_active"]++
 		}
 		for _, ex := range fw.executors {
+			terminating, registering := ex.runner.phaseLocked()
 			switch {
-			case ex.shuttingDown:
+			case terminating:
 				out[p+"/executors_terminating"]++
-			case ex.kind == httpExecutor && !ex.subscribed:
+			case registering:
 				out[p+"/executors_registering"]++
 			default:
 				out[p+"/executors_running"]++

@@ -302,10 +302,11 @@ func (a *Agent) rebuildDamaged(ctx context.Context, agentID string, fw *framewor
 		run := re.Runs[cid]
 		ri := run.Info
 		ex := &executor{
-			fw: fw, id: re.ID, kind: damagedKind(re, run), info: info, agentID: agentID, containerID: cid,
+			fw: fw, id: re.ID, info: info, agentID: agentID, containerID: cid,
 			directory: ri.GetSandbox(), tasks: map[string]*task{}, recorded: true, ended: true,
 			launched: time.Unix(0, int64(ri.GetLaunchedAt()*1e9)),
 		}
+		ex.runner = newRunner(a, ex, damagedKind(re, run))
 		if ex.directory == "" {
 			ex.directory = a.sandboxDir(agentID, fw.id, re.ID, cid)
 		}
@@ -342,33 +343,17 @@ func (a *Agent) rebuildDamaged(ctx context.Context, agentID string, fw *framewor
 	return out
 }
 
-// damagedKind is the best guess at what ran a damaged executor's run: its
-// run.info says, else its executor.info (the command executor's is named
-// after its task, and its only task has the executor's ID).
-func damagedKind(re *checkpoint.Executor, run *checkpoint.Run) executorKind {
-	switch {
-	case run.Info != nil:
-		return kindOf(run.Info.GetKind())
-	case re.Info.GetType() == mesos.ExecutorInfo_DEFAULT:
-		return defaultExecutor
-	case strings.HasPrefix(re.Info.GetName(), "Command Executor"):
-		return commandExecutor
-	case re.Info == nil && len(run.Tasks) == 1 && run.Tasks[re.ID] != nil:
-		return commandExecutor
-	}
-	return httpExecutor
-}
-
 // rebuildRun makes the executor of one recovered run, with the tasks that
 // still have something to report, and queues their pending updates. It
 // returns nil for a run with nothing left (its records are removed).
 func (a *Agent) rebuildRun(agentID string, fw *framework, re *checkpoint.Executor, run *checkpoint.Run, stats *recoveryStats) *executor {
 	ri := run.Info
 	ex := &executor{
-		fw: fw, id: re.ID, kind: kindOf(ri.GetKind()), info: re.Info, agentID: agentID, containerID: run.ContainerID,
+		fw: fw, id: re.ID, info: re.Info, agentID: agentID, containerID: run.ContainerID,
 		directory: ri.GetSandbox(), tasks: map[string]*task{}, recorded: true,
 		launched: time.Unix(0, int64(ri.GetLaunchedAt()*1e9)),
 	}
+	ex.runner = newRunner(a, ex, ri.GetKind())
 	ex.resources, _ = resources.New(re.Info.GetResources())
 	k := checkpoint.Key{Agent: agentID, Framework: fw.id, Executor: re.ID, Container: run.ContainerID}
 	for _, id := range sortedKeys(run.Tasks) {
@@ -388,7 +373,7 @@ func (a *Agent) rebuildRun(agentID string, fw *framework, re *checkpoint.Executo
 	}
 	// A builtin executor's run is its tasks: with none left, it is over.
 	// A custom executor may be running with no task.
-	if len(ex.tasks) == 0 && (run.Completed || ex.kind != httpExecutor) {
+	if len(ex.tasks) == 0 && (run.Completed || ex.runner.traits().endsWithTasks) {
 		if !run.Completed {
 			// Its containers are not claimed and go as orphans.
 			a.log.Info("dropping the records of a finished run", "executor", re.ID, "container", run.ContainerID)
@@ -416,20 +401,7 @@ func removeExecutor(list []*executor, ex *executor) []*executor {
 func (a *Agent) recoveryConfigs(ex *executor) []*container.Config {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ex.kind == httpExecutor {
-		res := executorResources(ex)
-		return []*container.Config{containerConfig(ex.containerID, ex.directory,
-			&mesos.TaskInfo{Container: ex.info.GetContainer(), Labels: ex.info.GetLabels()}, res)}
-	}
-	var out []*container.Config
-	for _, t := range ex.tasks {
-		if t.containerID == "" {
-			continue
-		}
-		res, _ := resources.New(t.info.GetResources())
-		out = append(out, containerConfig(t.containerID, t.sandbox, t.info, res))
-	}
-	return out
+	return ex.runner.recoveryConfigsLocked()
 }
 
 // resumeExecutor decides, from what container recovery found, how each of
@@ -438,95 +410,7 @@ func (a *Agent) recoveryConfigs(ex *executor) []*container.Config {
 func (a *Agent) resumeExecutor(ex *executor, found map[string]*containerizer.Recovered, stats *recoveryStats) []func() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ex.kind == httpExecutor {
-		r := found[ex.containerID]
-		switch {
-		case r != nil && r.State == containerizer.Running:
-			stats.running++
-			ex.recovered = true
-			// Taken back at the size recoveryConfigs gave it.
-			ex.started, ex.sized = true, executorResources(ex)
-			return []func(){func() { a.superviseExecutor(ex) }}
-		case r != nil && r.State == containerizer.Ended:
-			stats.ended++
-			term := r.Termination
-			return []func(){func() { a.executorExitedWith(ex, term, "Executor terminated while the agent was down: ") }}
-		}
-		// Never started: its tasks never reached it. It starts now and
-		// gets them when it subscribes.
-		stats.relaunched++
-		var actions []func()
-		for _, t := range ex.tasks {
-			switch {
-			case t.state.IsTerminal():
-			case t.state == mesos.TaskState_TASK_STAGING:
-				ex.queued = append(ex.queued, queuedLaunch{[]*mesos.TaskInfo{t.info}, false})
-			default:
-				stats.gone++
-				actions = append(actions, func() {
-					a.taskUpdate(t, fromAgent, goneState(ex.fw), mesos.TaskStatus_REASON_AGENT_RESTARTED.Enum(),
-						"The task's executor was not found after the agent restarted", nil)
-				})
-			}
-		}
-		return append(actions, func() {
-			if err := os.MkdirAll(ex.directory, 0o755); err != nil {
-				a.log.Warn("recreating executor sandbox", "executor", ex.id, "err", err)
-			}
-			a.launchExecutor(ex)
-		})
-	}
-	var actions []func()
-	open := 0
-	for _, t := range ex.tasks {
-		if t.state.IsTerminal() {
-			// Its end is recorded; only its runtime record may be left.
-			if t.containerID != "" {
-				a.cz.Forget(t.containerID)
-			}
-			continue
-		}
-		open++
-		r := found[t.containerID]
-		switch {
-		case r != nil && r.State == containerizer.Running:
-			stats.running++
-			t.launched = true
-			actions = append(actions, func() { a.resumeTask(t) })
-		case r != nil && r.State == containerizer.Ended:
-			stats.ended++
-			t.launched = true
-			term := r.Termination
-			actions = append(actions, func() { a.taskEnded(t, term) })
-		default:
-			stats.relaunched++
-			actions = append(actions, func() {
-				a.linkLatest(ex)
-				a.runTaskContainer(t)
-			})
-		}
-	}
-	if open == 0 {
-		// Every task's end is recorded; the agent died before the run's.
-		actions = append(actions, func() { a.executorEnded(ex, nil) })
-	}
-	return actions
-}
-
-// resumeTask carries on with a builtin task whose container was
-// re-attached: RUNNING if that was never recorded, a kill that was under
-// way, then its end.
-func (a *Agent) resumeTask(t *task) {
-	a.mu.Lock()
-	state, killing := t.state, t.killing
-	a.mu.Unlock()
-	if state == mesos.TaskState_TASK_STAGING || state == mesos.TaskState_TASK_STARTING {
-		a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
-	}
-	if killing {
-		a.signalTask(t, nil)
-	}
-	a.awaitTask(t)
+	return ex.runner.resumeLocked(found, stats)
 }
 
 // discardExecutor ends a live run whose containers recovery destroyed (a
@@ -558,22 +442,7 @@ func (a *Agent) startReregistrationTimers() {
 	defer a.mu.Unlock()
 	for _, fw := range a.frameworks {
 		for _, ex := range fw.executors {
-			if !ex.recovered {
-				continue
-			}
-			ex.reregTimer = time.AfterFunc(a.cfg.ExecutorReregistrationTimeout, func() {
-				a.mu.Lock()
-				late := ex.recovered && !ex.ended
-				if late {
-					ex.recovered, ex.reregTimedOut = false, true
-				}
-				a.mu.Unlock()
-				if late {
-					a.log.Warn("recovered executor did not re-subscribe in time; destroying it", "framework", fw.id,
-						"executor", ex.id, "timeout", a.cfg.ExecutorReregistrationTimeout)
-					a.destroy(ex.containerID)
-				}
-			})
+			ex.runner.startReregistrationLocked()
 		}
 	}
 }

@@ -189,8 +189,9 @@ func TestLaunchNotRecordedOnFullDisk(t *testing.T) {
 
 	ti := diskTask("t-1", "true")
 	fw := &framework{id: "fw-1", info: fwInfo, executors: map[string]*executor{}, tasks: map[string]*task{}}
-	ex := &executor{fw: fw, id: "t-1", kind: commandExecutor, info: commandExecutorInfo(fwInfo, ti), agentID: a.agentID,
+	ex := &executor{fw: fw, id: "t-1", info: commandExecutorInfo(fwInfo, ti), agentID: a.agentID,
 		containerID: prefix + "c", tasks: map[string]*task{}, launched: time.Now()}
+	ex.runner = newRunner(a, ex, checkpoint.RunInfo_COMMAND)
 	ex.directory = a.sandboxDir(a.agentID, fw.id, ex.id, ex.containerID)
 	tk := &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, containerID: ex.containerID, sandbox: ex.directory}
 	ex.tasks["t-1"], fw.tasks["t-1"], fw.executors["t-1"] = tk, tk, ex

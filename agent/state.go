@@ -79,6 +79,7 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) executorJSON(ex *executor, usage map[string]map[string]any) map[string]any {
 	var tasks, queued, done []map[string]any
 	var used resources.Resources
+	_, registering := ex.runner.phaseLocked()
 	for _, t := range ex.tasks {
 		r, _ := resources.New(t.info.GetResources())
 		j := map[string]any{
@@ -97,7 +98,7 @@ func (a *Agent) executorJSON(ex *executor, usage map[string]map[string]any) map[
 		switch {
 		case t.state.IsTerminal():
 			done = append(done, j)
-		case t.state.String() == "TASK_STAGING" && ex.kind == httpExecutor && !ex.subscribed:
+		case t.state.String() == "TASK_STAGING" && registering:
 			queued = append(queued, j)
 		default:
 			used = used.Plus(r)
@@ -106,7 +107,7 @@ func (a *Agent) executorJSON(ex *executor, usage map[string]map[string]any) map[
 	}
 	j := map[string]any{
 		"id": ex.id, "name": ex.info.GetName(), "source": ex.info.GetSource(), "framework_id": ex.fw.id,
-		"container": ex.containerID, "directory": ex.directory, "type": executorType(ex.kind),
+		"container": ex.containerID, "directory": ex.directory, "type": ex.runner.traits().typeName,
 		"resources": executorResources(ex).StateJSON(),
 		"tasks":     orEmpty(tasks), "queued_tasks": orEmpty(queued), "completed_tasks": orEmpty(done),
 		"registered_time": float64(ex.launched.UnixNano()) / 1e9,
@@ -147,16 +148,6 @@ func statisticsJSON(u *container.Usage) map[string]any {
 		stats[name] = v
 	}
 	return stats
-}
-
-func executorType(k executorKind) string {
-	switch k {
-	case commandExecutor:
-		return "COMMAND"
-	case defaultExecutor:
-		return "DEFAULT"
-	}
-	return "CUSTOM"
 }
 
 func orEmpty(v []map[string]any) []map[string]any {

@@ -9,31 +9,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/api/cluster"
-	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/container"
 	"github.com/corral/corral/internal/ids"
-)
-
-type executorKind int
-
-const (
-	// commandExecutor runs a command task (TaskInfo.command) directly in one
-	// container: no executor process, the agent supervises it.
-	commandExecutor executorKind = iota
-	// defaultExecutor runs a task group (Mesos' DEFAULT executor type), each
-	// task in its own container, also without an executor process.
-	defaultExecutor
-	// httpExecutor is a custom executor speaking the v1 executor API.
-	httpExecutor
 )
 
 type framework struct {
@@ -51,10 +36,11 @@ type framework struct {
 }
 
 type executor struct {
-	fw   *framework
-	id   string
-	kind executorKind
-	info *mesos.ExecutorInfo
+	fw *framework
+	id string
+	// runner runs the executor: chosen when it is made (newRunner).
+	runner executorRunner
+	info   *mesos.ExecutorInfo
 	// agentID is the agent ID the run was started under: its sandbox and
 	// checkpoints are filed under it.
 	agentID     string
@@ -65,35 +51,15 @@ type executor struct {
 	launched    time.Time
 	// recorded: the run's executor.info and run.info are checkpointed.
 	recorded bool
-	// recovered: a custom executor that was running when the agent
-	// restarted and has not re-subscribed yet; reregTimer bounds the wait.
-	recovered     bool
-	reregTimer    *time.Timer
-	reregTimedOut bool
 
 	// terminating: the executor is on its way out (its end is being
 	// reported; a builtin one's last task ended); tasks sent to it now are
 	// dropped, as Mesos drops tasks for a terminating executor.
 	terminating bool
 
-	// httpExecutor only.
-	queued []queuedLaunch // awaiting SUBSCRIBE
-	// started: its container was launched, sized to sized; resizeMu
-	// orders resizes so the last one applied is the newest.
-	started      bool
-	sized        resources.Resources
-	resizeMu     sync.Mutex
-	stream       *httpapi.Stream
-	subscribed   bool
-	regTimer     *time.Timer
-	shuttingDown bool
-	timedOut     bool
-	ended        bool
-}
-
-type queuedLaunch struct {
-	tasks []*mesos.TaskInfo
-	group bool
+	// ended: every process of the run is gone; the executor left the
+	// live set.
+	ended bool
 }
 
 type task struct {
@@ -117,17 +83,16 @@ type task struct {
 	updMu sync.Mutex
 }
 
-func (ex *executor) containerIDs() []string {
-	if ex.kind == httpExecutor {
-		return []string{ex.containerID}
+// containerIDs are the run's containers that may be running (a.mu held).
+func (ex *executor) containerIDs() []string { return ex.runner.containerIDsLocked() }
+
+// executorID is what the executor's tasks and updates carry: nothing for
+// the agent's own command executor.
+func (ex *executor) executorID() *mesos.ExecutorID {
+	if ex.runner.traits().hidden {
+		return nil
 	}
-	var out []string
-	for _, t := range ex.tasks {
-		if t.containerID != "" && t.launched {
-			out = append(out, t.containerID)
-		}
-	}
-	return out
+	return &mesos.ExecutorID{Value: proto.String(ex.id)}
 }
 
 func partitionAware(fw *framework) bool {
@@ -159,9 +124,7 @@ func (t *task) message(agentID, fwID string, ex *executor) *mesos.Task {
 		Statuses:    t.statuses,
 		Labels:      t.info.GetLabels(),
 		Container:   t.info.GetContainer(),
-	}
-	if ex.kind != commandExecutor {
-		mt.ExecutorId = &mesos.ExecutorID{Value: proto.String(ex.id)}
+		ExecutorId:  ex.executorID(),
 	}
 	return mt
 }
@@ -197,17 +160,13 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	fw.info = fwInfo
 	fw.shuttingDown = false
 
-	kind := httpExecutor
-	switch {
-	case exInfo == nil:
-		kind = commandExecutor
+	kind := runnerKind(exInfo)
+	if exInfo == nil {
 		exInfo = commandExecutorInfo(fwInfo, infos[0])
-	case exInfo.GetType() == mesos.ExecutorInfo_DEFAULT:
-		kind = defaultExecutor
 	}
 	exID := exInfo.GetExecutorId().GetValue()
 	ex := fw.executors[exID]
-	if ex != nil && (ex.terminating || ex.shuttingDown || ex.timedOut) {
+	if ex != nil && (ex.terminating || ex.runner.closingLocked()) {
 		a.dropForTerminatingLocked(fw, ex, infos)
 		return
 	}
@@ -215,26 +174,21 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	if fresh {
 		cid := ids.String()
 		ex = &executor{
-			fw: fw, id: exID, kind: kind, info: exInfo, agentID: a.agentID, containerID: cid,
+			fw: fw, id: exID, info: exInfo, agentID: a.agentID, containerID: cid,
 			directory: a.sandboxDir(a.agentID, fwID, exID, cid), tasks: map[string]*task{}, launched: time.Now(),
 		}
+		ex.runner = newRunner(a, ex, kind)
 		ex.resources, _ = resources.New(exInfo.GetResources())
 		fw.executors[exID] = ex
 	}
-	groupID := len(ex.tasks) + len(ex.queued)
-	var added []*task
-	for _, ti := range infos {
-		t := &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, group: groupID, recording: true}
-		switch kind {
-		case commandExecutor:
-			t.containerID, t.sandbox = ex.containerID, ex.directory
-		case defaultExecutor:
-			t.containerID = ids.String()
-			t.sandbox = filepath.Join(ex.directory, "tasks", ti.GetTaskId().GetValue())
-		}
-		ex.tasks[ti.GetTaskId().GetValue()] = t
-		fw.tasks[ti.GetTaskId().GetValue()] = t
-		added = append(added, t)
+	added := make([]*task, len(infos))
+	for i, ti := range infos {
+		added[i] = &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, recording: true}
+	}
+	ex.runner.placeTasksLocked(added)
+	for _, t := range added {
+		ex.tasks[t.info.GetTaskId().GetValue()] = t
+		fw.tasks[t.info.GetTaskId().GetValue()] = t
 	}
 	a.mu.Unlock()
 
@@ -258,40 +212,22 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 		return
 	}
 	a.mu.Unlock()
-	if kind == httpExecutor {
-		a.mu.Lock()
-		if ex.subscribed {
-			ex.stream.Send(launchEvent(infos, group, exInfo))
-		} else {
-			ex.queued = append(ex.queued, queuedLaunch{infos, group})
-		}
-		a.mu.Unlock()
-	}
+	ex.runner.launch(added, group, fresh)
+}
 
+// prepareRun makes the run's sandbox for a launch (its runner's first, or
+// tasks more): a new run takes back its executor's and framework's
+// directories, which may be scheduled for removal since an earlier run
+// ended, and runs/latest points at it.
+func (a *Agent) prepareRun(ex *executor, fresh bool) error {
 	if fresh {
-		// A new run: its executor's and framework's directories may be
-		// scheduled for removal since an earlier run ended.
 		a.unscheduleParents(ex)
 	}
 	if err := os.MkdirAll(ex.directory, 0o755); err != nil {
-		for _, t := range added {
-			a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("creating sandbox: %v", err))
-		}
-		return
+		return fmt.Errorf("creating sandbox: %w", err)
 	}
 	a.linkLatest(ex)
-	switch kind {
-	case httpExecutor:
-		if fresh {
-			go a.launchExecutor(ex)
-		} else {
-			a.resizeExecutor(ex)
-		}
-	default:
-		for _, t := range added {
-			go a.runTaskContainer(t)
-		}
-	}
+	return nil
 }
 
 // dropForTerminatingLocked answers tasks sent to an executor that is
@@ -476,45 +412,6 @@ func containerConfig(id, sandbox string, ti *mesos.TaskInfo, res resources.Resou
 	return cfg
 }
 
-// runTaskContainer runs one task of a builtin executor in its own container
-// and reports its life: STARTING, RUNNING, then how it ended.
-func (a *Agent) runTaskContainer(t *task) {
-	ex := t.ex
-	a.mu.Lock()
-	killing, state := t.killing, t.state
-	a.mu.Unlock()
-	if killing {
-		a.finishTask(t, fromAgent, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH, "Task killed before it was launched")
-		return
-	}
-	// Also the run's sandbox of a command task: a task launched again after
-	// a restart may have been recorded before its sandbox was made.
-	if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
-		a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("creating task sandbox: %v", err))
-		return
-	}
-	cfg, err := a.taskContainerConfig(t)
-	if err != nil {
-		a.taskFailedToStart(t, mesos.TaskStatus_REASON_TASK_INVALID, err.Error())
-		return
-	}
-	cfg.Env = append(a.baseEnv(ex, t.sandbox), cfg.Env...)
-	cfg.User = a.user(ex.fw, t.info.GetCommand())
-
-	// A task relaunched after a restart (its container never started) had
-	// its STARTING sent already.
-	if state == mesos.TaskState_TASK_STAGING {
-		a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_STARTING, nil, "", nil)
-	}
-	if err := a.cz.Launch(context.Background(), cfg); err != nil {
-		a.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
-		return
-	}
-	a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
-	a.taskLaunched(t)
-	a.awaitTask(t)
-}
-
 // taskContainerConfig is the container a builtin task runs in, as its
 // TaskInfo says; the agent builds it the same way at launch and at
 // recovery (where the isolators take their limits back from it).
@@ -534,61 +431,6 @@ func (a *Agent) taskContainerConfig(t *task) (*container.Config, error) {
 	return cfg, nil
 }
 
-// taskLaunched marks the task's container as running; a kill that came in
-// while it was being launched is carried out now.
-func (a *Agent) taskLaunched(t *task) {
-	a.mu.Lock()
-	t.launched = true
-	killing := t.killing
-	a.mu.Unlock()
-	if killing {
-		a.signalTask(t, nil)
-	}
-}
-
-// awaitTask waits for a builtin task's container to end and reports how.
-func (a *Agent) awaitTask(t *task) {
-	term, err := a.cz.Wait(context.Background(), t.containerID)
-	if err != nil {
-		a.finishTask(t, fromAgent, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Lost track of the container: "+err.Error())
-		return
-	}
-	a.mu.Lock()
-	killing := t.killing
-	a.mu.Unlock()
-	if term.NotStarted && !killing {
-		// A container re-attached after a restart whose init never got its
-		// go-ahead: the task never ran, and is launched now.
-		a.log.Info("re-attached container ended before its task started; launching the task again", "task", t.info.GetTaskId().GetValue(), "container", t.containerID)
-		a.cz.Forget(t.containerID)
-		a.mu.Lock()
-		t.launched = false
-		a.mu.Unlock()
-		a.runTaskContainer(t)
-		return
-	}
-	a.taskEnded(t, term)
-}
-
-// taskEnded turns a builtin task's container termination into its
-// terminal update.
-func (a *Agent) taskEnded(t *task, term *container.Termination) {
-	a.mu.Lock()
-	killing := t.killing
-	a.mu.Unlock()
-	state, reason, src := mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED, fromExecutor
-	switch {
-	case term.Limitation != nil:
-		// The agent's isolator ended it, not the task's own exit.
-		reason, src = limitationReason(term.Limitation.Reason), fromAgent
-	case term.StatusKnown && term.Status.Exited() && term.Status.ExitStatus() == 0:
-		state, reason = mesos.TaskState_TASK_FINISHED, -1
-	case killing:
-		state, reason = mesos.TaskState_TASK_KILLED, -1
-	}
-	a.finishTask(t, src, state, reason, term.Message)
-}
-
 func containerStatus(id string) *mesos.ContainerStatus {
 	return &mesos.ContainerStatus{ContainerId: &mesos.ContainerID{Value: proto.String(id)}}
 }
@@ -598,61 +440,6 @@ func limitationReason(name string) mesos.TaskStatus_Reason {
 		return mesos.TaskStatus_Reason(v)
 	}
 	return mesos.TaskStatus_REASON_CONTAINER_LIMITATION
-}
-
-func (a *Agent) taskFailedToStart(t *task, reason mesos.TaskStatus_Reason, msg string) {
-	a.log.Warn("task failed to start", "task", t.info.GetTaskId().GetValue(), "reason", reason, "message", msg)
-	if reason == mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED {
-		a.mu.Lock()
-		a.counters.containerLaunchErrors++
-		a.mu.Unlock()
-	}
-	a.finishTask(t, fromAgent, mesos.TaskState_TASK_FAILED, reason, msg)
-}
-
-// finishTask sends a builtin task's terminal update; with the default
-// executor a task that did not finish takes its group down with it, as
-// Mesos' default executor does.
-func (a *Agent) finishTask(t *task, src mesos.TaskStatus_Source, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
-	var r *mesos.TaskStatus_Reason
-	if reason >= 0 {
-		r = reason.Enum()
-	}
-	var cs *mesos.ContainerStatus
-	a.mu.Lock()
-	if t.containerID != "" && t.launched {
-		cs = containerStatus(t.containerID)
-	}
-	a.mu.Unlock()
-	a.taskUpdate(t, src, state, r, msg, cs)
-	// The end is checkpointed: the container's runtime record of it can go.
-	if t.containerID != "" && t.ex.kind != httpExecutor {
-		a.cz.Forget(t.containerID)
-	}
-	ex := t.ex
-	a.mu.Lock()
-	var siblings []*task
-	if ex.kind == defaultExecutor && state != mesos.TaskState_TASK_FINISHED {
-		for _, o := range ex.tasks {
-			if o != t && o.group == t.group && !o.state.IsTerminal() && !o.killing {
-				siblings = append(siblings, o)
-			}
-		}
-	}
-	allDone := true
-	for _, o := range ex.tasks {
-		allDone = allDone && o.state.IsTerminal()
-	}
-	if allDone && ex.kind != httpExecutor {
-		ex.terminating = true
-	}
-	a.mu.Unlock()
-	for _, o := range siblings {
-		a.killTask(ex.fw.id, o.info.GetTaskId().GetValue(), nil)
-	}
-	if allDone && ex.kind != httpExecutor {
-		a.executorEnded(ex, nil)
-	}
 }
 
 // Where an update the agent makes comes from, as Mesos tells them apart:
@@ -718,9 +505,7 @@ func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool) {
 		Status:      s,
 		LatestState: s.State,
 	}
-	if t.ex.kind != commandExecutor {
-		u.ExecutorId = &mesos.ExecutorID{Value: proto.String(t.ex.id)}
-	}
+	u.ExecutorId = t.ex.executorID()
 	if ckpt {
 		if err := a.store.AppendUpdate(context.Background(), key, u); err != nil {
 			a.fatal(fmt.Errorf("checkpointing %s of task %s: %w", s.GetState(), t.info.GetTaskId().GetValue(), err))
@@ -751,12 +536,7 @@ func (a *Agent) updateAcknowledged(u *cluster.StatusUpdate) {
 	if t == nil {
 		return
 	}
-	ex := t.ex
-	if ex.kind == httpExecutor && ex.stream != nil && u.GetStatus().GetSource() == mesos.TaskStatus_SOURCE_EXECUTOR {
-		ex.stream.Send(&executorapi.Event{Type: executorapi.Event_ACKNOWLEDGED.Enum(), Acknowledged: &executorapi.Event_Acknowledged{
-			TaskId: u.GetStatus().GetTaskId(), Uuid: u.GetStatus().GetUuid(),
-		}})
-	}
+	t.ex.runner.acknowledgedLocked(u)
 	if u.GetStatus().GetState().IsTerminal() {
 		a.forgetTaskLocked(t)
 	}
@@ -797,30 +577,18 @@ func (a *Agent) executorEnded(ex *executor, status *int32) {
 	// Its tasks' ends are checkpointed by now; that the run is over is
 	// recorded before the executor leaves the live set.
 	a.markRunCompleted(ex)
-	if ex.kind == httpExecutor {
-		a.cz.Forget(ex.containerID)
-	}
 	a.mu.Lock()
 	if ex.ended {
 		a.mu.Unlock()
 		return
 	}
 	ex.ended = true
-	if ex.reregTimer != nil {
-		ex.reregTimer.Stop()
-	}
 	fw := ex.fw
 	if fw.executors[ex.id] == ex {
 		delete(fw.executors, ex.id)
 	}
 	a.counters.executorsTerminated++
 	a.scheduleRunLocked(ex)
-	if ex.regTimer != nil {
-		ex.regTimer.Stop()
-	}
-	if ex.stream != nil {
-		ex.stream.Close()
-	}
 	fw.ended = append(fw.ended, ex)
 	a.completed = append(a.completed, ex)
 	if n := len(a.completed); n > 100 {
@@ -832,11 +600,12 @@ func (a *Agent) executorEnded(ex *executor, status *int32) {
 		a.forgetEndedLocked(ex)
 	}
 	a.mu.Unlock()
-	if ex.kind != commandExecutor {
-		// The master counts custom and default executors' resources.
+	ex.runner.ended()
+	if id := ex.executorID(); id != nil {
+		// The master counts the framework's executors' resources.
 		go a.callMaster(&cluster.Call{Type: cluster.Call_EXECUTOR_EXITED.Enum(), ExecutorExited: &cluster.Call_ExecutorExited{
 			FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)},
-			ExecutorId:  &mesos.ExecutorID{Value: proto.String(ex.id)},
+			ExecutorId:  id,
 			Status:      status,
 		}})
 	}
@@ -877,8 +646,9 @@ func (a *Agent) forgetEndedLocked(ex *executor) {
 // command executor default).
 const defaultKillGrace = 3 * time.Second
 
-// killTask kills one task: builtin tasks get SIGTERM, then SIGKILL after
-// the grace period; custom executors get a KILL event.
+// killTask kills one task, as its executor's runner does: builtin tasks
+// get SIGTERM, then SIGKILL after the grace period; custom executors get a
+// KILL event.
 func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 	a.mu.Lock()
 	fw := a.frameworks[fwID]
@@ -891,84 +661,8 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 		a.log.Warn("kill for an unknown or finished task ignored", "framework", fwID, "task", taskID)
 		return
 	}
-	ex := t.ex
-	if ex.kind == httpExecutor {
-		if ex.recovered || (!ex.subscribed && !queuedLocked(ex, taskID)) {
-			// Delivered to an executor that is away (recovered after a
-			// restart, or reconnecting): the kill goes out when it
-			// subscribes again, or the task ends with it.
-			t.killing = true
-			a.mu.Unlock()
-			return
-		}
-		if ex.subscribed {
-			ex.stream.Send(&executorapi.Event{Type: executorapi.Event_KILL.Enum(), Kill: &executorapi.Event_Kill{TaskId: t.info.GetTaskId(), KillPolicy: policy}})
-			a.mu.Unlock()
-			return
-		}
-		// Not yet handed to the executor: it never starts.
-		a.dequeueLocked(ex, taskID)
-		a.mu.Unlock()
-		a.taskUpdate(t, fromAgent, mesos.TaskState_TASK_KILLED, mesos.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH.Enum(), "Task killed before delivery to the executor", nil)
-		a.mu.Lock()
-		empty := len(ex.queued) == 0 && allTerminal(ex)
-		a.mu.Unlock()
-		if empty {
-			a.shutdownExecutor(ex)
-		}
-		return
-	}
-	if t.killing {
-		a.mu.Unlock()
-		return
-	}
-	t.killing = true
-	launched := t.launched
-	hasKilling := false
-	for _, c := range fw.info.GetCapabilities() {
-		hasKilling = hasKilling || c.GetType() == mesos.FrameworkInfo_Capability_TASK_KILLING_STATE
-	}
 	a.mu.Unlock()
-	// Recorded before the first signal: a task that dies of it while the
-	// agent is down is reported killed, and a restarted agent finishes the
-	// kill.
-	if err := a.checkpointTask(t); err != nil {
-		a.fatal(err)
-		return
-	}
-	if !launched {
-		return // not launched yet; runTaskContainer and taskLaunched see killing
-	}
-	if hasKilling {
-		a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_KILLING, nil, "", nil)
-	}
-	a.signalTask(t, policy)
-}
-
-// signalTask kills a launched builtin task: SIGTERM, then SIGKILL (destroy)
-// after the grace period of policy, else of the task's KillPolicy.
-func (a *Agent) signalTask(t *task, policy *mesos.KillPolicy) {
-	cid := t.containerID
-	grace := defaultKillGrace
-	if g := policy.GetGracePeriod(); g != nil {
-		grace = time.Duration(g.GetNanoseconds())
-	} else if g := t.info.GetKillPolicy().GetGracePeriod(); g != nil {
-		grace = time.Duration(g.GetNanoseconds())
-	}
-	if grace > 0 {
-		if err := a.cz.Signal(cid, syscall.SIGTERM); err == nil {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), grace)
-				defer cancel()
-				if _, err := a.cz.Wait(ctx, cid); err == nil {
-					return
-				}
-				a.destroy(cid)
-			}()
-			return
-		}
-	}
-	go a.destroy(cid)
+	t.ex.runner.kill(t, policy)
 }
 
 func (a *Agent) destroy(cid string) {
@@ -986,66 +680,9 @@ func allTerminal(ex *executor) bool {
 	return true
 }
 
-func queuedLocked(ex *executor, taskID string) bool {
-	for _, q := range ex.queued {
-		for _, ti := range q.tasks {
-			if ti.GetTaskId().GetValue() == taskID {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (a *Agent) dequeueLocked(ex *executor, taskID string) {
-	var out []queuedLaunch
-	for _, q := range ex.queued {
-		var keep []*mesos.TaskInfo
-		for _, ti := range q.tasks {
-			if ti.GetTaskId().GetValue() != taskID {
-				keep = append(keep, ti)
-			}
-		}
-		if len(keep) > 0 {
-			out = append(out, queuedLaunch{keep, q.group})
-		}
-	}
-	ex.queued = out
-}
-
 // shutdownExecutor stops an executor: a custom one is asked to shut down
 // and destroyed after the grace period; a builtin one has its tasks killed.
-func (a *Agent) shutdownExecutor(ex *executor) {
-	a.mu.Lock()
-	if ex.kind != httpExecutor {
-		var ids []string
-		for id, t := range ex.tasks {
-			if !t.state.IsTerminal() {
-				ids = append(ids, id)
-			}
-		}
-		a.mu.Unlock()
-		for _, id := range ids {
-			a.killTask(ex.fw.id, id, nil)
-		}
-		return
-	}
-	if ex.shuttingDown || ex.ended {
-		a.mu.Unlock()
-		return
-	}
-	ex.shuttingDown = true
-	subscribed := ex.subscribed
-	if subscribed {
-		ex.stream.Send(&executorapi.Event{Type: executorapi.Event_SHUTDOWN.Enum()})
-	}
-	a.mu.Unlock()
-	if !subscribed {
-		go a.destroy(ex.containerID)
-		return
-	}
-	time.AfterFunc(a.cfg.ExecutorShutdownGracePeriod, func() { a.destroy(ex.containerID) })
-}
+func (a *Agent) shutdownExecutor(ex *executor) { ex.runner.shutdown() }
 
 func (a *Agent) shutdownFramework(fwID string) {
 	a.mu.Lock()
@@ -1071,9 +708,7 @@ func (a *Agent) frameworkMessage(m *cluster.FrameworkMessage) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ex := a.executorLocked(m.GetFrameworkId().GetValue(), m.GetExecutorId().GetValue())
-	if ex == nil || ex.kind != httpExecutor || !ex.subscribed {
+	if ex == nil || !ex.runner.messageLocked(m.GetData()) {
 		a.log.Warn("framework message dropped: executor not subscribed", "framework", m.GetFrameworkId().GetValue(), "executor", m.GetExecutorId().GetValue())
-		return
 	}
-	ex.stream.Send(&executorapi.Event{Type: executorapi.Event_MESSAGE.Enum(), Message: &executorapi.Event_Message{Data: m.GetData()}})
 }

@@ -7,18 +7,6 @@ import (
 	"github.com/corral/corral/agent"
 	"github.com/corral/corral/agent/gc"
 	"github.com/spf13/cobra"
-
-	// Launchers and isolators register themselves by name; every one is
-	// compiled in and --launcher/--isolation pick among them.
-	_ "github.com/corral/corral/isolators/cgroups"
-	_ "github.com/corral/corral/isolators/disk"
-	_ "github.com/corral/corral/isolators/filesystem"
-	_ "github.com/corral/corral/isolators/linux"
-	_ "github.com/corral/corral/isolators/namespaces"
-	_ "github.com/corral/corral/isolators/posix"
-	_ "github.com/corral/corral/launcher/linux"
-	_ "github.com/corral/corral/launcher/posix"
-	_ "github.com/corral/corral/launcher/systemd"
 )
 
 type agentFlags struct {

@@ -281,8 +281,33 @@ var (
 	registryMu     sync.RWMutex
 	launchers      = map[string]func(Options) (Launcher, error){}
 	launcherChecks = map[string]func(Options) error{}
+	launcherSetups = map[string][]func(context.Context, Options) (Options, error){}
 	isolators      = map[string]func(Options) (Isolator, error){}
 )
+
+// RegisterLauncherSetup adds a step that adapts the options of launcher
+// name before it is built, as launcher/systemd moves the linux launcher's
+// containers into systemd's scope: the agent names no launcher, it runs
+// the steps (SetUpLauncher). Steps run in registration order.
+func RegisterLauncherSetup(name string, setup func(context.Context, Options) (Options, error)) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	launcherSetups[name] = append(launcherSetups[name], setup)
+}
+
+// SetUpLauncher runs launcher name's setup steps on o.
+func SetUpLauncher(ctx context.Context, name string, o Options) (Options, error) {
+	registryMu.RLock()
+	steps := launcherSetups[name]
+	registryMu.RUnlock()
+	for _, step := range steps {
+		var err error
+		if o, err = step(ctx, o); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
 
 // RegisterLauncherCheck gives a registered launcher a cheap test of whether
 // it can run on this host (privileges, mounts) without building it; the

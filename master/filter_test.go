@@ -84,9 +84,9 @@ func TestFreedResourcesReofferedWithinAllocationInterval(t *testing.T) {
 	call := acceptCall([]*mesos.OfferID{o.GetId()}, ti)
 	call.Accept.Filters = &mesos.Filters{} // refuse_seconds unset: 5s
 	s.mustCall(call)
-	fa.next(cluster.Event_RUN_TASK)
+	fa.Next(cluster.Event_RUN_TASK)
 	s.noEvent(scheduler.Event_OFFERS, 1500*time.Millisecond) // the refused remainder
-	fa.update(s.id, ti, mesos.TaskState_TASK_FINISHED)
+	fa.Update(s.id, ti, mesos.TaskState_TASK_FINISHED)
 	s.update("t", 5*time.Second, mesos.TaskState_TASK_FINISHED)
 	ended := time.Now()
 	ev := s.find(time.Second, isOffers)

@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/corral/corral/agent"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
@@ -21,20 +19,17 @@ import (
 	"github.com/corral/corral/api/v1/scheduler"
 	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/master"
+	"github.com/corral/corral/master/mastertest"
 	"google.golang.org/protobuf/proto"
-
-	// The agent's launcher registers itself by name.
-	_ "github.com/corral/corral/launcher/posix"
 )
 
 const agentResources = "cpus:2;mem:1024;disk:1024;ports:[31000-31009]"
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// testMaster is a real master serving on loopback.
+// testMaster is a real master serving on loopback (mastertest.Start).
 type testMaster struct {
 	addr string
-	m    *master.Master
 }
 
 func (tm *testMaster) url(path string) string { return "http://" + tm.addr + path }
@@ -47,76 +42,41 @@ func startMaster(t *testing.T) *testMaster {
 // startMasterWith is startMaster with the test's changes to the config.
 func startMasterWith(t *testing.T, change func(*master.Config)) *testMaster {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := master.Config{
-		Address:            ln.Addr().String(),
 		HeartbeatInterval:  500 * time.Millisecond,
 		AllocationInterval: 50 * time.Millisecond,
 		Log:                quietLog(),
 	}
 	change(&cfg)
-	m := master.New(cfg)
-	srv := &http.Server{Handler: m.Handler()}
-	go func() { _ = srv.Serve(ln) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = srv.Close()
-	})
-	return &testMaster{addr: ln.Addr().String(), m: m}
+	addr, _ := mastertest.Start(t, cfg)
+	return &testMaster{addr: addr}
 }
 
-// testAgent is a real agent (posix launcher) registered with the master.
-type testAgent struct {
-	a        *agent.Agent
-	endpoint string
-}
-
-func startAgent(t *testing.T, tm *testMaster) *testAgent {
+// setup starts a master and a fake agent (mastertest.FakeAgent) with
+// agentResources that acts out command tasks: "true" finishes at once,
+// "sleep N" after N seconds, a kill ends a task. The prefix keeps the
+// test's task IDs its own.
+func setup(t *testing.T) (*testMaster, *mastertest.FakeAgent, string) {
 	t.Helper()
-	a, err := agent.New(agent.Config{
-		Master:               tm.addr,
-		WorkDir:              t.TempDir(),
-		IP:                   "127.0.0.1",
-		Port:                 0,
-		Resources:            agentResources,
-		Launcher:             "posix",
-		LauncherDir:          testsupport.BinDir(t),
-		StatusUpdateRetryMin: 200 * time.Millisecond,
-		StatusUpdateRetryMax: time.Second,
-		Log:                  quietLog(),
-	})
-	if err != nil {
-		t.Fatalf("agent.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Errorf("agent did not stop within 15s")
-		}
-	})
-	return &testAgent{a: a, endpoint: a.Endpoint()}
-}
-
-// setup starts a master and an agent, with a leak check for prefix.
-func setup(t *testing.T) (*testMaster, *testAgent, string) {
-	t.Helper()
-	prefix := testsupport.Prefix(t)
-	testsupport.CheckLeaks(t, prefix) // runs after the agent is stopped
 	tm := startMaster(t)
-	ta := startAgent(t, tm)
-	return tm, ta, prefix
+	fa := mastertest.ConnectAgent(t, tm.addr, mastertest.AgentOptions{Resources: agentResources, RunCommands: true})
+	return tm, fa, testsupport.Prefix(t)
+}
+
+// connectFakeAgent connects a fake agent with agentResources that only
+// records what the master tells it; the test sends its updates.
+func connectFakeAgent(t *testing.T, tm *testMaster, id string, tasks []*mesos.Task, frameworks []*mesos.FrameworkInfo, executors ...*mesos.ExecutorInfo) *mastertest.FakeAgent {
+	t.Helper()
+	return connectFakeAgentWith(t, tm, agentResources, id, tasks, frameworks, executors...)
+}
+
+// connectFakeAgentWith is connectFakeAgent for an agent with resources res
+// (the --resources text form).
+func connectFakeAgentWith(t *testing.T, tm *testMaster, res string, id string, tasks []*mesos.Task, frameworks []*mesos.FrameworkInfo, executors ...*mesos.ExecutorInfo) *mastertest.FakeAgent {
+	t.Helper()
+	return mastertest.ConnectAgent(t, tm.addr, mastertest.AgentOptions{
+		ID: id, Resources: res, Tasks: tasks, Frameworks: frameworks, Executors: executors,
+	})
 }
 
 // scheduler is a framework connected through the v1 scheduler API.

@@ -4,21 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/recordio"
 	masterapi "github.com/corral/corral/api/v1/master"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/api/v1/scheduler"
 	"github.com/corral/corral/internal/testsupport"
+	"github.com/corral/corral/master/mastertest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -30,7 +32,7 @@ func TestSubscribeAndOffer(t *testing.T) {
 		codec codec.Codec
 	}{{"json", codec.JSON}, {"protobuf", codec.Protobuf}} {
 		t.Run(c.name, func(t *testing.T) {
-			tm, ta, _ := setup(t)
+			tm, fa, _ := setup(t)
 			s := subscribe(t, tm, c.codec)
 			if s.sub.StreamID == "" {
 				t.Error("no Mesos-Stream-Id header on SUBSCRIBE")
@@ -42,7 +44,7 @@ func TestSubscribeAndOffer(t *testing.T) {
 			if o.GetId().GetValue() == "" || o.GetAgentId().GetValue() == "" || o.GetHostname() == "" {
 				t.Errorf("offer lacks id, agent_id or hostname: %v", o)
 			}
-			host, portStr, _ := net.SplitHostPort(ta.endpoint)
+			host, portStr, _ := net.SplitHostPort(fa.Endpoint)
 			port, _ := strconv.Atoi(portStr)
 			u := o.GetUrl()
 			if u.GetScheme() != "http" || u.GetAddress().GetIp() != host || int(u.GetAddress().GetPort()) != port {
@@ -303,7 +305,7 @@ func TestCallErrors(t *testing.T) {
 }
 
 func TestAcceptInvalidOffers(t *testing.T) {
-	tm, _, prefix := setup(t)
+	tm, fa, prefix := setup(t)
 	for _, pa := range []bool{false, true} {
 		name := "not partition aware"
 		wantState := mesos.TaskState_TASK_LOST
@@ -351,13 +353,17 @@ func TestAcceptInvalidOffers(t *testing.T) {
 			if o3 == nil {
 				t.Fatal("no offer after invalid accepts")
 			}
+			// Of all these, only the valid launch reached the agent.
+			if ran := ranOn(fa, prefix+name); !slices.Equal(ran, []string{prefix + name + "-ok"}) {
+				t.Errorf("the agent was told to run %v, want only %s", ran, prefix+name+"-ok")
+			}
 			s.mustCall(&scheduler.Call{Type: scheduler.Call_TEARDOWN.Enum()})
 		})
 	}
 }
 
 func TestAcceptTaskErrors(t *testing.T) {
-	tm, _, prefix := setup(t)
+	tm, fa, prefix := setup(t)
 	s := subscribe(t, tm, codec.JSON)
 	o := s.offer(offerWait)
 
@@ -410,6 +416,10 @@ func TestAcceptTaskErrors(t *testing.T) {
 		t.Errorf("duplicate task ID: states %v then %v, want one TASK_RUNNING and one TASK_ERROR", first.GetState(), second.GetState())
 	}
 	s.update(prefix+"half-1", 10*time.Second, mesos.TaskState_TASK_FINISHED)
+	// Only the valid tasks reached the agent, the first "dup" once.
+	if ran := ranOn(fa, prefix); !slices.Equal(ran, []string{prefix + "dup", prefix + "half-1"}) {
+		t.Errorf("the agent was told to run %v, want %sdup and %shalf-1", ran, prefix, prefix)
+	}
 	s.mustCall(&scheduler.Call{Type: scheduler.Call_KILL.Enum(), Kill: &scheduler.Call_Kill{TaskId: &mesos.TaskID{Value: proto.String(prefix + "dup")}}})
 	s.update(prefix+"dup", 10*time.Second, mesos.TaskState_TASK_KILLED)
 }
@@ -642,18 +652,16 @@ func TestReconcile(t *testing.T) {
 	// Once its end is acknowledged the task is among the completed ones:
 	// reconciling it, or killing it again (a kill retried while the end
 	// was on its way), restates that end instead of Mesos' TASK_LOST.
-	deadline := time.Now().Add(10 * time.Second)
-	for completed := false; !completed; {
+	testsupport.Eventually(t, id+" among the completed tasks after its end was acknowledged", 10*time.Second, func() bool {
 		for _, fw := range getState(t, tm).Frameworks {
 			for _, ct := range fw.CompletedTasks {
-				completed = completed || ct.ID == id
+				if ct.ID == id {
+					return true
+				}
 			}
 		}
-		if !completed && time.Now().After(deadline) {
-			t.Fatalf("%s not among the completed tasks 10s after its end was acknowledged", id)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	for _, c := range []*scheduler.Call{
 		{Type: scheduler.Call_RECONCILE.Enum(), Reconcile: &scheduler.Call_Reconcile{Tasks: []*scheduler.Call_Reconcile_Task{{TaskId: &mesos.TaskID{Value: proto.String(id)}}}}},
 		{Type: scheduler.Call_KILL.Enum(), Kill: &scheduler.Call_Kill{TaskId: &mesos.TaskID{Value: proto.String(id)}}},
@@ -666,62 +674,8 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
-func TestTeardown(t *testing.T) {
-	tm, _, prefix := setup(t)
-	s := subscribe(t, tm, codec.JSON)
-	o := s.offer(offerWait)
-	id := prefix + "victim"
-	s.launch(o, task(prefix, "victim", o, "cpus:1;mem:64", "sleep 60"))
-	s.update(id, 10*time.Second, mesos.TaskState_TASK_RUNNING)
-	if !processWithEnv(prefix) {
-		t.Fatal("the running task's process is not found by its prefix: the leak check would be blind")
-	}
-
-	s.mustCall(&scheduler.Call{Type: scheduler.Call_TEARDOWN.Enum()})
-
-	// The event stream ends.
-	deadline := time.After(5 * time.Second)
-	for ended := false; !ended; {
-		select {
-		case _, ok := <-s.events:
-			ended = !ok
-		case <-deadline:
-			t.Fatal("event stream still open 5s after TEARDOWN")
-		}
-	}
-	if !errors.Is(s.endErr, io.EOF) && !errors.Is(s.endErr, io.ErrUnexpectedEOF) {
-		t.Errorf("stream ended with %v, want EOF", s.endErr)
-	}
-
-	// Calls on the old stream are refused now: the framework is gone, which
-	// Mesos answers 400 "Framework cannot be found".
-	if err := s.call(&scheduler.Call{Type: scheduler.Call_REVIVE.Enum()}); statusCode(err) != http.StatusBadRequest {
-		t.Errorf("call after TEARDOWN: %v, want 400", err)
-	}
-
-	// The task's processes are gone (killed on the agent).
-	waitFor(t, 10*time.Second, "the task's processes to end", func() bool { return !processWithEnv(prefix) })
-
-	st := getState(t, tm)
-	if len(st.Frameworks) != 0 {
-		t.Errorf("/state frameworks = %d after TEARDOWN, want 0", len(st.Frameworks))
-	}
-	if len(st.CompletedFrameworks) != 1 || st.CompletedFrameworks[0].ID != s.id {
-		t.Errorf("/state completed_frameworks = %v, want %s", st.CompletedFrameworks, s.id)
-	}
-	if u := st.Slaves[0].UsedResources["cpus"]; u != 0.0 {
-		t.Errorf("agent used cpus %v after TEARDOWN, want 0", u)
-	}
-	// A new framework gets the whole agent.
-	s2 := subscribe(t, tm, codec.JSON)
-	o2 := s2.offer(offerWait)
-	if c := scalar(o2.GetResources(), "cpus"); c != 2 {
-		t.Errorf("offer after TEARDOWN: cpus %v, want 2", c)
-	}
-}
-
 func TestStateEndpoints(t *testing.T) {
-	tm, ta, prefix := setup(t)
+	tm, fa, prefix := setup(t)
 	s := subscribe(t, tm, codec.JSON)
 	o := s.offer(offerWait)
 	id := prefix + "stateful"
@@ -736,7 +690,7 @@ func TestStateEndpoints(t *testing.T) {
 	if sl.ID != o.GetAgentId().GetValue() || !sl.Active {
 		t.Errorf("slave id %q active %v, want %q active", sl.ID, sl.Active, o.GetAgentId().GetValue())
 	}
-	if _, port, _ := net.SplitHostPort(ta.endpoint); strconv.Itoa(sl.Port) != port {
+	if _, port, _ := net.SplitHostPort(fa.Endpoint); strconv.Itoa(sl.Port) != port {
 		t.Errorf("slave port %d, want %s", sl.Port, port)
 	}
 	if sl.Resources["cpus"] != 2.0 || sl.Resources["mem"] != 1024.0 || sl.Resources["disk"] != 1024.0 || sl.Resources["ports"] != "[31000-31009]" || sl.Resources["gpus"] != 0.0 {
@@ -791,7 +745,7 @@ func TestStateEndpoints(t *testing.T) {
 	// Killed and acknowledged, the task moves to completed_tasks.
 	s.mustCall(&scheduler.Call{Type: scheduler.Call_KILL.Enum(), Kill: &scheduler.Call_Kill{TaskId: &mesos.TaskID{Value: proto.String(id)}}})
 	s.update(id, 10*time.Second, mesos.TaskState_TASK_KILLED)
-	waitFor(t, 5*time.Second, "the task to move to completed_tasks", func() bool {
+	testsupport.Eventually(t, "the task to move to completed_tasks", 5*time.Second, func() bool {
 		st := getState(t, tm)
 		return len(st.Frameworks) == 1 && len(st.Frameworks[0].Tasks) == 0 && len(st.Frameworks[0].CompletedTasks) == 1 &&
 			st.Frameworks[0].CompletedTasks[0].State == "TASK_KILLED"
@@ -874,24 +828,15 @@ func operator(t *testing.T, tm *testMaster, c codec.Codec, call *masterapi.Call,
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// processWithEnv reports whether a process carrying s in its environment
-// is alive.
-func processWithEnv(s string) bool {
-	for _, l := range testsupport.Leaks(s) {
-		if strings.HasPrefix(l, "process") {
-			return true
+// ranOn lists, sorted, the IDs starting with prefix of the tasks the master
+// sent the fake agent RUN_TASK for.
+func ranOn(fa *mastertest.FakeAgent, prefix string) []string {
+	var ids []string
+	for _, ev := range fa.Events() {
+		if id := ev.GetRunTask().GetTask().GetTaskId().GetValue(); ev.GetType() == cluster.Event_RUN_TASK && strings.HasPrefix(id, prefix) {
+			ids = append(ids, id)
 		}
 	}
-	return false
+	slices.Sort(ids)
+	return ids
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 func snapshot(t *testing.T, tm *testMaster) map[string]float64 {
@@ -38,11 +39,10 @@ func TestMetricsSnapshot(t *testing.T) {
 	var m map[string]float64
 	// The master completes the task when its terminal update arrives; the
 	// scheduler may see it first, so look until it shows (a hang guard).
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if m = snapshot(t, tm); m["master/tasks_finished"] >= 1 || time.Now().After(deadline) {
-			break
-		}
-	}
+	testsupport.Eventually(t, "master/tasks_finished to count the task", 30*time.Second, func() bool {
+		m = snapshot(t, tm)
+		return m["master/tasks_finished"] >= 1
+	})
 	want := map[string]float64{
 		"master/elected": 1, "master/slaves_active": 1, "master/frameworks_active": 1,
 		"master/frameworks_connected": 1, "master/tasks_finished": 1, "master/tasks_running": 0,

@@ -15,6 +15,8 @@ import (
 	masterapi "github.com/corral/corral/api/v1/master"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/api/v1/scheduler"
+	"github.com/corral/corral/internal/testsupport"
+	"github.com/corral/corral/master/mastertest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -98,7 +100,7 @@ func index(v any, path ...any) any {
 
 // reservedCluster is a master with a fake agent "cpus:1;mem:512;cpus(web):1",
 // a framework of role web running one task on cpus(web):0.5 and mem:64.
-func reservedCluster(t *testing.T) (*testMaster, *fakeAgent, *schedulerClient, *mesos.TaskInfo) {
+func reservedCluster(t *testing.T) (*testMaster, *mastertest.FakeAgent, *schedulerClient, *mesos.TaskInfo) {
 	t.Helper()
 	tm := startMaster(t)
 	fa := connectFakeAgentWith(t, tm, "cpus:1;mem:512;cpus(web):1", "", nil, nil)
@@ -106,8 +108,8 @@ func reservedCluster(t *testing.T) (*testMaster, *fakeAgent, *schedulerClient, *
 	o := s.offer(offerWait)
 	ti := task("", "web-task", o, "cpus(web):0.5;mem:64", "sleep 60")
 	s.launch(o, ti)
-	fa.next(cluster.Event_RUN_TASK)
-	fa.update(s.id, ti, mesos.TaskState_TASK_RUNNING)
+	fa.Next(cluster.Event_RUN_TASK)
+	fa.Update(s.id, ti, mesos.TaskState_TASK_RUNNING)
 	s.update("web-task", 5*time.Second, mesos.TaskState_TASK_RUNNING)
 	return tm, fa, s, ti
 }
@@ -143,7 +145,7 @@ func TestStateMatchesMesos(t *testing.T) {
 		"reserved_resources": "object", "unreserved_resources": "object", "active": "bool", "deactivated": "bool",
 		"version": "string", "capabilities": "array",
 	}, "reserved_resources_full", "unreserved_resources_full", "used_resources_full", "offered_resources_full")
-	if sl["id"] != fa.id || sl["deactivated"] != false || sl["active"] != true {
+	if sl["id"] != fa.ID || sl["deactivated"] != false || sl["active"] != true {
 		t.Errorf("slave id %v active %v deactivated %v", sl["id"], sl["active"], sl["deactivated"])
 	}
 	if c := index(sl, "reserved_resources", "web", "cpus"); c != 1.0 {
@@ -175,7 +177,7 @@ func TestStateMatchesMesos(t *testing.T) {
 		"id": "string", "name": "string", "framework_id": "string", "executor_id": "string", "slave_id": "string",
 		"state": "string", "resources": "object", "role": "string", "statuses": "array",
 	})
-	if tk["role"] != "web" || tk["state"] != "TASK_RUNNING" || tk["slave_id"] != fa.id {
+	if tk["role"] != "web" || tk["state"] != "TASK_RUNNING" || tk["slave_id"] != fa.ID {
 		t.Errorf("task role %v state %v slave_id %v", tk["role"], tk["state"], tk["slave_id"])
 	}
 
@@ -227,8 +229,8 @@ func TestSlavesEndpoint(t *testing.T) {
 	if got := getMap(t, tm, "/master/slaves?slave_id=nope"); len(arr(got["slaves"])) != 0 {
 		t.Errorf("/master/slaves?slave_id=nope lists %v", got["slaves"])
 	}
-	if got := getMap(t, tm, "/slaves?slave_id="+fa.id); len(arr(got["slaves"])) != 1 {
-		t.Errorf("/slaves?slave_id=%s lists %v", fa.id, got["slaves"])
+	if got := getMap(t, tm, "/slaves?slave_id="+fa.ID); len(arr(got["slaves"])) != 1 {
+		t.Errorf("/slaves?slave_id=%s lists %v", fa.ID, got["slaves"])
 	}
 }
 
@@ -251,8 +253,8 @@ func TestStateSummary(t *testing.T) {
 		checkShape(t, path+" frameworks[0]", fw, map[string]string{
 			"id": "string", "name": "string", "recovered": "bool", "TASK_RUNNING": "number", "slave_ids": "array",
 		}, "tasks")
-		if fw["TASK_RUNNING"] != 1.0 || !reflect.DeepEqual(fw["slave_ids"], []any{fa.id}) {
-			t.Errorf("%s framework TASK_RUNNING %v slave_ids %v, want 1 [%s]", path, fw["TASK_RUNNING"], fw["slave_ids"], fa.id)
+		if fw["TASK_RUNNING"] != 1.0 || !reflect.DeepEqual(fw["slave_ids"], []any{fa.ID}) {
+			t.Errorf("%s framework TASK_RUNNING %v slave_ids %v, want 1 [%s]", path, fw["TASK_RUNNING"], fw["slave_ids"], fa.ID)
 		}
 	}
 }
@@ -265,7 +267,7 @@ func TestRolesEndpoint(t *testing.T) {
 	s := subscribe(t, tm, codec.JSON, func(fi *mesos.FrameworkInfo) { fi.Role = proto.String("eng/web") })
 	o := s.offer(offerWait)
 	s.launch(o, task("", "t", o, "cpus(eng/web):0.5;mem:64", "sleep 60"))
-	fa.next(cluster.Event_RUN_TASK)
+	fa.Next(cluster.Event_RUN_TASK)
 
 	roles := arr(getMap(t, tm, "/master/roles")["roles"])
 	var names []string
@@ -317,15 +319,15 @@ func TestTasksEndpoint(t *testing.T) {
 	}
 	s.launch(o, tis...)
 	for i, ti := range tis {
-		fa.next(cluster.Event_RUN_TASK)
+		fa.Next(cluster.Event_RUN_TASK)
 		state := mesos.TaskState_TASK_RUNNING
 		if i == 0 {
 			state = mesos.TaskState_TASK_FINISHED // t1 ends: a completed task
 		}
-		fa.updateAt(s.id, ti, state, float64(100*(i+1)))
+		fa.UpdateAt(s.id, ti, state, float64(100*(i+1)))
 		s.update(ti.GetTaskId().GetValue(), 5*time.Second, state)
 	}
-	waitFor(t, 5*time.Second, "t1 to be completed", func() bool {
+	testsupport.Eventually(t, "t1 to be completed", 5*time.Second, func() bool {
 		st := getState(t, tm)
 		return len(st.Frameworks) == 1 && len(st.Frameworks[0].CompletedTasks) == 1
 	})
@@ -377,11 +379,11 @@ func TestGetTasksListsCompletedTasks(t *testing.T) {
 	o := s.offer(offerWait)
 	done, running := task("", "done", o, "cpus:0.1;mem:32", "true"), task("", "running", o, "cpus:0.1;mem:32", "sleep 60")
 	s.launch(o, done, running)
-	fa.next(cluster.Event_RUN_TASK)
-	fa.next(cluster.Event_RUN_TASK)
-	fa.update(s.id, done, mesos.TaskState_TASK_FINISHED)
+	fa.Next(cluster.Event_RUN_TASK)
+	fa.Next(cluster.Event_RUN_TASK)
+	fa.Update(s.id, done, mesos.TaskState_TASK_FINISHED)
 	s.update("done", 5*time.Second, mesos.TaskState_TASK_FINISHED)
-	fa.update(s.id, running, mesos.TaskState_TASK_RUNNING)
+	fa.Update(s.id, running, mesos.TaskState_TASK_RUNNING)
 	s.update("running", 5*time.Second, mesos.TaskState_TASK_RUNNING)
 
 	getTasks := func() (live, completed map[string]mesos.TaskState) {
@@ -396,7 +398,7 @@ func TestGetTasksListsCompletedTasks(t *testing.T) {
 		}
 		return live, completed
 	}
-	waitFor(t, 5*time.Second, "the finished task in completed_tasks", func() bool {
+	testsupport.Eventually(t, "the finished task in completed_tasks", 5*time.Second, func() bool {
 		_, c := getTasks()
 		return c["done"] == mesos.TaskState_TASK_FINISHED
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/api/v1/scheduler"
+	"github.com/corral/corral/internal/testsupport"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,7 +24,7 @@ func TestSchedulerRefusalsMatchMesos(t *testing.T) {
 	// A framework that is known but not connected: it failed over.
 	gone := subscribe(t, tm, codec.JSON, func(fi *mesos.FrameworkInfo) { fi.FailoverTimeout = proto.Float64(60) })
 	_ = gone.sub.Close()
-	waitFor(t, 5*time.Second, "the failed-over framework to disconnect", func() bool {
+	testsupport.Eventually(t, "the failed-over framework to disconnect", 5*time.Second, func() bool {
 		for _, fw := range getState(t, tm).Frameworks {
 			if fw.ID == gone.id {
 				return !fw.Connected
@@ -162,7 +163,7 @@ func TestOfferResourceFormat(t *testing.T) {
 			ti := task("", "echo", o, "cpus:0.1", "true")
 			ti.Resources = o.GetResources()
 			s.launch(o, ti)
-			if ev := fa.next(cluster.Event_RUN_TASK); ev.GetRunTask().GetTask().GetTaskId().GetValue() != "echo" {
+			if ev := fa.Next(cluster.Event_RUN_TASK); ev.GetRunTask().GetTask().GetTaskId().GetValue() != "echo" {
 				t.Errorf("RUN_TASK for %v", ev.GetRunTask().GetTask().GetTaskId())
 			}
 			if ev := s.find(time.Second, func(ev *scheduler.Event) bool { return ev.GetType() == scheduler.Event_UPDATE }); ev != nil {

@@ -1,6 +1,10 @@
+//go:build linux
+
 // Command corral-init is the lean first process of every Corral container.
 // With --keep-scope UNIT it is instead the keeper that holds the systemd
 // scope of a node's containers (launcher/systemd) while no container does.
+//
+// It is Linux only, as the containers it starts are (launcher/containerinit).
 package main
 
 import (

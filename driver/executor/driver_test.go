@@ -18,6 +18,7 @@ import (
 	"github.com/corral/corral/api/recordio"
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -352,14 +353,10 @@ func TestDriverResubscribes(t *testing.T) {
 	stream.Send(ack(running2))
 
 	// Wait until the ACK is in, then break the stream.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for us, _ := h.drv.Unacknowledged(); len(us) != 1; us, _ = h.drv.Unacknowledged() {
-		if ctx.Err() != nil {
-			t.Fatal("ACK not processed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testsupport.Eventually(t, "the ACK processed", 5*time.Second, func() bool {
+		us, _ := h.drv.Unacknowledged()
+		return len(us) == 1
+	})
 	stream.Close()
 	rec.expect(t, "disconnected")
 

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // An agent killed between a destroy's freeze and thaw leaves its container
@@ -18,9 +20,9 @@ func TestAgentRecoveryThawsFrozenContainer(t *testing.T) {
 	prefix := rootTest(t)
 	c := startCluster(t, prefix, clusterOpts{split: true})
 	run := start(t, "corral run", nil, "run", "--master", c.master, "--name", prefix+"frozen", "--command", "sleep 1000", "--checkpoint")
-	waitFor(t, "the task running", runTimeout, func() bool { return strings.Contains(run.out.String(), "TASK_RUNNING") })
+	testsupport.Eventually(t, "the task running", runTimeout, func() bool { return strings.Contains(run.out.String(), "TASK_RUNNING") })
 	var sleepPid string
-	waitFor(t, "the task's sleep", runTimeout, func() bool {
+	testsupport.Eventually(t, "the task's sleep", runTimeout, func() bool {
 		for _, p := range processesOf(c.workDir) {
 			if pid, _, ok := strings.Cut(p, " "); ok && strings.HasSuffix(p, ": sleep 1000") {
 				sleepPid = pid
@@ -43,7 +45,7 @@ func TestAgentRecoveryThawsFrozenContainer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("FROZEN"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the container frozen", 10*time.Second, func() bool { return freezerState(dir) == "FROZEN" })
+	testsupport.Eventually(t, "the container frozen", 10*time.Second, func() bool { return freezerState(dir) == "FROZEN" })
 	c.procs[1].stop(t, syscall.SIGKILL)
 	c.restartAgent(t)
 
@@ -61,7 +63,7 @@ func TestAgentRecoveryThawsFrozenContainer(t *testing.T) {
 	// Thawed, it can be killed and reaped: corral run's Ctrl-C kills the
 	// task.
 	run.stop(t, syscall.SIGINT)
-	waitFor(t, "the task's processes gone", 30*time.Second, func() bool {
+	testsupport.Eventually(t, "the task's processes gone", 30*time.Second, func() bool {
 		for _, p := range processesOf(c.workDir) {
 			if !strings.Contains(p, "corral agent") {
 				return false

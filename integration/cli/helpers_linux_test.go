@@ -245,16 +245,6 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 }
 
-// waitFor polls cond; only a hang fails.
-func waitFor(tb testing.TB, what string, limit time.Duration, cond func() bool) {
-	tb.Helper()
-	for deadline := time.Now().Add(limit); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("still waiting for %s after %v", what, limit)
-		}
-	}
-}
-
 // containerCgroups lists the containers' cgroups under root in every
 // mounted hierarchy.
 func containerCgroups(root string) []string {

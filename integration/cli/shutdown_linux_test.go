@@ -35,8 +35,8 @@ func TestLocalShutdownSurvivesClosedPipe(t *testing.T) {
 			local := c.procs[0]
 
 			run := start(t, "corral run", nil, "run", "--master", c.master, "--name", prefix+"sleeper", "--command", "sleep 1000")
-			waitFor(t, "the task running", runTimeout, func() bool { return strings.Contains(run.out.String(), "TASK_RUNNING") })
-			waitFor(t, "the task's sleep", runTimeout, func() bool {
+			testsupport.Eventually(t, "the task running", runTimeout, func() bool { return strings.Contains(run.out.String(), "TASK_RUNNING") })
+			testsupport.Eventually(t, "the task's sleep", runTimeout, func() bool {
 				for _, p := range processesOf(c.workDir) {
 					if strings.HasSuffix(p, ": sleep 1000") {
 						return true

@@ -114,7 +114,7 @@ func BenchmarkRecover1000(b *testing.B) {
 		f.ack(b, s)
 	}
 	f.stop()
-	waitForTB(b, "the containers to be destroyed", func() bool { return len(taskProcesses(prefix)) == 0 })
+	testsupport.Eventually(b, "the containers to be destroyed", 5*taskTimeout, func() bool { return len(taskProcesses(prefix)) == 0 })
 }
 
 // recoveredLine reads the agent's "recovered" log line: how many containers
@@ -154,15 +154,4 @@ func rssKB(tb testing.TB, pid int) float64 {
 		tb.Fatalf("no VmRSS for %d", pid)
 	}
 	return kb
-}
-
-func waitForTB(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * taskTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // fullIsolation is the isolation of the attacks' linux agent: every
@@ -90,7 +91,7 @@ func TestContainmentAttacks(t *testing.T) {
 			victim := commandTask(t, "victim", `echo s3cret > secret; touch ready; sleep 1000`)
 			f.launch(victim)
 			f.running(t, "victim")
-			waitFor(t, "the victim's secret", func() bool { return fileExists(filepath.Join(c.sandbox(t, "victim"), "ready")) })
+			testsupport.Eventually(t, "the victim's secret", taskTimeout, func() bool { return fileExists(filepath.Join(c.sandbox(t, "victim"), "ready")) })
 
 			var ids []string
 			for _, a := range attacks {
@@ -190,7 +191,7 @@ func TestSandboxOwnedByTaskUser(t *testing.T) {
 		root.launch(commandTask(t, "victim", `echo s3cret > secret; sleep 1000`))
 		root.running(t, "victim")
 		victimBox := c.sandbox(t, "victim")
-		waitFor(t, "the victim's secret", func() bool { return fileExists(filepath.Join(victimBox, "secret")) })
+		testsupport.Eventually(t, "the victim's secret", taskTimeout, func() bool { return fileExists(filepath.Join(victimBox, "secret")) })
 
 		// CommandInfo.user runs them as nobody within the root framework.
 		writer := commandTask(t, "writer", `id -u; echo mine > $MESOS_SANDBOX/own && cat $MESOS_SANDBOX/own`)

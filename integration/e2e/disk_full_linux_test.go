@@ -35,7 +35,7 @@ func TestFullWorkDirWithChurn(t *testing.T) {
 		}
 		// The agent's reserve comes and goes once the disk is full: a few
 		// blocks.
-		waitFor(t, "the filler to fill the work_dir's file system", func() bool {
+		testsupport.Eventually(t, "the filler to fill the work_dir's file system", taskTimeout, func() bool {
 			var st unix.Statfs_t
 			return unix.Statfs(mnt, &st) == nil && st.Bavail*uint64(st.Bsize) < 1<<20
 		})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // Issue 6 on real binaries: the agent's sandbox GC and disk/du, set by the
@@ -55,7 +56,7 @@ func TestDiskGCRemovesEndedSandbox(t *testing.T) {
 	n := startNode(t, prefix, "posix", "--gc_delay", "2s", "--disk_watch_interval", "1s")
 	// startNode waits for the agent to listen, not for its registration.
 	var m map[string]float64
-	waitFor(t, "the agent to count itself registered", func() bool {
+	testsupport.Eventually(t, "the agent to count itself registered", taskTimeout, func() bool {
 		m = n.metrics(t)
 		return m["slave/registered"] == 1
 	})
@@ -79,10 +80,10 @@ func TestDiskGCRemovesEndedSandbox(t *testing.T) {
 	if s := f.awaitTerminal(t, "gc-1")["gc-1"].last; s.GetState() != mesos.TaskState_TASK_FINISHED {
 		t.Fatalf("gc-1 ended %v %q", s.GetState(), s.GetMessage())
 	}
-	waitFor(t, "the sandbox and its executor's and framework's directories to be removed", func() bool {
+	testsupport.Eventually(t, "the sandbox and its executor's and framework's directories to be removed", taskTimeout, func() bool {
 		return gone(box) && gone(exDir) && gone(fwDir)
 	})
-	waitFor(t, "nothing left scheduled", func() bool { return n.metrics(t)["gc/path_removals_pending"] == 0 })
+	testsupport.Eventually(t, "nothing left scheduled", taskTimeout, func() bool { return n.metrics(t)["gc/path_removals_pending"] == 0 })
 	m = n.metrics(t)
 	if m["gc/path_removals_succeeded"] < 1 || m["gc/path_removals_failed"] != 0 || m["gc/bytes_freed"] < 1<<20 || m["gc/last_prune_secs"] <= 0 {
 		t.Errorf("after the removal: succeeded %v failed %v bytes_freed %v last_prune %v; want removals counted with the 1 MiB freed",
@@ -122,7 +123,7 @@ func TestDiskGCAfterAgentRestart(t *testing.T) {
 		t.Fatalf("before ended %v %q", s.GetState(), s.GetMessage())
 	}
 	// Its run and executor directories; not the framework's.
-	waitFor(t, "the ended run's directories to be scheduled", func() bool { return n.metrics(t)["gc/path_removals_pending"] == 2 })
+	testsupport.Eventually(t, "the ended run's directories to be scheduled", taskTimeout, func() bool { return n.metrics(t)["gc/path_removals_pending"] == 2 })
 	if gone(boxBefore) {
 		t.Fatalf("%s removed long before its gc_delay", boxBefore)
 	}
@@ -131,13 +132,13 @@ func TestDiskGCAfterAgentRestart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(boxDown, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "task down to end while the agent is down", func() bool { return len(processesOf(cidDown)) == 0 })
+	testsupport.Eventually(t, "task down to end while the agent is down", taskTimeout, func() bool { return len(processesOf(cidDown)) == 0 })
 	n.startAgent(t, "--gc_delay", "2s")
 
 	if s := f.awaitTerminal(t, "down")["down"].last; s.GetState() != mesos.TaskState_TASK_FINISHED {
 		t.Errorf("down ended %v %q, want TASK_FINISHED", s.GetState(), s.GetMessage())
 	}
-	waitFor(t, "both sandboxes and their executors' directories to be removed", func() bool {
+	testsupport.Eventually(t, "both sandboxes and their executors' directories to be removed", taskTimeout, func() bool {
 		return gone(boxBefore) && gone(exBefore) && gone(boxDown) && gone(exDown)
 	})
 	if m := n.metrics(t); m["gc/path_removals_succeeded"] < 4 || m["gc/path_removals_failed"] != 0 {
@@ -152,8 +153,8 @@ func TestDiskGCAfterAgentRestart(t *testing.T) {
 	if s := f.awaitTerminal(t, "keeper")["keeper"].last; s.GetState() != mesos.TaskState_TASK_KILLED {
 		t.Errorf("keeper ended %v %q, want TASK_KILLED", s.GetState(), s.GetMessage())
 	}
-	waitFor(t, "the framework's directory to be removed after its last run", func() bool { return gone(fwDir) })
-	waitFor(t, "nothing left scheduled", func() bool { return n.metrics(t)["gc/path_removals_pending"] == 0 })
+	testsupport.Eventually(t, "the framework's directory to be removed after its last run", taskTimeout, func() bool { return gone(fwDir) })
+	testsupport.Eventually(t, "nothing left scheduled", taskTimeout, func() bool { return n.metrics(t)["gc/path_removals_pending"] == 0 })
 }
 
 // disk/du from the command line, enforcing: a task writing past its disk
@@ -182,7 +183,7 @@ func TestDiskDUEnforcedThroughAgent(t *testing.T) {
 	}
 
 	var used, limit float64
-	waitFor(t, "under's sandbox to be measured", func() bool {
+	testsupport.Eventually(t, "under's sandbox to be measured", taskTimeout, func() bool {
 		var stats []struct {
 			ContainerID string             `json:"container_id"`
 			Statistics  map[string]float64 `json:"statistics"`

@@ -6,11 +6,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // TestCommandTasks runs command tasks through the scheduler API, over
@@ -98,7 +98,7 @@ func TestKillTask(t *testing.T) {
 				t.Fatalf("TASK_RUNNING carries no container ID: %v", running.last)
 			}
 			// The sleeps may take a moment to be exec'd after RUNNING.
-			waitFor(t, "the task's sleep processes", func() bool {
+			testsupport.Eventually(t, "the task's sleep processes", taskTimeout, func() bool {
 				n := 0
 				for _, p := range processesOf(cid) {
 					if _, cmd, _ := strings.Cut(p, ": "); strings.HasPrefix(cmd, "sleep 10") {
@@ -113,20 +113,8 @@ func TestKillTask(t *testing.T) {
 			if s := h.last; s.GetState() != mesos.TaskState_TASK_KILLED {
 				t.Fatalf("killed task ended %v %v %q (states %v), want TASK_KILLED", s.GetState(), s.GetReason(), s.GetMessage(), h)
 			}
-			waitFor(t, "no process of the killed container", func() bool { return len(processesOf(cid)) == 0 })
+			testsupport.Eventually(t, "no process of the killed container", taskTimeout, func() bool { return len(processesOf(cid)) == 0 })
 		})
-	}
-}
-
-// waitFor polls cond; only a hang fails.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(taskTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s after %v", what, taskTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -179,7 +167,7 @@ func TestCustomExecutor(t *testing.T) {
 			}
 			// Teardown: the agent sends SHUTDOWN and the executor exits.
 			f.stop()
-			waitFor(t, "the executor to exit after teardown", func() bool { return len(processesOf(sandbox)) == 0 })
+			testsupport.Eventually(t, "the executor to exit after teardown", taskTimeout, func() bool { return len(processesOf(sandbox)) == 0 })
 		})
 	}
 }

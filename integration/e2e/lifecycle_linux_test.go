@@ -17,6 +17,7 @@ import (
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/ids"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // stagingRuns is how many rounds TestTasksForExitingExecutors runs:
@@ -158,7 +159,7 @@ func TestExecutorCannotForgeSource(t *testing.T) {
 		Resources: mustResources(t, "cpus:0.01;mem:1"), Executor: exitingExecutor(t, "impostor", "exec sleep 1000"),
 	})
 	var fwID string
-	waitFor(t, "the executor to be launched", func() bool {
+	testsupport.Eventually(t, "the executor to be launched", taskTimeout, func() bool {
 		_, fwID, _ = n.executorOf(t, "impostor")
 		return fwID != ""
 	})

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // The agent's durability on real binaries: a master and an agent as
@@ -46,7 +47,7 @@ func TestRecoverRunningTask(t *testing.T) {
 			f.launch(hog)
 		}
 		cid := f.running(t, "sleeper")
-		waitFor(t, "the sleeper's sleep", func() bool { return hasCommand(processesOf(cid), "sleep 1000") })
+		testsupport.Eventually(t, "the sleeper's sleep", taskTimeout, func() bool { return hasCommand(processesOf(cid), "sleep 1000") })
 		before := processesOf(cid)
 		if launcher == "linux" {
 			f.running(t, "hog")
@@ -85,7 +86,7 @@ func TestRecoverRunningTask(t *testing.T) {
 		if slices.Contains(h.states, mesos.TaskState_TASK_LOST) {
 			t.Errorf("sleeper went %v: lost on the way", h)
 		}
-		waitFor(t, "no process of the killed task", func() bool { return len(processesOf(cid)) == 0 })
+		testsupport.Eventually(t, "no process of the killed task", taskTimeout, func() bool { return len(processesOf(cid)) == 0 })
 	})
 }
 
@@ -111,7 +112,7 @@ func TestRecoverTaskEndedWhileDown(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(n.taskSandbox(t, id), "go"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "task "+id+" to end while the agent is down", func() bool { return len(processesOf(cid)) == 0 })
+			testsupport.Eventually(t, "task "+id+" to end while the agent is down", taskTimeout, func() bool { return len(processesOf(cid)) == 0 })
 		}
 		n.startAgent(t)
 
@@ -127,7 +128,7 @@ func TestRecoverTaskEndedWhileDown(t *testing.T) {
 			t.Errorf("recovery found %d ended containers, want 2: %+v", r.Ended, r)
 		}
 		// Their runtime records go once the ends are recorded.
-		waitFor(t, "the runtime records to go", func() bool {
+		testsupport.Eventually(t, "the runtime records to go", taskTimeout, func() bool {
 			entries, _ := os.ReadDir(filepath.Join(n.runtimeDir(), "containers"))
 			return len(entries) == 0
 		})
@@ -224,7 +225,7 @@ func TestRecoverCustomExecutor(t *testing.T) {
 	sandbox := (&cluster{workDir: n.workDir}).sandbox(t, "exec-1")
 	// RUNNING may come before the task's shell has started its sleep: the
 	// snapshot is taken once the tree is complete.
-	waitFor(t, "the task's sleep to start", func() bool { return hasCommand(processesOf(sandbox), "sleep 1000") })
+	testsupport.Eventually(t, "the task's sleep to start", taskTimeout, func() bool { return hasCommand(processesOf(sandbox), "sleep 1000") })
 	before := processesOf(sandbox)
 
 	n.restartAgent(t)
@@ -252,7 +253,7 @@ func TestRecoverCustomExecutor(t *testing.T) {
 		t.Fatalf("long went %v, last %v %q, want TASK_KILLED", h, s.GetReason(), s.GetMessage())
 	}
 	f.stop()
-	waitFor(t, "the executor to exit after teardown", func() bool { return len(processesOf(sandbox)) == 0 })
+	testsupport.Eventually(t, "the executor to exit after teardown", taskTimeout, func() bool { return len(processesOf(sandbox)) == 0 })
 }
 
 // TestRecoverTaskGroup: a task group (LAUNCH_GROUP) on a custom executor
@@ -268,7 +269,7 @@ func TestRecoverTaskGroup(t *testing.T) {
 	f.running(t, "ga")
 	f.running(t, "gb")
 	sandbox := (&cluster{workDir: n.workDir}).sandbox(t, "group-exec")
-	waitFor(t, "both tasks' sleeps to start", func() bool {
+	testsupport.Eventually(t, "both tasks' sleeps to start", taskTimeout, func() bool {
 		ps := processesOf(sandbox)
 		return hasCommand(ps, "sleep 1001") && hasCommand(ps, "sleep 1002")
 	})
@@ -293,7 +294,7 @@ func TestRecoverTaskGroup(t *testing.T) {
 		}
 	}
 	f.stop()
-	waitFor(t, "the executor to exit after teardown", func() bool { return len(processesOf(sandbox)) == 0 })
+	testsupport.Eventually(t, "the executor to exit after teardown", taskTimeout, func() bool { return len(processesOf(sandbox)) == 0 })
 }
 
 // TestRecoverExecutorReregistrationTimeout: a custom executor that does not
@@ -320,7 +321,7 @@ func TestRecoverExecutorReregistrationTimeout(t *testing.T) {
 			if s := h.last; s.GetState() != want || s.GetReason() != mesos.TaskStatus_REASON_EXECUTOR_REREGISTRATION_TIMEOUT {
 				t.Fatalf("stuck ended %v %v %q, want %v with REASON_EXECUTOR_REREGISTRATION_TIMEOUT", s.GetState(), s.GetReason(), s.GetMessage(), want)
 			}
-			waitFor(t, "the executor and its task to be destroyed", func() bool { return len(processesOf(sandbox)) == 0 })
+			testsupport.Eventually(t, "the executor and its task to be destroyed", taskTimeout, func() bool { return len(processesOf(sandbox)) == 0 })
 		})
 	}
 }
@@ -414,8 +415,8 @@ func TestRecoverOrphans(t *testing.T) {
 		if s := plain.awaitTerminal(t, "plain")["plain"].last; s.GetState() != mesos.TaskState_TASK_LOST || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
 			t.Errorf("the non-checkpointing task ended %v %v %q, want TASK_LOST with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
 		}
-		waitFor(t, "the non-checkpointing task's container to be destroyed", func() bool { return len(processesOf(cid)) == 0 })
-		waitFor(t, "the orphan process to be killed", func() bool { return orphanDone(orphan) })
+		testsupport.Eventually(t, "the non-checkpointing task's container to be destroyed", taskTimeout, func() bool { return len(processesOf(cid)) == 0 })
+		testsupport.Eventually(t, "the orphan process to be killed", taskTimeout, func() bool { return orphanDone(orphan) })
 		if _, err := os.Stat(orphanDir); !os.IsNotExist(err) {
 			t.Errorf("orphan %s still there: %v", orphanDir, err)
 		}
@@ -513,7 +514,7 @@ func TestRecoverCleanup(t *testing.T) {
 	if s := f.awaitTerminal(t, "first")["first"].last; s.GetState() != mesos.TaskState_TASK_LOST || s.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
 		t.Errorf("first ended %v %v %q, want TASK_LOST with REASON_AGENT_RESTARTED", s.GetState(), s.GetReason(), s.GetMessage())
 	}
-	waitFor(t, "the first container to be destroyed", func() bool { return len(processesOf(cid)) == 0 })
+	testsupport.Eventually(t, "the first container to be destroyed", taskTimeout, func() bool { return len(processesOf(cid)) == 0 })
 
 	// In cleanup mode a stopping agent destroys its containers.
 	f.launch(commandTask(t, "second", "sleep 1000"))
@@ -523,7 +524,7 @@ func TestRecoverCleanup(t *testing.T) {
 	}
 	// Killed by then; under emulation their exit may still be under way.
 	// A container left running keeps its sleep for 1000 s.
-	waitFor(t, "the second container gone with the cleanup agent", func() bool { return len(processesOf(cid2)) == 0 })
+	testsupport.Eventually(t, "the second container gone with the cleanup agent", taskTimeout, func() bool { return len(processesOf(cid2)) == 0 })
 }
 
 // startOrphan starts a process that looks like something Corral left: its
@@ -616,7 +617,7 @@ func trackingCgroup(t *testing.T, cid string) string {
 // re-subscribed to the restarted agent.
 func awaitResubscribed(t *testing.T, sandbox string) {
 	t.Helper()
-	waitFor(t, "the executor to re-subscribe", func() bool {
+	testsupport.Eventually(t, "the executor to re-subscribe", taskTimeout, func() bool {
 		b, _ := os.ReadFile(filepath.Join(sandbox, "stderr"))
 		return strings.Contains(string(b), "re-registered")
 	})

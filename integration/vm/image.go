@@ -1,3 +1,8 @@
+// The tier builds its image with debootstrap and chroot in a mount
+// namespace and ties qemu to its runner with Pdeathsig: Linux hosts only.
+
+//go:build linux
+
 // Package vm is Corral's VM test tier: it builds a Debian guest image once
 // (debootstrap, no loop mounts), boots it under qemu in each cgroup mode of
 // the matrix with systemd as PID 1, runs Corral's compiled test binaries in

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 )
 
 // BlkioWeightLabel is the task label that overrides the I/O weight, on the
@@ -104,14 +105,14 @@ func (p *blkioPolicy) apply(d dirs, r *container.Resources, _ bool) error {
 		if p.v1File == "blkio.bfq.weight" {
 			w = min(w, 1000)
 		}
-		return writeFile(d.of("blkio"), p.v1File, strconv.FormatUint(w, 10))
+		return cgroupfs.Write(d.of("blkio"), p.v1File, strconv.FormatUint(w, 10))
 	}
 	// v2: io.weight when the io.cost controller is built in, else BFQ's.
-	ok, err := writeOptional(d.unified, "io.weight", "default "+strconv.FormatUint(blkioToIOWeight(w), 10))
+	ok, err := cgroupfs.WriteOptional(d.unified, "io.weight", "default "+strconv.FormatUint(blkioToIOWeight(w), 10))
 	if ok || err != nil {
 		return err
 	}
-	ok, err = writeOptional(d.unified, "io.bfq.weight", strconv.FormatUint(w, 10))
+	ok, err = cgroupfs.WriteOptional(d.unified, "io.bfq.weight", strconv.FormatUint(w, 10))
 	if ok || err != nil {
 		return err
 	}

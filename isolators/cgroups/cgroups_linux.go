@@ -6,109 +6,23 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	cgroupsv3 "github.com/containerd/cgroups/v3"
-	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
-
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 )
-
-// unifiedMount is where the cgroup v2 hierarchy is mounted on a unified host.
-const unifiedMount = "/sys/fs/cgroup"
 
 // HierarchyKey is the Options.Extra key of Mesos' --cgroups_hierarchy, shared
 // with the linux launcher: on a unified host the cgroup2 mount the
 // containers' cgroups are under.
-const HierarchyKey = "cgroups_hierarchy"
-
-// DefaultRoot is the cgroup that holds every container when
-// Options.CgroupsRoot is empty (Mesos' --cgroups_root default is "mesos").
-const DefaultRoot = "corral"
-
-// hostInfo is what the isolators know of the host's cgroups; it is read once
-// per process, never on the launch path.
-type hostInfo struct {
-	unified bool
-	// v1 maps a v1 controller to its hierarchy's mount point.
-	v1 map[string]string
-}
-
-var (
-	hostOnce sync.Once
-	host     *hostInfo
-	hostErr  error
-)
-
-func detectHost() (*hostInfo, error) {
-	hostOnce.Do(func() { host, hostErr = readHost() })
-	return host, hostErr
-}
-
-func readHost() (*hostInfo, error) {
-	h := &hostInfo{v1: map[string]string{}}
-	switch cgroupsv3.Mode() {
-	case cgroupsv3.Unavailable:
-		return nil, fmt.Errorf("no cgroup file system mounted at %s", unifiedMount)
-	case cgroupsv3.Unified:
-		h.unified = true
-		return h, nil
-	}
-	// Legacy or hybrid: the controllers are v1 hierarchies, found in
-	// mountinfo (cpu and cpuacct may share one, or not).
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range mounts {
-		mnt := m.Mountpoint
-		for _, opt := range strings.Split(m.VFSOptions, ",") {
-			if opt == "rw" || opt == "ro" || strings.Contains(opt, "=") {
-				continue
-			}
-			// Prefer the mount under /sys/fs/cgroup when a hierarchy is
-			// mounted more than once.
-			if cur, ok := h.v1[opt]; !ok || (!strings.HasPrefix(cur, unifiedMount+"/") && strings.HasPrefix(mnt, unifiedMount+"/")) {
-				h.v1[opt] = mnt
-			}
-		}
-	}
-	return h, nil
-}
-
-// v2Controllers reads the controllers a cgroup2 hierarchy offers.
-func v2Controllers(mount string) (map[string]bool, error) {
-	b, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
-	if err != nil {
-		return nil, fmt.Errorf("reading the cgroup v2 controllers: %w", err)
-	}
-	out := map[string]bool{}
-	for _, c := range strings.Fields(string(b)) {
-		out[c] = true
-	}
-	return out, nil
-}
-
-// cleanRoot validates Options.CgroupsRoot: a relative cgroup path, possibly
-// nested ("corral" or "agents/corral").
-func cleanRoot(root string) (string, error) {
-	if root == "" {
-		return DefaultRoot, nil
-	}
-	r := filepath.Clean(strings.Trim(root, "/"))
-	if r == "." || r == ".." || strings.HasPrefix(r, "../") || strings.Contains(r, "/../") {
-		return "", fmt.Errorf("invalid cgroups root %q", root)
-	}
-	return r, nil
-}
+const HierarchyKey = cgroupfs.HierarchyKey
 
 // base is the part every cgroups isolator shares: where the container's
 // cgroups are, creating them (v1), moving the init in (v1), finding orphans
@@ -134,35 +48,31 @@ type base struct {
 // newBase checks that the host offers what the isolator needs: v1ctrls
 // mounted on a v1 (or hybrid) host, v2ctrls enabled at the v2 root.
 func newBase(name string, o container.Options, v1ctrls, v2ctrls []string) (*base, error) {
-	h, err := detectHost()
+	h, err := cgroupfs.ReadHost()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	root, err := cleanRoot(o.CgroupsRoot)
+	root, err := cgroupfs.CleanRoot(o.CgroupsRoot)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	b := &base{name: name, root: root, unified: h.unified, mounts: map[string]string{}, log: slog.Default().With("isolator", name)}
-	if h.unified {
-		b.mount = unifiedMount
+	b := &base{name: name, root: root, unified: h.Unified, mounts: map[string]string{}, log: slog.Default().With("isolator", name)}
+	if h.Unified {
+		b.mount = cgroupfs.DefaultMount
 		if m := o.Extra[HierarchyKey]; m != "" {
 			b.mount = filepath.Clean(m)
 		}
-		avail, err := v2Controllers(b.mount)
+		have, err := cgroupfs.Controllers(b.mount)
 		if err != nil {
-			return nil, fmt.Errorf("%s: --%s: %w", name, HierarchyKey, err)
+			return nil, fmt.Errorf("%s: --%s: reading the cgroup v2 controllers: %w", name, HierarchyKey, err)
 		}
 		var missing []string
 		for _, c := range v2ctrls {
-			if !avail[c] {
+			if !slices.Contains(have, c) {
 				missing = append(missing, c)
 			}
 		}
 		if len(missing) > 0 {
-			have := make([]string, 0, len(avail))
-			for c := range avail {
-				have = append(have, c)
-			}
 			sort.Strings(have)
 			return nil, fmt.Errorf("%s: cgroup v2 controller(s) %s not available (%s/cgroup.controllers has: %s)",
 				name, strings.Join(missing, ", "), b.mount, strings.Join(have, " "))
@@ -171,7 +81,7 @@ func newBase(name string, o container.Options, v1ctrls, v2ctrls []string) (*base
 	}
 	seen := map[string]bool{}
 	for _, c := range v1ctrls {
-		m, ok := h.v1[c]
+		m, ok := h.V1[c]
 		if !ok {
 			return nil, fmt.Errorf("%s: the cgroup v1 controller %q is not mounted (no cgroup mount with it in /proc/self/mountinfo)", name, c)
 		}
@@ -242,7 +152,7 @@ func (b *base) create(id string) error {
 // v1 cgroups.
 func (b *base) attach(id string, pid int) error {
 	for _, d := range b.v1Dirs(id) {
-		if err := writeFile(d, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+		if err := cgroupfs.Write(d, "cgroup.procs", strconv.Itoa(pid)); err != nil {
 			return err
 		}
 	}
@@ -258,17 +168,12 @@ func (b *base) v2Ready(id string, pid int) (string, error) {
 	}
 	want := "/" + b.root + "/" + id
 	if pid > 0 {
-		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		p, ok, err := cgroupfs.CgroupOf(pid, "")
 		if err != nil {
 			return "", fmt.Errorf("reading the cgroup of the container init: %w", err)
 		}
-		for _, line := range strings.Split(string(cg), "\n") {
-			if p, ok := strings.CutPrefix(line, "0::"); ok {
-				if p != want && !strings.HasPrefix(p, want+"/") {
-					return "", fmt.Errorf("the container init is in cgroup %s, not %s: cgroups isolators on cgroup v2 need --launcher=linux", p, want)
-				}
-				break
-			}
+		if ok && p != want && !strings.HasPrefix(p, want+"/") {
+			return "", fmt.Errorf("the container init is in cgroup %s, not %s: cgroups isolators on cgroup v2 need --launcher=linux", p, want)
 		}
 	}
 	return dir, nil
@@ -278,7 +183,7 @@ func (b *base) v2Ready(id string, pid int) (string, error) {
 func (b *base) remove(ctx context.Context, id string) error {
 	var errs []error
 	for _, d := range b.v1Dirs(id) {
-		if err := removeTree(ctx, d); err != nil {
+		if err := cgroupfs.RemoveTree(ctx, d, removeOptions); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -304,7 +209,7 @@ func (b *base) removeOrphans(ctx context.Context, known map[string]bool) error {
 				continue
 			}
 			b.log.Info("removing orphan cgroup", "cgroup", filepath.Join(rootDir, e.Name()))
-			if err := removeTree(ctx, filepath.Join(rootDir, e.Name())); err != nil {
+			if err := cgroupfs.RemoveTree(ctx, filepath.Join(rootDir, e.Name()), removeOptions); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -312,91 +217,10 @@ func (b *base) removeOrphans(ctx context.Context, known map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// removeTimeout bounds how long removing one cgroup may keep retrying.
-const removeTimeout = 10 * time.Second
-
-// removeTree removes a cgroup and its descendants, deepest first. A cgroup
-// that is busy has its processes killed (named by the cgroup, held by pidfd)
-// and is retried with backoff, for at most removeTimeout.
-func removeTree(ctx context.Context, dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeTree(ctx, filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	deadline := time.Now().Add(removeTimeout)
-	delay := time.Millisecond
-	for {
-		err := unix.Rmdir(dir)
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("removing cgroup %s: %w", dir, err)
-		}
-		killAll(dir)
-		if time.Now().After(deadline) {
-			return fmt.Errorf("removing cgroup %s: still busy after %v (processes: %v)", dir, removeTimeout, readPids(dir))
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("removing cgroup %s: %w", dir, ctx.Err())
-		case <-t.C:
-		}
-		delay = min(delay*2, 100*time.Millisecond)
-	}
-}
-
-// killAll sends SIGKILL to every process in the cgroup. Each is held by a
-// pidfd taken while it was listed, and signalled only if it is still listed
-// afterwards, so a reused PID is never hit.
-func killAll(dir string) {
-	pids := readPids(dir)
-	if len(pids) == 0 {
-		return
-	}
-	fds := make(map[int]int, len(pids))
-	for _, pid := range pids {
-		if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-			fds[pid] = fd
-		}
-	}
-	still := map[int]bool{}
-	for _, pid := range readPids(dir) {
-		still[pid] = true
-	}
-	for pid, fd := range fds {
-		if still[pid] {
-			_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-		}
-		unix.Close(fd)
-	}
-}
-
-func readPids(dir string) []int {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+// removeOptions: removing one container's v1 cgroup retries for at most
+// 10 s, killing what is still in it (the launcher has killed the processes
+// by then, unless the cgroup is an orphan; stragglers are killed).
+var removeOptions = cgroupfs.RemoveOptions{Timeout: 10 * time.Second, KillBusy: true}
 
 // policy is what one isolator writes into a container's cgroups.
 type policy interface {
@@ -581,100 +405,6 @@ func copyResources(r container.Resources) container.Resources {
 	return r
 }
 
-// File helpers. cgroup files are written with one write(2), as the kernel
-// expects.
-
-func writeFile(dir, file, val string) error {
-	p := filepath.Join(dir, file)
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("writing %q to %s: %w", val, p, err)
-	}
-	_, err = f.WriteString(val)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing %q to %s: %w", val, p, err)
-	}
-	return nil
-}
-
-// writeOptional is writeFile for a file the kernel may not have (a
-// configuration option or an older kernel); reports whether it was written.
-func writeOptional(dir, file, val string) (bool, error) {
-	err := writeFile(dir, file, val)
-	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Stat(dir); serr != nil {
-			return false, err // the cgroup itself is gone
-		}
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func readString(dir, file string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, file))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// unlimited is what readUint returns for "max" and for v1's "no limit"
-// (PAGE_COUNTER_MAX in bytes, 0x7ffffffffffff000 on 4 KiB pages).
-const unlimited = math.MaxUint64
-
-func readUint(dir, file string) (uint64, error) {
-	s, err := readString(dir, file)
-	if err != nil {
-		return 0, err
-	}
-	return parseLimit(s)
-}
-
-func parseLimit(s string) (uint64, error) {
-	if s == "max" {
-		return unlimited, nil
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		// v1 reports -1 for some unlimited values (cpu.cfs_quota_us).
-		if iv, ierr := strconv.ParseInt(s, 10, 64); ierr == nil && iv < 0 {
-			return unlimited, nil
-		}
-		return 0, err
-	}
-	if v >= 1<<62 {
-		return unlimited, nil
-	}
-	return v, nil
-}
-
-// readKV reads a flat-keyed file ("key value" lines: memory.stat, cpu.stat,
-// memory.events, cpuacct.stat).
-func readKV(dir, file string) (map[string]uint64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, file))
-	if err != nil {
-		return nil, err
-	}
-	return parseKV(string(b)), nil
-}
-
-func parseKV(s string) map[string]uint64 {
-	out := map[string]uint64{}
-	for _, line := range strings.Split(s, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
-			out[k] = n
-		}
-	}
-	return out
-}
-
 // parseBool reads a boolean flag from Options.Extra, def when it is unset.
 func parseBool(o container.Options, key string, def bool) (bool, error) {
 	v, ok := o.Extra[key]
@@ -686,19 +416,4 @@ func parseBool(o container.Options, key string, def bool) (bool, error) {
 		return false, fmt.Errorf("--%s=%q: not a boolean", key, v)
 	}
 	return b, nil
-}
-
-// countLines counts the non-empty lines of a file (cgroup.procs).
-func countLines(dir, file string) (uint32, error) {
-	b, err := os.ReadFile(filepath.Join(dir, file))
-	if err != nil {
-		return 0, err
-	}
-	var n uint32
-	for _, l := range strings.Split(string(b), "\n") {
-		if l != "" {
-			n++
-		}
-	}
-	return n, nil
 }

@@ -8,6 +8,7 @@ import (
 	ocgroups "github.com/opencontainers/cgroups"
 
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 )
 
 // Mesos' constants (slave/containerizer/mesos/isolators/cgroups/constants.hpp).
@@ -68,25 +69,25 @@ func (p *cpuPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 	}
 	shares := cpuShares(r.CPUs)
 	if d.unified != "" {
-		if err := writeFile(d.unified, "cpu.weight", strconv.FormatUint(cpuWeight(shares), 10)); err != nil {
+		if err := cgroupfs.Write(d.unified, "cpu.weight", strconv.FormatUint(cpuWeight(shares), 10)); err != nil {
 			return err
 		}
 		if p.cfs {
-			return writeFile(d.unified, "cpu.max", fmt.Sprintf("%d %d", cfsQuotaUs(r.CPUs), cfsPeriodUs))
+			return cgroupfs.Write(d.unified, "cpu.max", fmt.Sprintf("%d %d", cfsQuotaUs(r.CPUs), cfsPeriodUs))
 		}
 		return nil
 	}
 	dir := d.of("cpu")
-	if err := writeFile(dir, "cpu.shares", strconv.FormatUint(shares, 10)); err != nil {
+	if err := cgroupfs.Write(dir, "cpu.shares", strconv.FormatUint(shares, 10)); err != nil {
 		return err
 	}
 	if p.cfs {
 		if initial {
-			if err := writeFile(dir, "cpu.cfs_period_us", strconv.Itoa(cfsPeriodUs)); err != nil {
+			if err := cgroupfs.Write(dir, "cpu.cfs_period_us", strconv.Itoa(cfsPeriodUs)); err != nil {
 				return err
 			}
 		}
-		return writeFile(dir, "cpu.cfs_quota_us", strconv.FormatUint(cfsQuotaUs(r.CPUs), 10))
+		return cgroupfs.Write(dir, "cpu.cfs_quota_us", strconv.FormatUint(cfsQuotaUs(r.CPUs), 10))
 	}
 	return nil
 }
@@ -97,7 +98,7 @@ func (p *cpuPolicy) usage(d dirs, r *container.Resources, u *container.Usage) er
 		u.Set["cpus_limit"] = true
 	}
 	if d.unified != "" {
-		st, err := readKV(d.unified, "cpu.stat")
+		st, err := cgroupfs.ReadKV(d.unified, "cpu.stat")
 		if err != nil {
 			return fmt.Errorf("cgroups/cpu: %w", err)
 		}
@@ -115,18 +116,18 @@ func (p *cpuPolicy) usage(d dirs, r *container.Resources, u *container.Usage) er
 	// The split is scaled to the total, as the kernel's cputime_adjust does
 	// for /proc/<pid>/stat and cgroup v2's cpu.stat.
 	var user, sys float64
-	uu, uerr := readUint(acctDir, "cpuacct.usage_user")
-	us, serr := readUint(acctDir, "cpuacct.usage_sys")
+	uu, uerr := cgroupfs.ReadUint(acctDir, "cpuacct.usage_user")
+	us, serr := cgroupfs.ReadUint(acctDir, "cpuacct.usage_sys")
 	if uerr == nil && serr == nil {
 		user, sys = float64(uu)/1e9, float64(us)/1e9
 	} else {
-		acct, err := readKV(acctDir, "cpuacct.stat")
+		acct, err := cgroupfs.ReadKV(acctDir, "cpuacct.stat")
 		if err != nil {
 			return fmt.Errorf("cgroups/cpu: %w", err)
 		}
 		user, sys = float64(acct["user"])/userHZ, float64(acct["system"])/userHZ
 	}
-	if total, err := readUint(acctDir, "cpuacct.usage"); err == nil && total != unlimited {
+	if total, err := cgroupfs.ReadUint(acctDir, "cpuacct.usage"); err == nil && total != cgroupfs.Unlimited {
 		t := float64(total) / 1e9
 		if user+sys > 0 {
 			user, sys = t*user/(user+sys), t*sys/(user+sys)
@@ -136,7 +137,7 @@ func (p *cpuPolicy) usage(d dirs, r *container.Resources, u *container.Usage) er
 	}
 	u.CPUsUserTimeSecs, u.CPUsSystemTimeSecs = user, sys
 	u.Set["cpus_user_time_secs"], u.Set["cpus_system_time_secs"] = true, true
-	st, err := readKV(d.of("cpu"), "cpu.stat")
+	st, err := cgroupfs.ReadKV(d.of("cpu"), "cpu.stat")
 	if err != nil {
 		return fmt.Errorf("cgroups/cpu: %w", err)
 	}
@@ -154,11 +155,11 @@ func setCounts(u *container.Usage, dir, threadsFile string) {
 	if u.Set["processes"] {
 		return
 	}
-	procs, err := countLines(dir, "cgroup.procs")
+	procs, err := cgroupfs.CountLines(dir, "cgroup.procs")
 	if err != nil {
 		return
 	}
-	threads, err := countLines(dir, threadsFile)
+	threads, err := cgroupfs.CountLines(dir, threadsFile)
 	if err != nil {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 )
 
 // minMemory is the smallest hard limit set, as Mesos' MIN_MEMORY: a smaller
@@ -97,13 +98,13 @@ func (p *memPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 		if initial {
 			// The container dies whole on OOM: a task half killed (a
 			// worker gone, its supervisor left) is worse than a clean end.
-			if _, err := writeOptional(dir, "memory.oom.group", "1"); err != nil {
+			if _, err := cgroupfs.WriteOptional(dir, "memory.oom.group", "1"); err != nil {
 				return err
 			}
 			if p.limitSwap {
 				// memory.swap.max is absent without swap accounting
 				// (CONFIG_MEMCG_SWAP off): nothing to limit then.
-				if _, err := writeOptional(dir, "memory.swap.max", "0"); err != nil {
+				if _, err := cgroupfs.WriteOptional(dir, "memory.swap.max", "0"); err != nil {
 					return err
 				}
 			}
@@ -113,11 +114,11 @@ func (p *memPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 		}
 		v := strconv.FormatUint(lim, 10)
 		if p.soft {
-			if err := writeFile(dir, "memory.high", v); err != nil {
+			if err := cgroupfs.Write(dir, "memory.high", v); err != nil {
 				return err
 			}
 		}
-		return writeFile(dir, "memory.max", v)
+		return cgroupfs.Write(dir, "memory.max", v)
 	}
 	dir := d.of("memory")
 	if lim == 0 {
@@ -128,7 +129,7 @@ func (p *memPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 	// growing, raise memsw first; when shrinking, lower the limit first.
 	memswFirst := false
 	if !initial && p.memsw {
-		cur, err := readUint(dir, "memory.limit_in_bytes")
+		cur, err := cgroupfs.ReadUint(dir, "memory.limit_in_bytes")
 		if err != nil {
 			return err
 		}
@@ -143,7 +144,7 @@ func (p *memPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 		}
 	}
 	for _, f := range steps {
-		if err := writeFile(dir, f, v); err != nil {
+		if err := cgroupfs.Write(dir, f, v); err != nil {
 			if errors.Is(err, unix.EBUSY) {
 				return fmt.Errorf("cgroups/mem: cannot set the limit to %s below the container's usage: %w", bytesString(lim), err)
 			}
@@ -151,7 +152,7 @@ func (p *memPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 		}
 	}
 	if p.soft {
-		return writeFile(dir, "memory.soft_limit_in_bytes", v)
+		return cgroupfs.Write(dir, "memory.soft_limit_in_bytes", v)
 	}
 	return nil
 }
@@ -159,17 +160,17 @@ func (p *memPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 func (p *memPolicy) usage(d dirs, _ *container.Resources, u *container.Usage) error {
 	if d.unified != "" {
 		dir := d.unified
-		cur, err := readUint(dir, "memory.current")
+		cur, err := cgroupfs.ReadUint(dir, "memory.current")
 		if err != nil {
 			return fmt.Errorf("cgroups/mem: %w", err)
 		}
-		st, err := readKV(dir, "memory.stat")
+		st, err := cgroupfs.ReadKV(dir, "memory.stat")
 		if err != nil {
 			return fmt.Errorf("cgroups/mem: %w", err)
 		}
 		u.MemTotalBytes, u.MemRSSBytes, u.MemCacheBytes = cur, st["anon"], st["file"]
 		u.Set["mem_total_bytes"], u.Set["mem_rss_bytes"], u.Set["mem_cache_bytes"] = true, true, true
-		if sw, err := readUint(dir, "memory.swap.current"); err == nil {
+		if sw, err := cgroupfs.ReadUint(dir, "memory.swap.current"); err == nil {
 			u.MemSwapBytes = sw
 			u.Set["mem_swap_bytes"] = true
 		}
@@ -185,11 +186,11 @@ func (p *memPolicy) usage(d dirs, _ *container.Resources, u *container.Usage) er
 		return nil
 	}
 	dir := d.of("memory")
-	cur, err := readUint(dir, "memory.usage_in_bytes")
+	cur, err := cgroupfs.ReadUint(dir, "memory.usage_in_bytes")
 	if err != nil {
 		return fmt.Errorf("cgroups/mem: %w", err)
 	}
-	st, err := readKV(dir, "memory.stat")
+	st, err := cgroupfs.ReadKV(dir, "memory.stat")
 	if err != nil {
 		return fmt.Errorf("cgroups/mem: %w", err)
 	}
@@ -207,7 +208,7 @@ func (p *memPolicy) usage(d dirs, _ *container.Resources, u *container.Usage) er
 
 // setLimit fills a limit field unless the file says "no limit".
 func setLimit(u *container.Usage, dir, file string, field *uint64, name string) {
-	if v, err := readUint(dir, file); err == nil && v != unlimited {
+	if v, err := cgroupfs.ReadUint(dir, file); err == nil && v != cgroupfs.Unlimited {
 		*field = v
 		u.Set[name] = true
 	}
@@ -279,7 +280,7 @@ func (m *Mem) watchV1(w *oomWatch) error {
 		return err
 	}
 	// The registration holds its own reference to oom_control.
-	err = writeFile(w.dir, "cgroup.event_control", fmt.Sprintf("%d %d", efd, ctl.Fd()))
+	err = cgroupfs.Write(w.dir, "cgroup.event_control", fmt.Sprintf("%d %d", efd, ctl.Fd()))
 	ctl.Close()
 	if err != nil {
 		unix.Close(efd)
@@ -392,13 +393,13 @@ func (m *Mem) fire(w *oomWatch) {
 // oomKills reads how many processes the OOM killer killed in the container.
 func (m *Mem) oomKills(dir string) (uint64, error) {
 	if m.unified {
-		ev, err := readKV(dir, "memory.events")
+		ev, err := cgroupfs.ReadKV(dir, "memory.events")
 		if err != nil {
 			return 0, err
 		}
 		return ev["oom_kill"] + ev["oom_group_kill"], nil
 	}
-	oc, err := readKV(dir, "memory.oom_control")
+	oc, err := cgroupfs.ReadKV(dir, "memory.oom_control")
 	if err != nil {
 		return 0, err
 	}
@@ -416,13 +417,13 @@ func (m *Mem) message(w *oomWatch) string {
 	if m.unified {
 		limFile, peakFiles = "memory.max", []string{"memory.peak", "memory.current"}
 	}
-	lim, err := readUint(w.dir, limFile)
-	if err != nil || lim == unlimited {
+	lim, err := cgroupfs.ReadUint(w.dir, limFile)
+	if err != nil || lim == cgroupfs.Unlimited {
 		lim = w.mem
 	}
 	msg := "Memory limit exceeded: Requested: " + bytesString(lim)
 	for _, f := range peakFiles {
-		if peak, err := readUint(w.dir, f); err == nil {
+		if peak, err := cgroupfs.ReadUint(w.dir, f); err == nil {
 			msg += " Maximum Used: " + bytesString(peak)
 			break
 		}

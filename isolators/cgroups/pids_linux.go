@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 )
 
 // PidsLabel is the task label that overrides the pids limit: a positive
@@ -66,17 +67,17 @@ func (p *pidsPolicy) apply(d dirs, r *container.Resources, initial bool) error {
 	if initial && l == "max" && d.unified == "" {
 		return nil // a new v1 cgroup starts at max
 	}
-	return writeFile(d.of("pids"), "pids.max", l)
+	return cgroupfs.Write(d.of("pids"), "pids.max", l)
 }
 
 func (p *pidsPolicy) usage(d dirs, _ *container.Resources, u *container.Usage) error {
 	dir := d.of("pids")
-	procs, err := countLines(dir, "cgroup.procs")
+	procs, err := cgroupfs.CountLines(dir, "cgroup.procs")
 	if err != nil {
 		return fmt.Errorf("cgroups/pids: %w", err)
 	}
 	// pids.current counts tasks, i.e. threads.
-	threads, err := readUint(dir, "pids.current")
+	threads, err := cgroupfs.ReadUint(dir, "pids.current")
 	if err != nil {
 		return fmt.Errorf("cgroups/pids: %w", err)
 	}

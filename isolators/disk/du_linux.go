@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 )
 
 // DU is the disk/du isolator: it measures each container's sandbox with a
@@ -63,7 +64,7 @@ func newDU(o container.Options) (*DU, error) {
 	if !ok {
 		root := strings.Trim(o.CgroupsRoot, "/")
 		if root == "" {
-			root = "corral"
+			root = cgroupfs.DefaultRoot
 		}
 		cg = root + "_disk_du"
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/corral/corral/container/cgroupfs"
 )
 
 // Why a helper process: a du walk of a sandbox with a million files costs
@@ -167,13 +169,8 @@ func helperCgroups(name string) ([]string, error) {
 func (r *duRunner) remove() error {
 	var errs []error
 	for _, d := range r.cgroups {
-		err := unix.Rmdir(d)
-		for i := 0; err == unix.EBUSY && i < 100; i++ {
-			time.Sleep(20 * time.Millisecond)
-			err = unix.Rmdir(d)
-		}
-		if err != nil && err != unix.ENOENT {
-			errs = append(errs, &os.PathError{Op: "rmdir", Path: d, Err: err})
+		if err := cgroupfs.RemoveTree(context.Background(), d, cgroupfs.RemoveOptions{Timeout: 2 * time.Second}); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -261,7 +258,7 @@ func memfd(name string) (*os.File, error) {
 func (r *duRunner) place(pid int) {
 	var errs []error
 	for _, d := range r.cgroups {
-		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		if err := cgroupfs.WriteFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -15,10 +15,12 @@
 //     there before returning. The v1 cgroups isolators own their own
 //     hierarchies.
 //
-// Destroy kills through the cgroup: cgroup.kill on v2 (freeze, kill, thaw
-// where the kernel has no cgroup.kill), freeze → SIGKILL → thaw on v1 with
-// bounded retries so a stuck freeze cannot hang the agent; then it waits for
-// the cgroup to empty and removes it, retrying while the kernel says EBUSY.
+// Destroy kills through the cgroup (container/cgroupfs, shared with the
+// cgroups isolators and the systemd scope): cgroup.kill on v2 (freeze,
+// kill, thaw where the kernel has no cgroup.kill), freeze → SIGKILL → thaw
+// on v1 with bounded retries so a stuck freeze cannot hang the agent; then
+// it waits for the cgroup to empty and removes it, retrying while the
+// kernel says EBUSY.
 // Recover thaws a container it takes back frozen: its agent died between a
 // destroy's freeze and thaw.
 package linux
@@ -39,18 +41,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 )
 
 // Name is the launcher's --launcher value.
 const Name = "linux"
 
-// DefaultCgroupsRoot is used when Options.CgroupsRoot is empty.
-const DefaultCgroupsRoot = "corral"
-
 // HierarchyKey is the Options.Extra key naming where cgroups are mounted
 // (Mesos' --cgroups_hierarchy); default /sys/fs/cgroup. When it is a cgroup2
 // mount the launcher works in v2 mode, otherwise it uses <it>/freezer.
-const HierarchyKey = "cgroups_hierarchy"
+const HierarchyKey = cgroupfs.HierarchyKey
 
 // TrackingCgroupsKey (Options.Extra) lists, comma separated, cgroup
 // directories outside the launcher's hierarchy that every container init
@@ -61,23 +61,15 @@ const TrackingCgroupsKey = "systemd_tracking_cgroups"
 
 // DefaultHierarchy is where cgroups are mounted unless HierarchyKey says
 // otherwise.
-const DefaultHierarchy = "/sys/fs/cgroup"
+const DefaultHierarchy = cgroupfs.DefaultMount
 
 // Controllers the launcher enables for container cgroups on v2, when the
 // kernel offers them.
 var v2Controllers = []string{"cpu", "memory", "pids", "io"}
 
-// Bounds on destroying one container.
-var (
-	// freezeWait is how long one freeze attempt may take before the
-	// cgroup is thawed and the freeze retried.
-	freezeWait = 200 * time.Millisecond
-	// freezeAttempts bounds the retries; after them processes are killed
-	// unfrozen, each checked to be in the cgroup after its pidfd is open.
-	freezeAttempts = 5
-	// emptyWait bounds the wait for killed processes to leave the cgroup.
-	emptyWait = 10 * time.Second
-)
+// removeWait bounds the retries of removing a killed container's cgroup
+// while the kernel still reports it busy.
+const removeWait = 2500 * time.Millisecond
 
 func init() {
 	container.RegisterLauncher(Name, func(o container.Options) (container.Launcher, error) {
@@ -94,7 +86,7 @@ func Usable(o container.Options) error {
 		return errors.New("the linux launcher needs root")
 	}
 	hier := hierarchy(o)
-	v2, _, err := fsType(hier)
+	v2, _, err := cgroupfs.FSType(hier)
 	if err != nil {
 		return fmt.Errorf("--cgroups_hierarchy: %w", err)
 	}
@@ -102,7 +94,7 @@ func Usable(o container.Options) error {
 		return nil
 	}
 	fz := filepath.Join(hier, "freezer")
-	if _, v1, err := fsType(fz); err != nil || !v1 {
+	if _, v1, err := cgroupfs.FSType(fz); err != nil || !v1 {
 		return fmt.Errorf("--cgroups_hierarchy: %s is neither a cgroup2 mount nor holds a cgroup v1 freezer hierarchy at %s", hier, fz)
 	}
 	return nil
@@ -148,16 +140,12 @@ type ctr struct {
 // cgroups root and, on v2, enables the controllers below it.
 func New(o container.Options) (*Launcher, error) {
 	hier := hierarchy(o)
-	root := o.CgroupsRoot
-	if root == "" {
-		root = DefaultCgroupsRoot
-	}
-	root = strings.Trim(filepath.Clean("/"+root), "/")
-	if root == "" || strings.Contains(o.CgroupsRoot, "..") {
-		return nil, fmt.Errorf("--cgroups_root %q: want a relative cgroup path such as %q", o.CgroupsRoot, DefaultCgroupsRoot)
+	root, err := cgroupfs.CleanRoot(o.CgroupsRoot)
+	if err != nil {
+		return nil, fmt.Errorf("linux launcher: --cgroups_root: %w", err)
 	}
 	l := &Launcher{root: root, ctrs: map[string]*ctr{}}
-	v2, _, err := fsType(hier)
+	v2, _, err := cgroupfs.FSType(hier)
 	if err != nil {
 		return nil, fmt.Errorf("linux launcher: --cgroups_hierarchy: %w", err)
 	}
@@ -165,7 +153,7 @@ func New(o container.Options) (*Launcher, error) {
 		l.v2, l.base = true, hier
 	} else {
 		fz := filepath.Join(hier, "freezer")
-		if _, v1, err := fsType(fz); err != nil || !v1 {
+		if _, v1, err := cgroupfs.FSType(fz); err != nil || !v1 {
 			return nil, fmt.Errorf("linux launcher: --cgroups_hierarchy: %s is neither a cgroup2 mount nor holds a cgroup v1 freezer hierarchy at %s (mount one, or use --launcher=posix)", hier, fz)
 		}
 		l.base = fz
@@ -183,8 +171,7 @@ func New(o container.Options) (*Launcher, error) {
 		return nil, err
 	}
 	if l.v2 {
-		_, err := os.Stat(filepath.Join(l.rootDir, "cgroup.kill"))
-		l.hasKill = err == nil
+		l.hasKill = cgroupfs.HasKill(l.rootDir)
 	}
 	return l, nil
 }
@@ -221,50 +208,11 @@ func (l *Launcher) ensureRoot() error {
 		levels = append(levels, dir)
 	}
 	for _, d := range levels {
-		if err := enableControllers(d); err != nil {
+		if err := cgroupfs.EnableControllers(d, v2Controllers); err != nil {
 			return fmt.Errorf("linux launcher: %w", err)
 		}
 	}
 	return nil
-}
-
-// enableControllers turns on, in dir's cgroup.subtree_control, each wanted
-// controller that dir offers and that is not on yet.
-func enableControllers(dir string) error {
-	avail, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
-	if err != nil {
-		return err
-	}
-	on, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
-	if err != nil {
-		return err
-	}
-	var want []string
-	for _, c := range v2Controllers {
-		if hasWord(string(avail), c) && !hasWord(string(on), c) {
-			want = append(want, "+"+c)
-		}
-	}
-	if len(want) == 0 {
-		return nil
-	}
-	if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), strings.Join(want, " ")); err != nil {
-		hint := ""
-		if errors.Is(err, unix.EBUSY) {
-			hint = " (the cgroup has processes of its own; cgroup v2 allows controllers only below cgroups without processes)"
-		}
-		return fmt.Errorf("enabling %s in %s/cgroup.subtree_control: %w%s", strings.Join(want, " "), dir, err, hint)
-	}
-	return nil
-}
-
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
 }
 
 // Fork implements container.Launcher.
@@ -298,7 +246,7 @@ func (l *Launcher) Fork(_ context.Context, spec *container.ForkSpec) (*container
 		// The init waits on its sync pipe and so has not forked: moving it
 		// moves the whole container.
 		for i, d := range append(slices.Clip(l.tracking), dir) {
-			err := writeFile(filepath.Join(d, "cgroup.procs"), fmt.Sprint(p.Pid()))
+			err := cgroupfs.WriteFile(filepath.Join(d, "cgroup.procs"), fmt.Sprint(p.Pid()))
 			if err != nil && i < len(l.tracking) && errors.Is(err, os.ErrNotExist) {
 				// systemd's scope is gone (its keeper was killed and its
 				// last container ended): the container runs all the same,
@@ -334,7 +282,7 @@ func (l *Launcher) mkdirCgroup(dir string) error {
 		err = unix.Mkdir(dir, 0o755)
 	}
 	if err == unix.EEXIST {
-		pids, perr := readPids(filepath.Join(dir, "cgroup.procs"))
+		pids, perr := cgroupfs.ReadPids(dir)
 		if perr == nil && len(pids) == 0 {
 			return nil
 		}
@@ -384,178 +332,14 @@ func (l *Launcher) Destroy(ctx context.Context, id string) error {
 		l.forget(id, c)
 		return nil
 	}
-	var err error
-	if l.v2 {
-		err = l.killV2(ctx, dir)
-	} else {
-		err = l.killV1(ctx, dir)
-	}
-	if err != nil {
+	if err := cgroupfs.Kill(ctx, dir, l.v2, l.hasKill); err != nil {
 		return fmt.Errorf("destroying container %s: %w", id, err)
 	}
-	if err := rmdirTree(ctx, dir); err != nil {
+	if err := cgroupfs.RemoveTree(ctx, dir, cgroupfs.RemoveOptions{Timeout: removeWait}); err != nil {
 		return fmt.Errorf("destroying container %s: %w", id, err)
 	}
 	l.forget(id, c)
 	return nil
-}
-
-// killV2 kills the cgroup's processes and waits until it is unpopulated.
-func (l *Launcher) killV2(ctx context.Context, dir string) error {
-	populated := func() (bool, error) {
-		b, err := readSmall(filepath.Join(dir, "cgroup.events"), make([]byte, 128))
-		if err != nil {
-			return false, err
-		}
-		return !strings.Contains(string(b), "populated 0"), nil
-	}
-	if p, err := populated(); err != nil || !p {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	deadline := time.Now().Add(emptyWait)
-	for attempt := 0; ; attempt++ {
-		// Re-killed every few rounds: cgroup.kill is final even for forks
-		// under way, but the fallback is not.
-		if attempt%16 == 0 {
-			if l.hasKill {
-				if err := writeFile(filepath.Join(dir, "cgroup.kill"), "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return err
-				}
-			} else {
-				l.freezeKillThawV2(ctx, dir)
-			}
-		}
-		p, err := populated()
-		if errors.Is(err, os.ErrNotExist) || (err == nil && !p) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if time.Now().After(deadline) {
-			pids, _ := readPids(filepath.Join(dir, "cgroup.procs"))
-			return fmt.Errorf("cgroup %s still populated %v after kill (processes %s)", dir, emptyWait, describePids(pids))
-		}
-		if err := sleep(ctx, backoff(attempt, 50*time.Microsecond, 10*time.Millisecond)); err != nil {
-			return err
-		}
-	}
-}
-
-// freezeKillThawV2 is the kill for kernels without cgroup.kill: freeze the
-// cgroup (cgroup.freeze, Linux 5.2+) so nothing forks or exits, SIGKILL every
-// process of the subtree, thaw.
-func (l *Launcher) freezeKillThawV2(ctx context.Context, dir string) {
-	frozen := writeFile(filepath.Join(dir, "cgroup.freeze"), "1") == nil &&
-		waitFor(ctx, freezeWait, func() bool {
-			b, err := readSmall(filepath.Join(dir, "cgroup.events"), make([]byte, 128))
-			return err == nil && strings.Contains(string(b), "frozen 1")
-		})
-	l.killAll(dir, frozen)
-	_ = writeFile(filepath.Join(dir, "cgroup.freeze"), "0")
-}
-
-// killV1 freezes the container's freezer cgroup, SIGKILLs every process in
-// it, thaws it and waits until it is empty.
-func (l *Launcher) killV1(ctx context.Context, dir string) error {
-	pids, err := readPids(filepath.Join(dir, "cgroup.procs"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if len(pids) == 0 && !hasChildCgroups(dir) {
-		return nil // ended by itself: nothing to freeze
-	}
-	deadline := time.Now().Add(emptyWait)
-	for round := 0; ; round++ {
-		frozen := l.freezeV1(ctx, dir)
-		l.killAll(dir, frozen)
-		_ = writeFile(filepath.Join(dir, "freezer.state"), "THAWED")
-		// Killed processes need a moment to run their exit.
-		for attempt := 0; attempt < 12; attempt++ {
-			if empty(dir) {
-				return nil
-			}
-			if err := sleep(ctx, backoff(attempt, 50*time.Microsecond, 10*time.Millisecond)); err != nil {
-				return err
-			}
-		}
-		if time.Now().After(deadline) {
-			pids, _ := readPids(filepath.Join(dir, "cgroup.procs"))
-			return fmt.Errorf("cgroup %s not empty %v after kill (processes %s)", dir, emptyWait, describePids(pids))
-		}
-	}
-}
-
-// freezeV1 freezes dir, retrying a freeze that does not complete: a task
-// stuck in the kernel can hold a freeze in FREEZING for ever. It reports
-// whether the cgroup is frozen.
-func (l *Launcher) freezeV1(ctx context.Context, dir string) bool {
-	state := filepath.Join(dir, "freezer.state")
-	for attempt := 0; attempt < freezeAttempts; attempt++ {
-		if err := writeFile(state, "FROZEN"); err != nil {
-			return false
-		}
-		if waitFor(ctx, freezeWait, func() bool {
-			b, err := readSmall(state, make([]byte, 32))
-			return err == nil && strings.HasPrefix(string(b), "FROZEN")
-		}) {
-			return true
-		}
-		_ = writeFile(state, "THAWED")
-		if sleep(ctx, time.Duration(attempt+1)*10*time.Millisecond) != nil {
-			return false
-		}
-	}
-	return false
-}
-
-// killAll SIGKILLs every process in dir's subtree, through pidfds. In a
-// frozen cgroup no process can exit, so no PID read from cgroup.procs can be
-// reused before it is signalled; unfrozen, each process is checked to be in
-// the cgroup once its pidfd is open.
-func (l *Launcher) killAll(dir string, frozen bool) {
-	var check func(int) bool
-	if !frozen {
-		rel := "/" + strings.TrimPrefix(dir, l.base+"/")
-		check = func(pid int) bool { return memberOf(pid, l.v2, rel) }
-	}
-	for _, d := range subtree(dir) {
-		pids, _ := readPids(filepath.Join(d, "cgroup.procs"))
-		for _, pid := range pids {
-			killPid(pid, check)
-		}
-	}
-}
-
-func empty(dir string) bool {
-	for _, d := range subtree(dir) {
-		pids, err := readPids(filepath.Join(d, "cgroup.procs"))
-		if err == nil && len(pids) > 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func hasChildCgroups(dir string) bool { return len(subtree(dir)) > 1 }
-
-// waitFor polls cond with a short backoff for at most d.
-func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for attempt := 0; ; attempt++ {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) || sleep(ctx, backoff(attempt, 20*time.Microsecond, 5*time.Millisecond)) != nil {
-			return false
-		}
-	}
 }
 
 // Recover implements container.Launcher: the known containers' cgroups
@@ -599,7 +383,11 @@ func (l *Launcher) Recover(ctx context.Context, known map[string]*container.Proc
 		if found[id] || p == nil {
 			continue
 		}
-		rel, ok := trackingCgroupOf(p.Pid(), l.v2)
+		ctrl := "freezer"
+		if l.v2 {
+			ctrl = ""
+		}
+		rel, ok, _ := cgroupfs.CgroupOf(p.Pid(), ctrl)
 		if !ok || path.Base(rel) != id {
 			continue
 		}
@@ -621,26 +409,7 @@ func (l *Launcher) Recover(ctx context.Context, known map[string]*container.Proc
 // until something destroyed it: a task meant to run on after the restart
 // would be stuck for good, and an executor could not re-subscribe. Thawed,
 // it runs on, or is destroyed, like any other recovered container.
-func (l *Launcher) thaw(dir string) error {
-	file, thawed := filepath.Join(dir, "freezer.state"), "THAWED"
-	if l.v2 {
-		file, thawed = filepath.Join(dir, "cgroup.freeze"), "0"
-	}
-	b, err := readSmall(file, make([]byte, 32))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // a kernel without cgroup.freeze, or the cgroup just went
-	}
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", file, err)
-	}
-	if strings.TrimSpace(string(b)) == thawed {
-		return nil
-	}
-	if err := writeFile(file, thawed); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("thawing %s: %w", dir, err)
-	}
-	return nil
-}
+func (l *Launcher) thaw(dir string) error { return cgroupfs.Thaw(dir, l.v2) }
 
 // Containers lists the IDs whose cgroups exist under the root (for tests and
 // diagnostics).

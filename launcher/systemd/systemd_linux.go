@@ -36,6 +36,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/corral/corral/container"
+	"github.com/corral/corral/container/cgroupfs"
 	linuxlauncher "github.com/corral/corral/launcher/linux"
 )
 
@@ -48,7 +49,7 @@ const KeeperArg = "--keep-scope"
 // keeperCgroup is the keeper's leaf below the scope on cgroup v2.
 const keeperCgroup = "keeper"
 
-const cgroupMount = "/sys/fs/cgroup"
+const cgroupMount = cgroupfs.DefaultMount
 
 // Booted reports whether systemd is PID 1 (sd_booted(3)).
 func Booted() bool {
@@ -199,20 +200,20 @@ func start(ctx context.Context, conn *sddbus.Conn, unit string, cfg Config) erro
 // children holds no processes.
 func (s *Scope) settleKeeperV2() error {
 	dir := filepath.Join(cgroupMount, s.Cgroup)
-	pids, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	pids, err := cgroupfs.ReadPids(dir)
 	if err != nil {
 		return fmt.Errorf("reading the scope's processes: %w", err)
 	}
-	if len(strings.TrimSpace(string(pids))) == 0 {
+	if len(pids) == 0 {
 		return nil
 	}
 	leaf := filepath.Join(dir, keeperCgroup)
 	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("creating the keeper's cgroup: %w", err)
 	}
-	for _, p := range strings.Fields(string(pids)) {
-		if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(p), 0); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("moving process %s of scope %s into %s: %w", p, s.Unit, leaf, err)
+	for _, p := range pids {
+		if err := cgroupfs.WriteFile(filepath.Join(leaf, "cgroup.procs"), strconv.Itoa(p)); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("moving process %d of scope %s into %s: %w", p, s.Unit, leaf, err)
 		}
 	}
 	return nil
@@ -229,7 +230,7 @@ func (s *Scope) Apply(o container.Options) container.Options {
 	o.Extra = extra
 	root := o.CgroupsRoot
 	if root == "" {
-		root = linuxlauncher.DefaultCgroupsRoot
+		root = cgroupfs.DefaultRoot
 	}
 	if s.v2 {
 		o.CgroupsRoot = s.Cgroup + "/" + strings.Trim(root, "/")
@@ -291,29 +292,7 @@ func Processes(ctx context.Context, unit string) ([]int, error) {
 	if !v2 {
 		base = filepath.Join(cgroupMount, "systemd")
 	}
-	var pids []int
-	err = filepath.WalkDir(filepath.Join(base, cg), func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
-		if err != nil {
-			return nil // removed meanwhile
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	return pids, err
+	return cgroupfs.TreePids(filepath.Join(base, cg)), nil
 }
 
 func unitString(ctx context.Context, conn *sddbus.Conn, unit, iface, prop string) (string, error) {
@@ -335,10 +314,6 @@ func unitString(ctx context.Context, conn *sddbus.Conn, unit, iface, prop string
 }
 
 func unified() (bool, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(cgroupMount, &st); err != nil {
-		return false, fmt.Errorf("statfs %s: %w", cgroupMount, err)
-	}
-	const cgroup2Magic = 0x63677270
-	return st.Type == cgroup2Magic, nil
+	v2, _, err := cgroupfs.FSType(cgroupMount)
+	return v2, err
 }

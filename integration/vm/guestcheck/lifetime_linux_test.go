@@ -106,17 +106,6 @@ func startTime(pid int) string {
 	return f[19]
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // A checkpointing framework's task keeps running through `systemctl
 // restart` and `systemctl stop` + `start` of the agent's unit: the linux
 // launcher's containers live in a delegated transient scope in
@@ -159,7 +148,7 @@ func TestGuestTaskOutlivesAgentUnit(t *testing.T) {
 	})
 	var pid int
 	var start string
-	waitUntil(t, "running task", 2*time.Minute, func() bool {
+	testsupport.Eventually(t, "the running task", 2*time.Minute, func() bool {
 		pid, start = taskProcess("sleep", marker)
 		return pid != 0 && strings.Contains(out.String(), "TASK_RUNNING")
 	})
@@ -214,7 +203,7 @@ func TestGuestTaskOutlivesAgentUnit(t *testing.T) {
 	if vmenv.Mode() == vmenv.V1 {
 		ctrCg = filepath.Join("/sys/fs/cgroup/freezer", root, filepath.Base(v1CgroupOf(t, "freezer", string(cg))))
 	}
-	waitUntil(t, "container cgroup "+ctrCg+" removed", time.Minute, func() bool {
+	testsupport.Eventually(t, "container cgroup "+ctrCg+" removed", time.Minute, func() bool {
 		_, err := os.Stat(ctrCg)
 		return os.IsNotExist(err)
 	})

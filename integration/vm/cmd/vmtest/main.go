@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command vmtest is `make vm-test`: it builds (or reuses) the Debian guest
 // image, builds Corral's commands and test binaries statically, boots one
 // qemu guest per cgroup mode with systemd as PID 1, runs the tests in it as
