@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -24,8 +23,6 @@ import (
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
-	"github.com/corral/corral/container"
-	"github.com/corral/corral/container/containerizer"
 	"github.com/corral/corral/internal/metrics"
 	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/internal/version"
@@ -93,9 +90,6 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Ended containers keep their runtime record (the task's exit status)
-	// until their end is checkpointed.
-	cz.RetainEnded()
 	ln, err := listen(cfg, store)
 	if err != nil {
 		cz.Close()
@@ -163,34 +157,6 @@ func listen(cfg Config, store *checkpoint.Store) (net.Listener, error) {
 
 // listenRetry bounds how long the agent waits for its port to be free.
 const listenRetry = 10 * time.Second
-
-func buildContainerizer(cfg *Config) (*containerizer.Containerizer, error) {
-	opts, err := container.SetUpLauncher(context.Background(), cfg.Launcher, cfg.containerOptions())
-	if err != nil {
-		return nil, err
-	}
-	l, err := container.NewLauncher(cfg.Launcher, opts)
-	if err != nil {
-		return nil, fmt.Errorf("--launcher: %w", err)
-	}
-	var isos []container.Isolator
-	for _, name := range cfg.isolators() {
-		iso, err := container.NewIsolator(name, opts)
-		if err != nil {
-			// What the isolators built so far made (disk/du's cgroup)
-			// goes with them.
-			containerizer.CloseIsolators(isos, cfg.Log)
-			return nil, fmt.Errorf("--isolation: %w", err)
-		}
-		isos = append(isos, iso)
-	}
-	cz, err := containerizer.New(l, isos, filepath.Join(cfg.LauncherDir, "corral-init"), cfg.RuntimeDir, cfg.Log)
-	if err != nil {
-		containerizer.CloseIsolators(isos, cfg.Log)
-		return nil, err
-	}
-	return cz, nil
-}
 
 // Endpoint is host:port of the agent's HTTP API.
 func (a *Agent) Endpoint() string { return net.JoinHostPort(a.cfg.IP, strconv.Itoa(a.cfg.Port)) }

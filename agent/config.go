@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,35 +48,10 @@ type Config struct {
 	// CgroupsRoot names the agent's cgroup under each hierarchy
 	// (--cgroups_root).
 	CgroupsRoot string
-	// SystemdEnableSupport (--systemd_enable_support): when systemd is PID
-	// 1, the linux launcher's containers live in a delegated transient
-	// scope outside the agent's unit (launcher/systemd).
-	SystemdEnableSupport bool
 	// CgroupsHierarchy is where cgroups are mounted (--cgroups_hierarchy,
 	// default /sys/fs/cgroup): a cgroup2 mount, or the folder of the v1
 	// hierarchies.
 	CgroupsHierarchy string
-	// CgroupsEnableCFS adds a hard CFS quota to cgroups/cpu's shares
-	// (--cgroups_enable_cfs).
-	CgroupsEnableCFS bool
-	// CgroupsAllowSwap lets containers swap (--cgroups_limit_swap=false);
-	// by default cgroups/mem limits memory and swap together, so they
-	// never do. (Inverted so that a zero Config keeps swap off.)
-	CgroupsAllowSwap bool
-	// CgroupsMemorySoftLimit also sets a soft limit at the container's mem
-	// (--cgroups_memory_soft_limit: v1 soft_limit_in_bytes, v2 memory.high).
-	CgroupsMemorySoftLimit bool
-	// CgroupsPidsMax is cgroups/pids' default pids.max, a positive number or
-	// "max" (--cgroups_pids_max; empty is "max"). A task overrides it with
-	// the label corral.pids.max.
-	CgroupsPidsMax string
-	// CgroupsBlkioWeight is cgroups/blkio's default weight, 10..1000
-	// (--cgroups_blkio_weight; 0 keeps the isolator's default, 500).
-	CgroupsBlkioWeight uint
-	// DefaultContainerShmSize sizes namespaces/ipc's private /dev/shm
-	// (--default_container_shm_size, tmpfs size= syntax; empty is tmpfs'
-	// default).
-	DefaultContainerShmSize string
 	// SwitchUser runs tasks as their framework's (or command's) user when
 	// the agent is root (--switch_user).
 	SwitchUser bool
@@ -86,18 +60,10 @@ type Config struct {
 	// filesystem/linux leaves the host root writable. An explicit operator
 	// choice; off by default.
 	HostPrivileges bool
-	// BoundingCapabilities and EffectiveCapabilities are linux/capabilities'
-	// flags (--bounding_capabilities: the most a task may hold;
-	// --effective_capabilities: what it holds unless it asks), Mesos'
-	// CapabilityInfo JSON or a list of names; empty is Docker's default set
-	// without MKNOD.
-	BoundingCapabilities  string
-	EffectiveCapabilities string
-	// SeccompConfigDir and SeccompProfileName are linux/seccomp's flags
-	// (--seccomp_config_dir, --seccomp_profile_name): the default profile
-	// is the file of that name in the dir; unset, the embedded default.
-	SeccompConfigDir   string
-	SeccompProfileName string
+	// Settings are the launchers' and isolators' own flags, each family's
+	// declared by its package (container.RegisterSettings); a zero set is
+	// every family at its defaults.
+	Settings container.SettingsSet
 	// ExecutorRegistrationTimeout bounds how long a custom executor may take
 	// to subscribe (--executor_registration_timeout).
 	ExecutorRegistrationTimeout time.Duration
@@ -157,19 +123,6 @@ type Config struct {
 	// GCParallelism is --gc_parallelism (default 4): sandbox removals
 	// running at once.
 	GCParallelism int
-	// ContainerDiskWatchInterval is --container_disk_watch_interval
-	// (default 15s): how often disk/du measures each sandbox (and disk/xfs
-	// in kill mode reads the quotas).
-	ContainerDiskWatchInterval time.Duration
-	// EnforceContainerDiskQuota is --enforce_container_disk_quota (default
-	// false, as Mesos): without it the disk isolators only account.
-	EnforceContainerDiskQuota bool
-	// XFSProjectRange is --xfs_project_range (default [5000-10000]): the
-	// project IDs disk/xfs hands out.
-	XFSProjectRange string
-	// XFSKillContainers is --xfs_kill_containers: disk/xfs reports and
-	// destroys a container over its disk instead of failing its writes.
-	XFSKillContainers bool
 	// Flags are echoed by /flags.
 	Flags map[string]string
 	Log   *slog.Logger
@@ -219,12 +172,6 @@ func (c *Config) isolators() []string {
 	}
 	return out
 }
-
-// Defaults of the disk flags, as Mesos'.
-const (
-	DefaultContainerDiskWatchInterval = 15 * time.Second
-	DefaultXFSProjectRange            = "[5000-10000]"
-)
 
 func (c *Config) defaults() error {
 	if c.Master == "" {
@@ -323,7 +270,8 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// checkCgroupFlags validates the cgroups flags whatever the isolation, so a
+// checkCgroupFlags validates the cgroups flags and every launcher's and
+// isolator's settings whatever the isolation, so a
 // bad value is refused at start-up with the flag's name.
 func (c *Config) checkCgroupFlags() error {
 	if c.CgroupsHierarchy != "" && !filepath.IsAbs(c.CgroupsHierarchy) {
@@ -332,19 +280,7 @@ func (c *Config) checkCgroupFlags() error {
 	if r := c.CgroupsRoot; strings.HasPrefix(r, "/") || r == "." || r == ".." || strings.HasPrefix(r, "../") || strings.Contains(r, "/../") || strings.HasSuffix(r, "/..") {
 		return fmt.Errorf("--cgroups_root: %q is not a relative cgroup path such as \"corral\"", r)
 	}
-	if p := strings.TrimSpace(c.CgroupsPidsMax); p != "" && p != "max" {
-		n, err := strconv.ParseUint(p, 10, 31)
-		if err != nil || n == 0 {
-			return fmt.Errorf("--cgroups_pids_max: %q is not a positive number or \"max\"", c.CgroupsPidsMax)
-		}
-	}
-	if w := c.CgroupsBlkioWeight; w != 0 && (w < 10 || w > 1000) {
-		return fmt.Errorf("--cgroups_blkio_weight: %d is not a weight in 10..1000", w)
-	}
-	if s := c.DefaultContainerShmSize; s != "" && !validTmpfsSize(s) {
-		return fmt.Errorf("--default_container_shm_size: %q is not a size such as 64m", s)
-	}
-	return nil
+	return c.Settings.Validate()
 }
 
 // orDefault refuses a negative flag value and puts def in place of zero
@@ -381,36 +317,6 @@ func (c *Config) diskDefaults() error {
 	if err := orDefault(&c.GCParallelism, gc.DefaultParallelism, "gc_parallelism"); err != nil {
 		return err
 	}
-	if err := orDefault(&c.ContainerDiskWatchInterval, DefaultContainerDiskWatchInterval, "container_disk_watch_interval"); err != nil {
-		return err
-	}
-	if c.XFSProjectRange == "" {
-		c.XFSProjectRange = DefaultXFSProjectRange
-	}
-	if err := checkProjectRange(c.XFSProjectRange); err != nil {
-		return fmt.Errorf("--xfs_project_range: %w", err)
-	}
-	return nil
-}
-
-// checkProjectRange accepts one range of project IDs as Mesos writes it,
-// "[lo-hi]" (or "lo-hi"). disk/xfs parses it again when it is used; this
-// check makes a bad value fail at start-up whatever the isolation.
-func checkProjectRange(s string) error {
-	t := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "["), "]")
-	a, b, ok := strings.Cut(t, "-")
-	lo, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
-	hi, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
-	switch {
-	case !ok || err1 != nil || err2 != nil:
-		return fmt.Errorf("%q is not a range such as [5000-10000]", s)
-	case lo == 0:
-		return fmt.Errorf("%q includes project 0, every file's default project", s)
-	case lo > hi:
-		return fmt.Errorf("%q is empty", s)
-	case hi == 1<<32-1:
-		return fmt.Errorf("%q includes %d, which the kernel reserves", s, hi)
-	}
 	return nil
 }
 
@@ -427,63 +333,13 @@ func (c *Config) gcConfig() gc.Config {
 	return cfg
 }
 
-// validTmpfsSize accepts tmpfs' size= syntax: a number of bytes with an
-// optional k, m, g (or t, p, e) suffix, or a percentage of RAM.
-func validTmpfsSize(s string) bool {
-	num := strings.TrimRight(s, "kKmMgGtTpPeE%")
-	if len(s)-len(num) > 1 {
-		return false
-	}
-	v, err := strconv.ParseUint(num, 10, 64)
-	return err == nil && v > 0
-}
-
-// containerOptions are the launcher's and isolators' settings: the flags
-// each reads from Options.Extra, by flag name.
+// containerOptions are what the launcher and isolators are built with.
 func (c *Config) containerOptions() container.Options {
-	extra := map[string]string{
-		"cgroups_enable_cfs":        strconv.FormatBool(c.CgroupsEnableCFS),
-		"cgroups_limit_swap":        strconv.FormatBool(!c.CgroupsAllowSwap),
-		"cgroups_memory_soft_limit": strconv.FormatBool(c.CgroupsMemorySoftLimit),
+	return container.Options{
+		RuntimeDir: c.RuntimeDir, CgroupsRoot: c.CgroupsRoot, CgroupsHierarchy: c.CgroupsHierarchy,
+		WorkDir: c.WorkDir, LauncherDir: c.LauncherDir, HostPrivileges: c.HostPrivileges,
+		Settings: c.Settings, Log: c.Log,
 	}
-	if c.CgroupsHierarchy != "" {
-		extra["cgroups_hierarchy"] = c.CgroupsHierarchy
-	}
-	if c.CgroupsPidsMax != "" {
-		extra["cgroups_pids_max"] = strings.TrimSpace(c.CgroupsPidsMax)
-	}
-	if c.CgroupsBlkioWeight != 0 {
-		extra["cgroups_blkio_weight"] = strconv.FormatUint(uint64(c.CgroupsBlkioWeight), 10)
-	}
-	if c.DefaultContainerShmSize != "" {
-		extra["default_container_shm_size"] = c.DefaultContainerShmSize
-	}
-	// The disk isolators' settings (isolators/disk reads them by these
-	// names; disk/xfs checks the work_dir's file system for project quotas
-	// when it is built, so a work_dir without them fails the start-up).
-	extra["work_dir"] = c.WorkDir
-	if c.ContainerDiskWatchInterval > 0 {
-		extra["container_disk_watch_interval"] = c.ContainerDiskWatchInterval.String()
-	}
-	extra["enforce_container_disk_quota"] = strconv.FormatBool(c.EnforceContainerDiskQuota)
-	if c.XFSProjectRange != "" {
-		extra["xfs_project_range"] = c.XFSProjectRange
-	}
-	extra["xfs_kill_containers"] = strconv.FormatBool(c.XFSKillContainers)
-	extra["host_privileges"] = strconv.FormatBool(c.HostPrivileges)
-	// The linux launcher's setup step (launcher/systemd) reads these to put
-	// the containers in systemd's scope.
-	extra["systemd_enable_support"] = strconv.FormatBool(c.SystemdEnableSupport)
-	extra["launcher_dir"] = c.LauncherDir
-	for k, v := range map[string]string{
-		"bounding_capabilities": c.BoundingCapabilities, "effective_capabilities": c.EffectiveCapabilities,
-		"seccomp_config_dir": c.SeccompConfigDir, "seccomp_profile_name": c.SeccompProfileName,
-	} {
-		if v != "" {
-			extra[k] = v
-		}
-	}
-	return container.Options{RuntimeDir: c.RuntimeDir, CgroupsRoot: c.CgroupsRoot, Extra: extra, Log: c.Log}
 }
 
 // totalResources is --resources with cpus, mem, disk and ports filled from
@@ -538,18 +394,13 @@ func totalResources(flag, workDir string) (resources.Resources, error) {
 	return total, nil
 }
 
-// hostMemoryMB leaves the system 1 GiB (or half when there is less than 2
-// GiB), Mesos' rule.
-func hostMemoryMB() (uint64, error) {
-	var si unix.Sysinfo_t
-	if err := unix.Sysinfo(&si); err != nil {
-		return 0, fmt.Errorf("detecting memory: %w", err)
-	}
-	total := uint64(si.Totalram) * uint64(si.Unit) >> 20
+// memoryLeftMB is what the agent offers of total MB: it leaves the system
+// 1 GiB (or half when there is less than 2 GiB), Mesos' rule.
+func memoryLeftMB(total uint64) uint64 {
 	if total >= 2048 {
-		return total - 1024, nil
+		return total - 1024
 	}
-	return total / 2, nil
+	return total / 2
 }
 
 // hostDiskMB leaves 5 GiB of the work_dir's file system (or half when there

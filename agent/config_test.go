@@ -72,10 +72,6 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCInodeThreshold: 2}, "--gc_inode_threshold"},
 		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCMaxSandboxes: -1}, "--gc_max_sandboxes"},
 		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", GCParallelism: -1}, "--gc_parallelism"},
-		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", ContainerDiskWatchInterval: -time.Second}, "--container_disk_watch_interval"},
-		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", XFSProjectRange: "10000-5000"}, "--xfs_project_range"},
-		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", XFSProjectRange: "[0-10]"}, "--xfs_project_range"},
-		{Config{Master: "m:1", WorkDir: "/tmp/x", Launcher: "posix", XFSProjectRange: "lots"}, "--xfs_project_range"},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.defaults()
@@ -100,34 +96,20 @@ func TestRecoveryDefaults(t *testing.T) {
 	}
 }
 
-// The GC and disk flags default to Mesos' values, reach the collector and
-// the disk isolators' options, and a headroom of 0 given on the command
-// line stays 0.
+// The GC flags default to Mesos' values and reach the collector, and a
+// headroom of 0 given on the command line stays 0.
 func TestDiskDefaults(t *testing.T) {
 	c := Config{Master: "m:1", WorkDir: t.TempDir(), Launcher: "posix"}
 	if err := c.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if c.GCDelay != 7*24*time.Hour || c.DiskWatchInterval != time.Minute || c.GCParallelism != 4 ||
-		c.ContainerDiskWatchInterval != 15*time.Second || c.EnforceContainerDiskQuota || c.XFSProjectRange != "[5000-10000]" {
-		t.Errorf("defaults: gc_delay %v disk_watch_interval %v gc_parallelism %d container_disk_watch_interval %v enforce %v xfs_project_range %q",
-			c.GCDelay, c.DiskWatchInterval, c.GCParallelism, c.ContainerDiskWatchInterval, c.EnforceContainerDiskQuota, c.XFSProjectRange)
+	if c.GCDelay != 7*24*time.Hour || c.DiskWatchInterval != time.Minute || c.GCParallelism != 4 {
+		t.Errorf("defaults: gc_delay %v disk_watch_interval %v gc_parallelism %d", c.GCDelay, c.DiskWatchInterval, c.GCParallelism)
 	}
 	if g := c.gcConfig(); g.DiskHeadroomSet || g.WorkDir != c.WorkDir || g.Delay != c.GCDelay {
 		t.Errorf("gc config %+v: want the default headroom, the work_dir and gc_delay", g)
 	}
-	extra := c.containerOptions().Extra
-	for k, want := range map[string]string{
-		"work_dir": c.WorkDir, "container_disk_watch_interval": "15s", "enforce_container_disk_quota": "false",
-		"xfs_project_range": "[5000-10000]", "xfs_kill_containers": "false",
-	} {
-		if extra[k] != want {
-			t.Errorf("Options.Extra[%q] = %q, want %q", k, extra[k], want)
-		}
-	}
-
-	c = Config{Master: "m:1", WorkDir: t.TempDir(), Launcher: "posix", GCDiskHeadroom: ptr(0.0), EnforceContainerDiskQuota: true,
-		ContainerDiskWatchInterval: 2 * time.Second}
+	c = Config{Master: "m:1", WorkDir: t.TempDir(), Launcher: "posix", GCDiskHeadroom: ptr(0.0)}
 	if err := c.defaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +119,6 @@ func TestDiskDefaults(t *testing.T) {
 	}
 	if _, err := gc.New(g); err != nil {
 		t.Errorf("gc.New: %v", err)
-	}
-	if extra := c.containerOptions().Extra; extra["enforce_container_disk_quota"] != "true" || extra["container_disk_watch_interval"] != "2s" {
-		t.Errorf("Options.Extra %v: want enforcement on and a 2s watch", extra)
 	}
 }
 

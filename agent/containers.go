@@ -26,5 +26,3 @@ type containers interface {
 	Recover(ctx context.Context, known []*container.Config) (map[string]*containerizer.Recovered, error)
 	Close()
 }
-
-var _ containers = (*containerizer.Containerizer)(nil)

@@ -171,6 +171,15 @@ func (a *Agent) markRunCompleted(ex *executor) {
 	}
 }
 
+// taskForgotten reports whether t is no longer among the agent's tasks
+// (acknowledged terminal, or its framework shut down): its records may be
+// gone, and a write to them failing is no fault of the store.
+func (a *Agent) taskForgotten(t *task) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.findTaskLocked(t.ex.fw.id, t.info.GetTaskId().GetValue()) != t
+}
+
 // checkpointAck is the update manager's hook: an acknowledgement is
 // appended to its task's stream before the update leaves the retry queue.
 func (a *Agent) checkpointAck(u *cluster.StatusUpdate) error {
@@ -190,10 +199,7 @@ func (a *Agent) checkpointAck(u *cluster.StatusUpdate) error {
 			return nil
 		}
 		err = fmt.Errorf("checkpointing the acknowledgement of %s of task %s: %w", u.GetStatus().GetState(), taskID, err)
-		a.mu.Lock()
-		gone := a.findTaskLocked(fwID, taskID) != t
-		a.mu.Unlock()
-		if !gone {
+		if !a.taskForgotten(t) {
 			a.fatal(err)
 		}
 		// Forgotten meanwhile (its framework shut down): there is nothing

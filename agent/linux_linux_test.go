@@ -24,7 +24,7 @@ import (
 	"github.com/corral/corral/master/mastertest"
 
 	// As cmd/corral links them.
-	_ "github.com/corral/corral/isolators/cgroups"
+	"github.com/corral/corral/isolators/cgroups"
 	_ "github.com/corral/corral/isolators/namespaces"
 	_ "github.com/corral/corral/launcher/linux"
 )
@@ -50,10 +50,12 @@ func TestLinuxLauncherAgent(t *testing.T) {
 	// Registered before the agent's stop, so it runs after it: the agent
 	// destroys its containers on the way out, then the roots go.
 	t.Cleanup(func() { testsupport.RemoveCgroupsRoot(t, root) })
+	cfs := cgroups.DefaultSettings()
+	cfs.EnableCFS = true
 	a := agenttest.Start(t, agent.Config{
 		Master: m, WorkDir: workDir, IP: "127.0.0.1", Resources: "cpus:2;mem:1024;disk:1024",
 		Launcher: "linux", Isolation: "cgroups/cpu,cgroups/mem,namespaces/pid", CgroupsRoot: root,
-		CgroupsEnableCFS: true, LauncherDir: testsupport.BinDir(t), Log: testLogger(t),
+		Settings: container.NewSettings().With(cfs), LauncherDir: testsupport.BinDir(t), Log: testLogger(t),
 		RegistrationBackoffFactor: 50 * time.Millisecond,
 	})
 

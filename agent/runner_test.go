@@ -626,3 +626,38 @@ func TestRunnerRecoverCommandTasks(t *testing.T) {
 	second.expect(t, "t1", mesos.TaskState_TASK_FINISHED, fromExecutor)
 	eventually(t, "the framework to be forgotten", func() bool { return second.frameworkGone("fw-1") })
 }
+
+// A kill (or an executor's end) that reaches a task after its terminal
+// update was acknowledged and the task forgotten finds its records gone:
+// the late update is dropped, and the agent does not stop as it would for
+// a store that cannot write.
+func TestRunnerUpdateForForgottenTask(t *testing.T) {
+	ta := newTestAgent(t, false)
+	var failed atomic.Pointer[error]
+	ta.Agent.mu.Lock()
+	ta.Agent.fail = func(err error) { failed.Store(&err) }
+	ta.Agent.mu.Unlock()
+	ta.runTasks(fakeFramework(true), nil, []*mesos.TaskInfo{fakeTask("t1", "true", 32)}, false)
+	ta.expect(t, "t1", mesos.TaskState_TASK_STARTING, fromExecutor)
+	ta.waitLaunched(t, "fw-1", "t1")
+	ta.Agent.mu.Lock()
+	tk := ta.Agent.findTaskLocked("fw-1", "t1")
+	ta.Agent.mu.Unlock()
+	if tk == nil {
+		t.Fatal("task t1 not found")
+	}
+	ta.cz.exit(ta.launched(t), 0)
+	ta.expect(t, "t1", mesos.TaskState_TASK_RUNNING, fromExecutor)
+	ta.expect(t, "t1", mesos.TaskState_TASK_FINISHED, fromExecutor)
+	eventually(t, "the framework to be forgotten", func() bool { return ta.frameworkGone("fw-1") })
+
+	ta.taskUpdate(tk, fromExecutor, mesos.TaskState_TASK_KILLED, nil, "killed late", nil)
+	if err := failed.Load(); err != nil {
+		t.Fatalf("the agent stopped on a late update for a forgotten task: %v", *err)
+	}
+	select {
+	case u := <-ta.updates:
+		t.Fatalf("a late update for a forgotten task was forwarded: %v", u.GetStatus().GetState())
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -508,6 +509,13 @@ func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool) {
 	u.ExecutorId = t.ex.executorID()
 	if ckpt {
 		if err := a.store.AppendUpdate(context.Background(), key, u); err != nil {
+			if errors.Is(err, fs.ErrNotExist) && a.taskForgotten(t) {
+				// A kill or an executor's end raced the task's acknowledged
+				// end: its records are gone with it, and the scheduler has
+				// its terminal state already.
+				a.log.Debug("update for a task already forgotten dropped", "task", t.info.GetTaskId().GetValue(), "state", s.GetState())
+				return
+			}
 			a.fatal(fmt.Errorf("checkpointing %s of task %s: %w", s.GetState(), t.info.GetTaskId().GetValue(), err))
 			return
 		}

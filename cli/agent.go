@@ -4,29 +4,27 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corral/corral/agent"
 	"github.com/corral/corral/agent/gc"
-	"github.com/spf13/cobra"
+	"github.com/corral/corral/container"
 )
 
 type agentFlags struct {
 	master, workDir, runtimeDir, ip, hostname, resources, isolation, launcher, launcherDir, cgroupsRoot string
-	cgroupsHierarchy, cgroupsPidsMax, shmSize                                                           string
+	cgroupsHierarchy                                                                                    string
 	port                                                                                                int
-	cgroupsBlkioWeight                                                                                  uint
-	switchUser, cgroupsEnableCFS, cgroupsLimitSwap, cgroupsSoftLimit                                    bool
-	hostPrivileges                                                                                      bool
-	boundingCaps, effectiveCaps, seccompConfigDir, seccompProfileName                                   string
+	switchUser, hostPrivileges                                                                          bool
 	execRegTimeout, execGrace, regBackoff                                                               time.Duration
 	recover, bootIDPath                                                                                 string
 	strict                                                                                              bool
 	execReregTimeout, recoveryTimeout, updateRetryMin, updateRetryMax                                   time.Duration
-	gcDelay, diskWatchInterval, containerDiskWatchInterval                                              time.Duration
+	gcDelay, diskWatchInterval                                                                          time.Duration
 	gcDiskHeadroom, gcInodeThreshold                                                                    float64
 	gcMaxSandboxes, gcParallelism                                                                       int
-	enforceDiskQuota, xfsKillContainers                                                                 bool
-	systemdEnableSupport                                                                                bool
-	xfsProjectRange                                                                                     string
+	// settings are the launchers' and isolators' own flags.
+	settings container.SettingsSet
 }
 
 func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
@@ -45,19 +43,8 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.StringVar(&f.launcherDir, "launcher_dir", "", "directory holding corral-init (default: the corral binary's)")
 	fl.StringVar(&f.cgroupsRoot, "cgroups_root", "corral", "cgroup under each hierarchy that holds the containers")
 	fl.StringVar(&f.cgroupsHierarchy, "cgroups_hierarchy", "/sys/fs/cgroup", "where cgroups are mounted: a cgroup2 mount, or the folder of the v1 hierarchies")
-	fl.BoolVar(&f.cgroupsEnableCFS, "cgroups_enable_cfs", false, "cgroups/cpu: also set a hard CFS quota of cpus × 100ms per 100ms")
-	fl.BoolVar(&f.cgroupsLimitSwap, "cgroups_limit_swap", true, "cgroups/mem: limit memory and swap together, so containers never swap (false: swap unlimited)")
-	fl.BoolVar(&f.cgroupsSoftLimit, "cgroups_memory_soft_limit", false, "cgroups/mem: also set a soft limit at mem (v1 soft_limit_in_bytes, v2 memory.high)")
-	fl.StringVar(&f.cgroupsPidsMax, "cgroups_pids_max", "max", "cgroups/pids: default pids.max of a container (a task overrides it with the label corral.pids.max)")
-	fl.UintVar(&f.cgroupsBlkioWeight, "cgroups_blkio_weight", 500, "cgroups/blkio: default I/O weight, 10..1000 (the label corral.blkio.weight overrides it)")
-	fl.StringVar(&f.shmSize, "default_container_shm_size", "", "namespaces/ipc: size of a container's private /dev/shm, e.g. 64m (default: tmpfs' half of RAM)")
-	fl.BoolVar(&f.systemdEnableSupport, "systemd_enable_support", true, "when systemd is PID 1, keep the linux launcher's containers in a transient scope in corral-executors.slice, outside the agent's unit, so they survive its restart")
 	fl.BoolVar(&f.switchUser, "switch_user", true, "run tasks as their framework's user when the agent is root")
 	fl.BoolVar(&f.hostPrivileges, "host_privileges", false, "run tasks with the agent's full privileges: no capability bound, no_new_privs, seccomp filter, cgroup namespace or masked /proc, /sys, /dev and work_dir, and a writable host root under filesystem/linux (unsafe; for trusted workloads only)")
-	fl.StringVar(&f.boundingCaps, "bounding_capabilities", "", "linux/capabilities: the most capabilities a task may hold, as Mesos' CapabilityInfo JSON or names (default: Docker's default set without MKNOD)")
-	fl.StringVar(&f.effectiveCaps, "effective_capabilities", "", "linux/capabilities: the capabilities a task holds unless its LinuxInfo asks for others (default: the bounding set's part of the default set)")
-	fl.StringVar(&f.seccompConfigDir, "seccomp_config_dir", "", "linux/seccomp: directory of seccomp profiles (Docker's JSON format) that tasks may name")
-	fl.StringVar(&f.seccompProfileName, "seccomp_profile_name", "", "linux/seccomp: the profile (a file in --seccomp_config_dir) tasks run under by default (default: the embedded profile)")
 	fl.DurationVar(&f.execRegTimeout, "executor_registration_timeout", time.Minute, "how long a custom executor may take to subscribe")
 	fl.DurationVar(&f.execGrace, "executor_shutdown_grace_period", 5*time.Second, "time an executor gets to shut down")
 	fl.DurationVar(&f.regBackoff, "registration_backoff_factor", time.Second, "initial backoff of (re-)registration with the master")
@@ -73,10 +60,10 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.Float64Var(&f.gcInodeThreshold, "gc_inode_threshold", 0, "while more than this fraction of the work_dir's inodes is in use, the oldest sandboxes go first (0: off)")
 	fl.IntVar(&f.gcMaxSandboxes, "gc_max_sandboxes", 0, "keep at most this many finished sandboxes, the oldest go first (0: no limit)")
 	fl.IntVar(&f.gcParallelism, "gc_parallelism", gc.DefaultParallelism, "sandbox removals running at once")
-	fl.DurationVar(&f.containerDiskWatchInterval, "container_disk_watch_interval", agent.DefaultContainerDiskWatchInterval, "disk/du: how often each container's sandbox is measured (disk/xfs kill mode: how often quotas are read)")
-	fl.BoolVar(&f.enforceDiskQuota, "enforce_container_disk_quota", false, "disk/du and disk/xfs: hold containers to their disk resource (without it they only account)")
-	fl.StringVar(&f.xfsProjectRange, "xfs_project_range", agent.DefaultXFSProjectRange, "disk/xfs: the project IDs handed out to sandboxes")
-	fl.BoolVar(&f.xfsKillContainers, "xfs_kill_containers", false, "disk/xfs: destroy a container over its disk resource instead of failing its writes")
+	// The launchers' and isolators' flags are theirs (container.Settings):
+	// whatever is linked in declares its own.
+	f.settings = container.NewSettings()
+	f.settings.Flags(fl)
 	fl.StringVar(&f.bootIDPath, "boot_id_path", "", "file holding the boot id (default /proc/sys/kernel/random/boot_id); tests simulate reboots with it")
 	_ = fl.MarkHidden("boot_id_path")
 	_ = fl.MarkHidden("status_update_retry_interval_min")
@@ -87,12 +74,8 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 	return agent.Config{
 		Master: f.master, WorkDir: f.workDir, RuntimeDir: f.runtimeDir, IP: f.ip, Port: f.port,
 		Hostname: f.hostname, Resources: f.resources, Isolation: f.isolation, Launcher: f.launcher,
-		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SystemdEnableSupport: f.systemdEnableSupport, SwitchUser: f.switchUser,
-		HostPrivileges: f.hostPrivileges, BoundingCapabilities: f.boundingCaps, EffectiveCapabilities: f.effectiveCaps,
-		SeccompConfigDir: f.seccompConfigDir, SeccompProfileName: f.seccompProfileName,
-		CgroupsHierarchy: f.cgroupsHierarchy, CgroupsEnableCFS: f.cgroupsEnableCFS, CgroupsAllowSwap: !f.cgroupsLimitSwap,
-		CgroupsMemorySoftLimit: f.cgroupsSoftLimit, CgroupsPidsMax: f.cgroupsPidsMax, CgroupsBlkioWeight: f.cgroupsBlkioWeight,
-		DefaultContainerShmSize:     f.shmSize,
+		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
+		HostPrivileges: f.hostPrivileges, CgroupsHierarchy: f.cgroupsHierarchy, Settings: f.settings,
 		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
 		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
 		Recover: f.recover, NonStrict: !f.strict, ExecutorReregistrationTimeout: f.execReregTimeout,
@@ -100,8 +83,6 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		StatusUpdateRetryMin: f.updateRetryMin, StatusUpdateRetryMax: f.updateRetryMax,
 		GCDelay: f.gcDelay, DiskWatchInterval: f.diskWatchInterval, GCDiskHeadroom: &f.gcDiskHeadroom,
 		GCInodeThreshold: f.gcInodeThreshold, GCMaxSandboxes: f.gcMaxSandboxes, GCParallelism: f.gcParallelism,
-		ContainerDiskWatchInterval: f.containerDiskWatchInterval, EnforceContainerDiskQuota: f.enforceDiskQuota,
-		XFSProjectRange: f.xfsProjectRange, XFSKillContainers: f.xfsKillContainers,
 	}
 }
 

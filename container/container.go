@@ -263,8 +263,23 @@ type Options struct {
 	// CgroupsRoot is the cgroup (under each hierarchy) that holds every
 	// container's cgroup.
 	CgroupsRoot string
-	// Extra holds isolator-specific settings by flag name.
-	Extra map[string]string
+	// CgroupsHierarchy is where cgroups are mounted (--cgroups_hierarchy):
+	// a cgroup2 mount, or the folder of the v1 hierarchies; "" is
+	// /sys/fs/cgroup.
+	CgroupsHierarchy string
+	// TrackingCgroups are cgroups outside the root that the linux launcher
+	// also puts each container's processes in (systemd's own hierarchies on
+	// v1, so that systemd counts them in the containers' scope).
+	TrackingCgroups []string
+	// WorkDir is the agent's --work_dir (sandboxes and checkpoints).
+	WorkDir string
+	// LauncherDir holds corral-init (--launcher_dir).
+	LauncherDir string
+	// HostPrivileges (--host_privileges) gives tasks the agent's full
+	// privileges: isolators that contain tasks step aside.
+	HostPrivileges bool
+	// Settings are the launchers' and isolators' own typed flags.
+	Settings SettingsSet
 	// Log is where launchers and isolators log; nil is slog.Default().
 	Log *slog.Logger
 }

@@ -13,16 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Process is a process held by pidfd, so a signal or wait can never reach a
-// different process that reused the PID. The pidfd is registered with Go's
-// poller: waiting for a thousand containers costs no thread each.
-type Process struct {
-	pid   int
-	pidfd *os.File
-	// child is true when we started the process and so must reap it.
-	child bool
-}
-
 // StartProcess forks and execs path with a pidfd taken atomically at clone.
 func StartProcess(path string, argv []string, attr *syscall.ProcAttr) (*Process, error) {
 	if attr.Sys == nil {

@@ -85,3 +85,27 @@ func ParseFlag(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// Value is a flag (pflag.Value, flag.Value) holding a duration written
+// either way ParseFlag reads.
+type Value struct{ D *time.Duration }
+
+func (v Value) String() string {
+	if v.D == nil {
+		return ""
+	}
+	return v.D.String()
+}
+
+// Set parses s into the duration.
+func (v Value) Set(s string) error {
+	d, err := ParseFlag(s)
+	if err != nil {
+		return err
+	}
+	*v.D = d
+	return nil
+}
+
+// Type names the value in flag usage.
+func (Value) Type() string { return "duration" }

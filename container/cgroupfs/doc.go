@@ -46,7 +46,3 @@ const DefaultRoot = "corral"
 // --cgroups_hierarchy default): the cgroup2 mount on a unified host, the
 // directory of the v1 hierarchies otherwise.
 const DefaultMount = "/sys/fs/cgroup"
-
-// HierarchyKey is the Options.Extra key of Mesos' --cgroups_hierarchy: where
-// the cgroups are mounted; DefaultMount when unset.
-const HierarchyKey = "cgroups_hierarchy"

@@ -11,26 +11,14 @@ import (
 	"github.com/corral/corral/container/cgroupfs"
 )
 
-// BlkioWeightLabel is the task label that overrides the I/O weight, on the
-// v1 scale 10..1000.
-const BlkioWeightLabel = "corral.blkio.weight"
-
-// defaultBlkioWeight is CFQ's default weight; containers get it unless
-// Extra["cgroups_blkio_weight"] or the label says otherwise.
-const defaultBlkioWeight = 500
-
 // NewBlkio builds cgroups/blkio: a proportional I/O weight, blkio.weight
 // (CFQ) or blkio.bfq.weight (BFQ) on v1, io.weight (io.cost) or
 // io.bfq.weight on v2. Where the host has no proportional I/O scheduler the
 // isolator says so at construction and sets nothing.
 func NewBlkio(o container.Options) (container.Isolator, error) {
-	def := uint64(defaultBlkioWeight)
-	if s := o.Extra["cgroups_blkio_weight"]; s != "" {
-		w, err := parseBlkioWeight(s)
-		if err != nil {
-			return nil, fmt.Errorf("cgroups/blkio: --cgroups_blkio_weight: %w", err)
-		}
-		def = w
+	def, err := container.SettingsOf[*Settings](o).blkioWeight()
+	if err != nil {
+		return nil, fmt.Errorf("cgroups/blkio: %w", err)
 	}
 	b, err := newBase("cgroups/blkio", o, []string{"blkio"}, []string{"io"})
 	if err != nil {
@@ -55,14 +43,6 @@ func NewBlkio(o container.Options) (container.Isolator, error) {
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-func parseBlkioWeight(s string) (uint64, error) {
-	w, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || w < 10 || w > 1000 {
-		return 0, fmt.Errorf("%q is not a weight in 10..1000", s)
-	}
-	return w, nil
 }
 
 // blkioToIOWeight converts a v1 weight (10..1000) to io.weight (1..10000)

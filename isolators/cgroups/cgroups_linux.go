@@ -19,11 +19,6 @@ import (
 	"github.com/corral/corral/container/cgroupfs"
 )
 
-// HierarchyKey is the Options.Extra key of Mesos' --cgroups_hierarchy, shared
-// with the linux launcher: on a unified host the cgroup2 mount the
-// containers' cgroups are under.
-const HierarchyKey = cgroupfs.HierarchyKey
-
 // base is the part every cgroups isolator shares: where the container's
 // cgroups are, creating them (v1), moving the init in (v1), finding orphans
 // and removing cgroups.
@@ -59,12 +54,12 @@ func newBase(name string, o container.Options, v1ctrls, v2ctrls []string) (*base
 	b := &base{name: name, root: root, unified: h.Unified, mounts: map[string]string{}, log: slog.Default().With("isolator", name)}
 	if h.Unified {
 		b.mount = cgroupfs.DefaultMount
-		if m := o.Extra[HierarchyKey]; m != "" {
+		if m := o.CgroupsHierarchy; m != "" {
 			b.mount = filepath.Clean(m)
 		}
 		have, err := cgroupfs.Controllers(b.mount)
 		if err != nil {
-			return nil, fmt.Errorf("%s: --%s: reading the cgroup v2 controllers: %w", name, HierarchyKey, err)
+			return nil, fmt.Errorf("%s: --cgroups_hierarchy: reading the cgroup v2 controllers: %w", name, err)
 		}
 		var missing []string
 		for _, c := range v2ctrls {
@@ -403,17 +398,4 @@ func copyResources(r container.Resources) container.Resources {
 		r.Labels = l
 	}
 	return r
-}
-
-// parseBool reads a boolean flag from Options.Extra, def when it is unset.
-func parseBool(o container.Options, key string, def bool) (bool, error) {
-	v, ok := o.Extra[key]
-	if !ok || v == "" {
-		return def, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("--%s=%q: not a boolean", key, v)
-	}
-	return b, nil
 }

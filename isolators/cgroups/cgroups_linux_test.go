@@ -37,7 +37,7 @@ func TestLimitFiles(t *testing.T) {
 	tests := []struct {
 		name      string
 		isolation string
-		opts      map[string]string
+		flags     []string
 		res       container.Resources
 		v1, v2    map[string]string
 		update    *container.Resources
@@ -54,7 +54,7 @@ func TestLimitFiles(t *testing.T) {
 			v2After: map[string]string{"cpu.weight": cpuWeight(1536), "cpu.max": "max 100000"},
 		},
 		{
-			name: "cpu-cfs", isolation: "cgroups/cpu", opts: map[string]string{cgroups.EnableCFSKey: "true"},
+			name: "cpu-cfs", isolation: "cgroups/cpu", flags: []string{"--cgroups_enable_cfs"},
 			res:     container.Resources{CPUs: 0.5},
 			v1:      map[string]string{"cpu/cpu.shares": "512", "cpu/cpu.cfs_period_us": "100000", "cpu/cpu.cfs_quota_us": "50000"},
 			v2:      map[string]string{"cpu.weight": cpuWeight(512), "cpu.max": "50000 100000"},
@@ -64,7 +64,7 @@ func TestLimitFiles(t *testing.T) {
 		},
 		{
 			// Mesos' minimums: 2 shares, a 1 ms quota.
-			name: "cpu-minimum", isolation: "cgroups/cpu", opts: map[string]string{cgroups.EnableCFSKey: "true"},
+			name: "cpu-minimum", isolation: "cgroups/cpu", flags: []string{"--cgroups_enable_cfs"},
 			res: container.Resources{CPUs: 0.001},
 			v1:  map[string]string{"cpu/cpu.shares": "2", "cpu/cpu.cfs_quota_us": "1000"},
 			v2:  map[string]string{"cpu.weight": cpuWeight(2), "cpu.max": "1000 100000"},
@@ -98,7 +98,7 @@ func TestLimitFiles(t *testing.T) {
 			v2:  map[string]string{"memory.max": "33554432"},
 		},
 		{
-			name: "mem-soft-limit", isolation: "cgroups/mem", opts: map[string]string{cgroups.SoftLimitKey: "true"},
+			name: "mem-soft-limit", isolation: "cgroups/mem", flags: []string{"--cgroups_memory_soft_limit"},
 			res:     container.Resources{MemBytes: 64 * mb},
 			v1:      map[string]string{"memory/memory.soft_limit_in_bytes": "67108864"},
 			v2:      map[string]string{"memory.high": "67108864"},
@@ -107,7 +107,7 @@ func TestLimitFiles(t *testing.T) {
 			v2After: map[string]string{"memory.high": "100663296"},
 		},
 		{
-			name: "mem-swap-allowed", isolation: "cgroups/mem", opts: map[string]string{cgroups.LimitSwapKey: "false"},
+			name: "mem-swap-allowed", isolation: "cgroups/mem", flags: []string{"--cgroups_limit_swap=false"},
 			res: container.Resources{MemBytes: 64 * mb},
 			v1:  map[string]string{"memory/memory.limit_in_bytes": "67108864", "memory/memory.memsw.limit_in_bytes": v1Unlimited},
 			v2:  map[string]string{"memory.max": "67108864", "memory.swap.max": "max"},
@@ -118,12 +118,12 @@ func TestLimitFiles(t *testing.T) {
 			v2: map[string]string{"pids.max": "max"},
 		},
 		{
-			name: "pids-flag", isolation: "cgroups/pids", opts: map[string]string{"cgroups_pids_max": "100"},
+			name: "pids-flag", isolation: "cgroups/pids", flags: []string{"--cgroups_pids_max=100"},
 			v1: map[string]string{"pids/pids.max": "100"},
 			v2: map[string]string{"pids.max": "100"},
 		},
 		{
-			name: "pids-label", isolation: "cgroups/pids", opts: map[string]string{"cgroups_pids_max": "100"},
+			name: "pids-label", isolation: "cgroups/pids", flags: []string{"--cgroups_pids_max=100"},
 			res:     container.Resources{Labels: map[string]string{cgroups.PidsLabel: "50"}},
 			v1:      map[string]string{"pids/pids.max": "50"},
 			v2:      map[string]string{"pids.max": "50"},
@@ -142,7 +142,7 @@ func TestLimitFiles(t *testing.T) {
 					}
 				}
 			}
-			e := setup(t, tc.opts, tc.isolation)
+			e := setup(t, tc.flags, tc.isolation)
 			id := e.prefix + "c"
 			e.launch(t, &container.Config{ID: id, Resources: tc.res}, "exec sleep 1000")
 			e.checkFiles(t, id, tc.v1, tc.v2)
@@ -277,7 +277,7 @@ func TestForkBombContained(t *testing.T) {
 // raises it over what CFS allows.
 func TestCFSQuotaHoldsBusyLoop(t *testing.T) {
 	const cpus = 0.5
-	e := setup(t, map[string]string{cgroups.EnableCFSKey: "true"}, "cgroups/cpu")
+	e := setup(t, []string{"--cgroups_enable_cfs"}, "cgroups/cpu")
 	id := e.prefix + "busy"
 	e.launch(t, &container.Config{ID: id, Resources: container.Resources{CPUs: cpus}},
 		"while :; do :; done & while :; do :; done & wait")
@@ -382,7 +382,10 @@ func TestUsageOfBusyTask(t *testing.T) {
 	e := setup(t, nil, "cgroups/cpu", "cgroups/mem", "cgroups/pids")
 	id := e.prefix + "usage"
 	e.launch(t, &container.Config{ID: id, Resources: container.Resources{CPUs: 1, MemBytes: 256 * mb}},
-		"while :; do :; done & head -c 40M /dev/zero | tail & exec sleep 1000")
+		// tail holds its newline-free input until it can write it out, and
+		// a sleep that never reads keeps it there: the 40M stays resident
+		// however late the cpu time arrives on a loaded machine.
+		"while :; do :; done & head -c 40M /dev/zero | tail | sleep 1000 & exec sleep 1000")
 	var u *container.Usage
 	waitFor(t, "cpu and memory used", func() bool {
 		var err error
@@ -404,7 +407,8 @@ func TestUsageOfBusyTask(t *testing.T) {
 	if u.MemTotalBytes < u.MemRSSBytes || u.MemTotalBytes > 256*mb {
 		t.Errorf("mem_total_bytes %d, want between rss %d and the limit", u.MemTotalBytes, u.MemRSSBytes)
 	}
-	// init, sh, the loop's subshell, head, tail (sleep replaced sh).
+	// init, the loop's subshell, tail, the sleep it writes to, and the
+	// sleep that replaced sh (head has ended).
 	if u.Processes < 4 || u.Threads < u.Processes {
 		t.Errorf("processes %d threads %d, want at least 4 and threads >= processes", u.Processes, u.Threads)
 	}
@@ -483,7 +487,8 @@ func TestCgroupsWithPosixLauncher(t *testing.T) {
 	}
 }
 
-// Bad flag values are refused when the isolator is built, naming the flag;
+// Bad flag values are refused by the flag set or when the isolator is
+// built, naming the flag;
 // a bad task label fails that launch, naming the label, and leaves nothing.
 func TestBadInput(t *testing.T) {
 	flags := []struct {
@@ -491,14 +496,17 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"cgroups/pids", "cgroups_pids_max", "lots"},
 		{"cgroups/pids", "cgroups_pids_max", "0"},
-		{"cgroups/cpu", cgroups.EnableCFSKey, "maybe"},
-		{"cgroups/mem", cgroups.LimitSwapKey, "sometimes"},
-		{"cgroups/mem", cgroups.SoftLimitKey, "2"},
+		{"cgroups/cpu", "cgroups_enable_cfs", "maybe"},
+		{"cgroups/mem", "cgroups_limit_swap", "sometimes"},
+		{"cgroups/mem", "cgroups_memory_soft_limit", "2"},
 		{"cgroups/blkio", "cgroups_blkio_weight", "5000"},
 	}
 	for _, f := range flags {
 		t.Run(f.key+"="+f.value, func(t *testing.T) {
-			_, err := container.NewIsolator(f.isolation, container.Options{Extra: map[string]string{f.key: f.value}})
+			o, err := optionsWithFlags([]string{"--" + f.key + "=" + f.value})
+			if err == nil {
+				_, err = container.NewIsolator(f.isolation, o)
+			}
 			if err == nil || !strings.Contains(err.Error(), "--"+f.key) {
 				t.Fatalf("NewIsolator(%s, --%s=%s): %v, want an error naming the flag", f.isolation, f.key, f.value, err)
 			}
@@ -530,7 +538,7 @@ func TestBadInput(t *testing.T) {
 // the kernel offers (CFQ's or BFQ's on v1, io.weight or io.bfq.weight on
 // v2).
 func TestBlkioWeight(t *testing.T) {
-	e := setup(t, map[string]string{"cgroups_blkio_weight": "300"}, "cgroups/blkio")
+	e := setup(t, []string{"--cgroups_blkio_weight=300"}, "cgroups/blkio")
 	id := e.prefix + "io"
 	e.launch(t, &container.Config{ID: id, Resources: container.Resources{
 		Labels: map[string]string{cgroups.BlkioWeightLabel: "200"},

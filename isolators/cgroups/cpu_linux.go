@@ -22,19 +22,12 @@ const (
 	userHZ = 100
 )
 
-// EnableCFSKey is the Options.Extra key of Mesos' --cgroups_enable_cfs:
-// "true" adds a hard CFS bandwidth limit (quota = cpus × period) to the
-// proportional shares.
-const EnableCFSKey = "cgroups_enable_cfs"
-
 // NewCPU builds cgroups/cpu: cpu shares (v1) or weight (v2) from cpus and,
-// with Extra["cgroups_enable_cfs"]="true", a hard CFS quota. On v1 it owns
-// the cpu and cpuacct hierarchies (co-mounted or not).
+// with --cgroups_enable_cfs, a hard CFS bandwidth limit (quota = cpus ×
+// period). On v1 it owns the cpu and cpuacct hierarchies (co-mounted or
+// not).
 func NewCPU(o container.Options) (container.Isolator, error) {
-	cfs, err := parseBool(o, EnableCFSKey, false)
-	if err != nil {
-		return nil, fmt.Errorf("cgroups/cpu: %w", err)
-	}
+	cfs := container.SettingsOf[*Settings](o).EnableCFS
 	b, err := newBase("cgroups/cpu", o, []string{"cpu", "cpuacct"}, []string{"cpu"})
 	if err != nil {
 		return nil, err

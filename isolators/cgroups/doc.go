@@ -9,14 +9,14 @@
 //     removes in Destroy. The isolators write their limits into it in Isolate,
 //     while the init is paused, and so need --launcher=linux (they say so
 //     when the containerizer is built: container.LauncherChecker). The
-//     hierarchy is Options.Extra["cgroups_hierarchy"], as for the launcher.
+//     hierarchy is Options.CgroupsHierarchy, as for the launcher.
 //   - cgroup v1: every isolator owns its hierarchies' cgroups,
 //     <mount>/<CgroupsRoot>/<containerID>: it creates them and writes the
 //     limits in Prepare, moves the init into them in Isolate and removes them
 //     in Cleanup. They work with the posix launcher too. The freezer hierarchy
 //     is the launcher's and is never touched here.
 //
-// Flags (Options.Extra, Mesos names where Mesos has them):
+// Flags (Settings, Mesos names where Mesos has them):
 // cgroups_enable_cfs (cpu), cgroups_limit_swap (mem, default true: no swap),
 // cgroups_memory_soft_limit (mem), cgroups_pids_max (pids; label
 // corral.pids.max per task), cgroups_blkio_weight (blkio; label

@@ -3,6 +3,7 @@ package cgroups_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/corral/corral/container"
@@ -38,10 +40,10 @@ type env struct {
 	root   string
 }
 
-// setup builds the containerizer for a root test. opts are Options.Extra
-// (flag values); the cgroups root is the test's own, so nothing here can
+// setup builds the containerizer for a root test. flags are agent flags
+// (--cgroups_enable_cfs ...), parsed as the agent parses them; the cgroups root is the test's own, so nothing here can
 // touch another agent's containers, and it is removed at the end.
-func setup(t *testing.T, opts map[string]string, isolation ...string) *env {
+func setup(t *testing.T, flags []string, isolation ...string) *env {
 	t.Helper()
 	testsupport.RequireRoot(t)
 	if cgroupsv3.Mode() == cgroupsv3.Unavailable {
@@ -50,7 +52,11 @@ func setup(t *testing.T, opts map[string]string, isolation ...string) *env {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
 	root := prefix + "root"
-	o := container.Options{CgroupsRoot: root, Extra: opts}
+	o, err := optionsWithFlags(flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.CgroupsRoot = root
 	l, err := linux.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -162,4 +168,17 @@ func exists(p string) bool {
 func sandboxFile(sandbox, name string) string {
 	b, _ := os.ReadFile(filepath.Join(sandbox, name))
 	return string(b)
+}
+
+// optionsWithFlags is Options with the settings the agent would parse from
+// flags; a value the flag set refuses is the error.
+func optionsWithFlags(flags []string) (container.Options, error) {
+	set := container.NewSettings()
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	set.Flags(fs)
+	if err := fs.Parse(flags); err != nil {
+		return container.Options{}, err
+	}
+	return container.Options{Settings: set}, nil
 }

@@ -26,36 +26,21 @@ const minMemory = 32 << 20
 // limit.
 const ReasonMemory = "REASON_CONTAINER_LIMITATION_MEMORY"
 
-// Options.Extra keys of cgroups/mem (flag names).
-const (
-	// LimitSwapKey: "true" (the default) limits memory and swap together,
-	// so a container never swaps (v1 memory.memsw.limit_in_bytes = the
-	// limit, v2 memory.swap.max = 0); "false" leaves swap unlimited. Mesos'
-	// --cgroups_limit_swap, whose default is false there: Corral turns swap
-	// off unless told otherwise.
-	LimitSwapKey = "cgroups_limit_swap"
-	// SoftLimitKey: "true" also sets a soft limit at mem (v1
-	// memory.soft_limit_in_bytes, v2 memory.high, where the kernel throttles
-	// and reclaims before the hard limit's OOM kill).
-	SoftLimitKey = "cgroups_memory_soft_limit"
-)
-
-// NewMem builds cgroups/mem: a hard memory limit from mem, swap off by
-// default (LimitSwapKey), an optional soft limit (SoftLimitKey), OOM
-// detection, and on v2 memory.oom.group so a container dies whole.
+// NewMem builds cgroups/mem: a hard memory limit from mem; swap off by
+// default (--cgroups_limit_swap: v1 memory.memsw.limit_in_bytes = the
+// limit, v2 memory.swap.max = 0; Mesos' default is the opposite, Corral
+// turns swap off unless told otherwise); an optional soft limit
+// (--cgroups_memory_soft_limit: v1 memory.soft_limit_in_bytes, v2
+// memory.high, where the kernel throttles and reclaims before the hard
+// limit's OOM kill); OOM detection; and on v2 memory.oom.group so a
+// container dies whole.
 func NewMem(o container.Options) (container.Isolator, error) {
 	return newMem(o)
 }
 
 func newMem(o container.Options) (*Mem, error) {
-	soft, err := parseBool(o, SoftLimitKey, false)
-	if err != nil {
-		return nil, fmt.Errorf("cgroups/mem: %w", err)
-	}
-	limitSwap, err := parseBool(o, LimitSwapKey, true)
-	if err != nil {
-		return nil, fmt.Errorf("cgroups/mem: %w", err)
-	}
+	s := container.SettingsOf[*Settings](o)
+	soft, limitSwap := s.MemorySoftLimit, s.LimitSwap
 	b, err := newBase("cgroups/mem", o, []string{"memory"}, []string{"memory"})
 	if err != nil {
 		return nil, err

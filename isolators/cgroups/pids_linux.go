@@ -2,23 +2,17 @@ package cgroups
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/corral/corral/container"
 	"github.com/corral/corral/container/cgroupfs"
 )
 
-// PidsLabel is the task label that overrides the pids limit: a positive
-// number or "max".
-const PidsLabel = "corral.pids.max"
-
-// NewPids builds cgroups/pids: pids.max from Extra["cgroups_pids_max"] (a
+// NewPids builds cgroups/pids: pids.max from --cgroups_pids_max (a
 // positive number; empty or "max" for no limit, the default as in Mesos),
 // overridden per task by the corral.pids.max label. The limit counts
 // threads as well as processes.
 func NewPids(o container.Options) (container.Isolator, error) {
-	def, err := parsePidsMax(o.Extra["cgroups_pids_max"])
+	def, err := parsePidsMax(container.SettingsOf[*Settings](o).PidsMax)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups/pids: --cgroups_pids_max: %w", err)
 	}
@@ -27,18 +21,6 @@ func NewPids(o container.Options) (container.Isolator, error) {
 		return nil, err
 	}
 	return newIsolator(b, &pidsPolicy{def: def}), nil
-}
-
-func parsePidsMax(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || s == "max" || s == "unlimited" {
-		return "max", nil
-	}
-	n, err := strconv.ParseUint(s, 10, 31)
-	if err != nil || n == 0 {
-		return "", fmt.Errorf("%q is not a positive number or \"max\"", s)
-	}
-	return strconv.FormatUint(n, 10), nil
 }
 
 type pidsPolicy struct{ def string }

@@ -89,7 +89,7 @@ func benchDU(b *testing.B, n, sandboxes int) {
 	if os.Getenv("CORRAL_DISK_BENCH_NOCG") != "" {
 		cg = "none"
 	}
-	d, err := newDU(container.Options{Extra: map[string]string{WatchIntervalKey: "1h", DUCgroupKey: cg}})
+	d, err := newDU(options("", func(s *Settings) { s.WatchInterval, s.DUCgroup = time.Hour, cg }))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func benchQuota(b *testing.B, kind string, n int) {
 	prefix := testsupport.Prefix(b)
 	testsupport.CheckLeaks(b, prefix)
 	mnt := loopFSFor(b, kind, prefix, true, n)
-	x, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: mnt, EnforceKey: "true"}})
+	x, err := newXFS(options(mnt, func(s *Settings) { s.Enforce = true }))
 	if err != nil {
 		b.Fatal(err)
 	}

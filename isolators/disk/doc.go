@@ -19,40 +19,9 @@
 //     by the kill mode, whose watch reads the usage whatever the task's
 //     capabilities.
 //
-// Settings come from container.Options.Extra under the agent's flag
-// names (the constants below).
+// Settings (settings.go) are the agent flags the isolators read, by Mesos'
+// names; disk/xfs also needs Options.WorkDir.
 package disk
-
-// Options.Extra keys (agent flag names) and their defaults.
-const (
-	// WorkDirKey is the agent's --work_dir. disk/xfs requires it and checks
-	// at construction that its file system has project quotas.
-	WorkDirKey = "work_dir"
-	// WatchIntervalKey is --container_disk_watch_interval: how often disk/du
-	// measures a container, and how often disk/xfs in kill mode reads the
-	// quotas. A Go duration ("15s") or a Mesos one ("15secs").
-	WatchIntervalKey     = "container_disk_watch_interval"
-	DefaultWatchInterval = "15s"
-	// EnforceKey is --enforce_container_disk_quota (default false, as
-	// Mesos): without it both isolators only account. disk/du then never
-	// reports a limitation; disk/xfs sets no limit.
-	EnforceKey = "enforce_container_disk_quota"
-	// ProjectRangeKey is --xfs_project_range: the project IDs disk/xfs
-	// hands out, "[lo-hi]" as Mesos writes ranges, or "lo-hi".
-	ProjectRangeKey     = "xfs_project_range"
-	DefaultProjectRange = "[5000-10000]"
-	// KillKey is --xfs_kill_containers: with enforcement, the disk
-	// resource becomes the quota's soft limit and a container over it is
-	// reported and destroyed (the hard limit, KillHeadroom above, is only a
-	// backstop); without it the hard limit is the disk resource and a write
-	// past it fails with EDQUOT.
-	KillKey = "xfs_kill_containers"
-	// DUCgroupKey names the cgroup (relative to each hierarchy) the du
-	// helper runs in; default "<cgroups_root>_disk_du" (a sibling of the
-	// containers' root, where the launcher's recovery does not look);
-	// "none" leaves the helper in the agent's cgroup.
-	DUCgroupKey = "disk_du_cgroup"
-)
 
 // ReasonDisk is the TaskStatus reason of a container over its disk share.
 const ReasonDisk = "REASON_CONTAINER_LIMITATION_DISK"

@@ -51,17 +51,14 @@ func NewDU(o container.Options) (container.Isolator, error) {
 }
 
 func newDU(o container.Options) (*DU, error) {
-	interval, err := extraDuration(o.Extra, WatchIntervalKey, DefaultWatchInterval)
-	if err != nil {
+	set := container.SettingsOf[*Settings](o)
+	if err := set.Validate(); err != nil {
 		return nil, fmt.Errorf("disk/du: %w", err)
 	}
-	enforce, err := extraBool(o.Extra, EnforceKey, false)
-	if err != nil {
-		return nil, fmt.Errorf("disk/du: %w", err)
-	}
+	interval, enforce := set.WatchInterval, set.Enforce
 	log := slog.Default().With("isolator", "disk/du")
-	cg, ok := o.Extra[DUCgroupKey]
-	if !ok {
+	cg := set.DUCgroup
+	if cg == "" {
 		root := strings.Trim(o.CgroupsRoot, "/")
 		if root == "" {
 			root = cgroupfs.DefaultRoot

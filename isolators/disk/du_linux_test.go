@@ -30,15 +30,23 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// newTestDU builds disk/du measuring every 20ms, its helper's cgroup named
-// by the test's prefix.
-func newTestDU(t *testing.T, prefix string, extra map[string]string) *DU {
-	t.Helper()
-	o := container.Options{Extra: map[string]string{WatchIntervalKey: "20ms", DUCgroupKey: prefix + "du"}}
-	for k, v := range extra {
-		o.Extra[k] = v
+// options are Options for the disk isolators with the default settings as
+// changed by set (nil: the defaults).
+func options(workDir string, set func(*Settings)) container.Options {
+	s := DefaultSettings()
+	if set != nil {
+		set(s)
 	}
-	d, err := newDU(o)
+	return container.Options{WorkDir: workDir, Settings: container.NewSettings().With(s)}
+}
+
+// newTestDU builds disk/du measuring every 20ms, its helper's cgroup named
+// by the test's prefix, holding containers to their disk if enforce.
+func newTestDU(t *testing.T, prefix string, enforce bool) *DU {
+	t.Helper()
+	d, err := newDU(options("", func(s *Settings) {
+		s.WatchInterval, s.DUCgroup, s.Enforce = 20*time.Millisecond, prefix+"du", enforce
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +113,7 @@ func usage(t *testing.T, r container.UsageReporter, id string) *container.Usage 
 func TestDUOverLimit(t *testing.T) {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	d := newTestDU(t, prefix, map[string]string{EnforceKey: "true"})
+	d := newTestDU(t, prefix, true)
 	sb := filepath.Join(t.TempDir(), prefix+"sandbox")
 	if err := os.Mkdir(sb, 0o755); err != nil {
 		t.Fatal(err)
@@ -150,15 +158,15 @@ func TestDUUnderLimitAndNotEnforced(t *testing.T) {
 	testsupport.CheckLeaks(t, prefix)
 	for _, c := range []struct {
 		name    string
-		enforce string
+		enforce bool
 		write   int
 		limit   uint64
 	}{
-		{"under", "true", 100 << 10, 10 << 20},
-		{"not-enforced", "false", 2 << 20, 1 << 20},
+		{"under", true, 100 << 10, 10 << 20},
+		{"not-enforced", false, 2 << 20, 1 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := newTestDU(t, prefix+c.name, map[string]string{EnforceKey: c.enforce})
+			d := newTestDU(t, prefix+c.name, c.enforce)
 			sb := filepath.Join(t.TempDir(), prefix+"sandbox")
 			if err := os.Mkdir(sb, 0o755); err != nil {
 				t.Fatal(err)
@@ -210,7 +218,7 @@ func TestDUHelperPlacement(t *testing.T) {
 	testsupport.RequireRoot(t)
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	d := newTestDU(t, prefix, nil)
+	d := newTestDU(t, prefix, false)
 	if len(d.runner.cgroups) == 0 {
 		t.Fatal("no cgroup made for the helper")
 	}
@@ -314,7 +322,7 @@ func TestDUHelperPlacement(t *testing.T) {
 func TestDUCleanupDuringWalk(t *testing.T) {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	d := newTestDU(t, prefix, nil)
+	d := newTestDU(t, prefix, false)
 	entered := make(chan int, 1)
 	release := make(chan struct{})
 	var once sync.Once
@@ -360,7 +368,7 @@ func TestDUCleanupDuringWalk(t *testing.T) {
 func TestDUMissingSandbox(t *testing.T) {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	d := newTestDU(t, prefix, nil)
+	d := newTestDU(t, prefix, false)
 	good := filepath.Join(t.TempDir(), prefix+"good")
 	if err := os.Mkdir(good, 0o755); err != nil {
 		t.Fatal(err)
@@ -379,7 +387,7 @@ func TestDUMissingSandbox(t *testing.T) {
 func TestDURecover(t *testing.T) {
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
-	d := newTestDU(t, prefix, map[string]string{EnforceKey: "true"})
+	d := newTestDU(t, prefix, true)
 	sb := filepath.Join(t.TempDir(), prefix+"sandbox")
 	if err := os.Mkdir(sb, 0o755); err != nil {
 		t.Fatal(err)
@@ -412,13 +420,10 @@ func TestDURecover(t *testing.T) {
 }
 
 func TestDUBadInput(t *testing.T) {
-	if _, err := newDU(container.Options{Extra: map[string]string{WatchIntervalKey: "often"}}); err == nil || !strings.Contains(err.Error(), WatchIntervalKey) {
-		t.Errorf("bad interval: %v", err)
+	if _, err := newDU(options("", func(s *Settings) { s.WatchInterval = 0 })); err == nil || !strings.Contains(err.Error(), "--container_disk_watch_interval") {
+		t.Errorf("zero interval: %v", err)
 	}
-	if _, err := newDU(container.Options{Extra: map[string]string{EnforceKey: "maybe"}}); err == nil {
-		t.Error("bad enforce flag accepted")
-	}
-	d, err := newDU(container.Options{Extra: map[string]string{DUCgroupKey: "none"}})
+	d, err := newDU(options("", func(s *Settings) { s.DUCgroup = "none" }))
 	if err != nil {
 		t.Fatal(err)
 	}

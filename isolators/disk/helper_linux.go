@@ -114,7 +114,7 @@ func newDURunner(log *slog.Logger, name string) *duRunner {
 func helperCgroups(name string) ([]string, error) {
 	name = strings.Trim(filepath.Clean("/"+name), "/")
 	if name == "" || strings.Contains(name, "..") {
-		return nil, fmt.Errorf("--%s: %q is not a relative cgroup path", DUCgroupKey, name)
+		return nil, fmt.Errorf("the du helper's cgroup %q is not a relative cgroup path", name)
 	}
 	// A cgroup mounted from below its root is a container's view: skipped.
 	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {

@@ -4,38 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/corral/corral/api/duration"
 )
-
-// extraDuration reads a positive duration from extra[key], def when unset.
-func extraDuration(extra map[string]string, key, def string) (time.Duration, error) {
-	v := extra[key]
-	if v == "" {
-		v = def
-	}
-	d, err := duration.ParseFlag(v)
-	if err != nil {
-		return 0, fmt.Errorf("--%s: %w", key, err)
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("--%s: %q is not positive", key, v)
-	}
-	return d, nil
-}
-
-func extraBool(extra map[string]string, key string, def bool) (bool, error) {
-	v := extra[key]
-	if v == "" {
-		return def, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("--%s: %q is not true or false", key, v)
-	}
-	return b, nil
-}
 
 // parseRange reads a project ID range, "[lo-hi]" (Mesos' range syntax, a
 // single range) or "lo-hi". Project 0 is every file's default and is

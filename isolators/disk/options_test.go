@@ -6,12 +6,25 @@ import (
 	"time"
 )
 
-func TestExtraDuration(t *testing.T) {
-	if _, err := extraDuration(map[string]string{WatchIntervalKey: "0s"}, WatchIntervalKey, DefaultWatchInterval); err == nil {
-		t.Error("a zero interval was accepted")
+// The settings refuse what the isolators could not use, naming the flag.
+func TestSettingsValidate(t *testing.T) {
+	if err := DefaultSettings().Validate(); err != nil {
+		t.Errorf("the defaults are refused: %v", err)
 	}
-	if d, err := extraDuration(nil, WatchIntervalKey, DefaultWatchInterval); err != nil || d != 15*time.Second {
-		t.Errorf("default interval = %v, %v", d, err)
+	for _, tc := range []struct {
+		set  func(*Settings)
+		flag string
+	}{
+		{func(s *Settings) { s.WatchInterval = 0 }, "--container_disk_watch_interval"},
+		{func(s *Settings) { s.WatchInterval = -time.Second }, "--container_disk_watch_interval"},
+		{func(s *Settings) { s.ProjectRange = "[10-5]" }, "--xfs_project_range"},
+		{func(s *Settings) { s.ProjectRange = "" }, "--xfs_project_range"},
+	} {
+		s := DefaultSettings()
+		tc.set(s)
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%+v: %v, want an error naming %s", *s, err, tc.flag)
+		}
 	}
 }
 
@@ -28,18 +41,6 @@ func TestParseRange(t *testing.T) {
 		if _, _, err := parseRange(bad); err == nil {
 			t.Errorf("parseRange(%q) accepted", bad)
 		}
-	}
-}
-
-func TestExtraBool(t *testing.T) {
-	if b, err := extraBool(map[string]string{EnforceKey: "true"}, EnforceKey, false); !b || err != nil {
-		t.Errorf("true: %v %v", b, err)
-	}
-	if b, err := extraBool(nil, EnforceKey, false); b || err != nil {
-		t.Errorf("default: %v %v", b, err)
-	}
-	if _, err := extraBool(map[string]string{EnforceKey: "yes please"}, EnforceKey, false); err == nil || !strings.Contains(err.Error(), EnforceKey) {
-		t.Errorf("bad bool: %v", err)
 	}
 }
 

@@ -60,35 +60,24 @@ type xfsCtr struct {
 }
 
 // NewXFS builds disk/xfs (containerizer constructor). The work_dir
-// (WorkDirKey) must be on a file system with project quotas enabled.
+// (Options.WorkDir) must be on a file system with project quotas enabled.
 func NewXFS(o container.Options) (container.Isolator, error) {
 	return newXFS(o)
 }
 
 func newXFS(o container.Options) (*XFS, error) {
-	rng := o.Extra[ProjectRangeKey]
-	if rng == "" {
-		rng = DefaultProjectRange
-	}
-	lo, hi, err := parseRange(rng)
-	if err != nil {
-		return nil, fmt.Errorf("disk/xfs: --%s: %w", ProjectRangeKey, err)
-	}
-	enforce, err := extraBool(o.Extra, EnforceKey, false)
-	if err != nil {
+	set := container.SettingsOf[*Settings](o)
+	if err := set.Validate(); err != nil {
 		return nil, fmt.Errorf("disk/xfs: %w", err)
 	}
-	kill, err := extraBool(o.Extra, KillKey, false)
+	lo, hi, err := parseRange(set.ProjectRange)
 	if err != nil {
-		return nil, fmt.Errorf("disk/xfs: %w", err)
+		return nil, fmt.Errorf("disk/xfs: --xfs_project_range: %w", err)
 	}
-	interval, err := extraDuration(o.Extra, WatchIntervalKey, DefaultWatchInterval)
-	if err != nil {
-		return nil, fmt.Errorf("disk/xfs: %w", err)
-	}
-	workDir := o.Extra[WorkDirKey]
+	enforce, kill, interval := set.Enforce, set.Kill, set.WatchInterval
+	workDir := o.WorkDir
 	if workDir == "" {
-		return nil, fmt.Errorf("disk/xfs: the work_dir is not known (Options.Extra[%q])", WorkDirKey)
+		return nil, fmt.Errorf("disk/xfs: the work_dir is not known (Options.WorkDir)")
 	}
 	x := &XFS{
 		lo: lo, hi: hi, enforce: enforce, kill: kill, interval: interval,
@@ -162,8 +151,8 @@ func (x *XFS) allocLocked(q *quotaFS, id string) (uint32, error) {
 			break
 		}
 	}
-	return 0, fmt.Errorf("%w in [%d-%d]: %d held by containers, %d being released from ended containers' sandboxes, %d by files of ended containers still on disk (freed as the sandbox GC removes them; widen --%s)",
-		ErrNoProjectID, x.lo, x.hi, len(x.owner)-len(x.draining), len(x.draining), dirty, ProjectRangeKey)
+	return 0, fmt.Errorf("%w in [%d-%d]: %d held by containers, %d being released from ended containers' sandboxes, %d by files of ended containers still on disk (freed as the sandbox GC removes them; widen --xfs_project_range)",
+		ErrNoProjectID, x.lo, x.hi, len(x.owner)-len(x.draining), len(x.draining), dirty)
 }
 
 func (x *XFS) release(p uint32) {

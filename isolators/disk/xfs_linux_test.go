@@ -23,12 +23,13 @@ type xfsEnv struct {
 	x      *XFS
 	work   string
 	prefix string
-	extra  map[string]string
+	set    func(*Settings)
 }
 
 // newXFSEnv mounts a fresh kind file system with project quotas and builds
-// disk/xfs on it (enforcing, range [lo-hi] unless extra says otherwise).
-func newXFSEnv(t *testing.T, kind string, extra map[string]string) *xfsEnv {
+// disk/xfs on it (enforcing, watching every 20ms, the default range, unless
+// set says otherwise).
+func newXFSEnv(t *testing.T, kind string, set func(*Settings)) *xfsEnv {
 	t.Helper()
 	prefix := testsupport.Prefix(t)
 	testsupport.CheckLeaks(t, prefix)
@@ -37,11 +38,12 @@ func newXFSEnv(t *testing.T, kind string, extra map[string]string) *xfsEnv {
 	if err := os.Mkdir(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := map[string]string{WorkDirKey: work, EnforceKey: "true", WatchIntervalKey: "20ms"}
-	for k, v := range extra {
-		e[k] = v
-	}
-	env := &xfsEnv{work: work, prefix: prefix, extra: e}
+	env := &xfsEnv{work: work, prefix: prefix, set: func(s *Settings) {
+		s.Enforce, s.WatchInterval = true, 20*time.Millisecond
+		if set != nil {
+			set(s)
+		}
+	}}
 	env.x = env.build(t)
 	return env
 }
@@ -50,7 +52,7 @@ func newXFSEnv(t *testing.T, kind string, extra map[string]string) *xfsEnv {
 // the agent after a restart).
 func (e *xfsEnv) build(t *testing.T) *XFS {
 	t.Helper()
-	x, err := newXFS(container.Options{Extra: e.extra})
+	x, err := newXFS(options(e.work, e.set))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,7 @@ func TestProjectIDsReusedAndRecovered(t *testing.T) {
 // not handed out.
 func TestProjectQuotaBadInput(t *testing.T) {
 	forKinds(t, func(t *testing.T, kind string) {
-		e := newXFSEnv(t, kind, map[string]string{ProjectRangeKey: "[7000-7002]"})
+		e := newXFSEnv(t, kind, func(s *Settings) { s.ProjectRange = "[7000-7002]" })
 		ctx := context.Background()
 
 		full := e.sandbox(t, "full")
@@ -262,7 +264,7 @@ func TestProjectQuotaBadInput(t *testing.T) {
 // reported (and the agent destroys it) while its writes still succeed.
 func TestProjectQuotaKillMode(t *testing.T) {
 	forKinds(t, func(t *testing.T, kind string) {
-		e := newXFSEnv(t, kind, map[string]string{KillKey: "true"})
+		e := newXFSEnv(t, kind, func(s *Settings) { s.Kill = true })
 		sb := e.sandbox(t, "run")
 		id := e.prefix + "c"
 		prepare(t, e.x, id, sb, 2<<20)
@@ -292,7 +294,7 @@ func TestProjectQuotaKillMode(t *testing.T) {
 // Without enforcement the projects only account.
 func TestProjectQuotaAccountingOnly(t *testing.T) {
 	forKinds(t, func(t *testing.T, kind string) {
-		e := newXFSEnv(t, kind, map[string]string{EnforceKey: "false"})
+		e := newXFSEnv(t, kind, func(s *Settings) { s.Enforce = false })
 		sb := e.sandbox(t, "run")
 		id := e.prefix + "c"
 		prepare(t, e.x, id, sb, 1<<20)
@@ -333,12 +335,12 @@ func TestProjectTreeStaysInSandbox(t *testing.T) {
 // A work_dir without project quotas is refused at construction, saying
 // why; so is a missing work_dir setting.
 func TestNoProjectQuotaSupport(t *testing.T) {
-	if _, err := newXFS(container.Options{Extra: map[string]string{}}); err == nil || !strings.Contains(err.Error(), WorkDirKey) {
+	if _, err := newXFS(options("", nil)); err == nil || !strings.Contains(err.Error(), "work_dir") {
 		t.Errorf("without a work_dir: %v", err)
 	}
 	// The host's temporary directory: tmpfs, or a file system mounted
 	// without prjquota.
-	_, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: t.TempDir()}})
+	_, err := newXFS(options(t.TempDir(), nil))
 	if err == nil {
 		t.Skip("the host's temporary directory has project quotas")
 	}
@@ -352,14 +354,14 @@ func TestNoProjectQuotaSupport(t *testing.T) {
 			prefix := testsupport.Prefix(t)
 			testsupport.CheckLeaks(t, prefix)
 			mnt := loopFS(t, kind, prefix, false)
-			_, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: mnt}})
+			_, err := newXFS(options(mnt, nil))
 			if err == nil || !strings.Contains(err.Error(), "project quota") || !strings.Contains(err.Error(), kind) {
 				t.Errorf("%s without prjquota: %v", kind, err)
 			}
 			t.Logf("as the agent reports it: %v", err)
 		})
 	}
-	if _, err := newXFS(container.Options{Extra: map[string]string{WorkDirKey: "/", ProjectRangeKey: "[0-10]"}}); err == nil || !strings.Contains(err.Error(), ProjectRangeKey) {
+	if _, err := newXFS(options("/", func(s *Settings) { s.ProjectRange = "[0-10]" })); err == nil || !strings.Contains(err.Error(), "--xfs_project_range") {
 		t.Errorf("bad range: %v", err)
 	}
 }

@@ -29,22 +29,11 @@ import (
 // Name is the isolator's --isolation value.
 const Name = "filesystem/linux"
 
-// SandboxDirKey is the Options.Extra key for where the sandbox appears inside
-// the container (Mesos' --sandbox_directory).
-const SandboxDirKey = "sandbox_directory"
-
-// DefaultSandboxDir is Mesos' default --sandbox_directory.
-const DefaultSandboxDir = "/mnt/mesos/sandbox"
-
 func init() {
 	container.RegisterIsolator(Name, func(o container.Options) (container.Isolator, error) {
 		return New(o)
 	})
 }
-
-// HostPrivilegesKey (Options.Extra, "true") is the agent's
-// --host_privileges: the host root stays writable.
-const HostPrivilegesKey = "host_privileges"
 
 // Isolator is filesystem/linux.
 type Isolator struct {
@@ -57,17 +46,15 @@ type Isolator struct {
 // New builds the isolator and creates the sandbox's mount point on the host
 // once (without a container root filesystem, the container sees the host's).
 func New(o container.Options) (*Isolator, error) {
-	dir := DefaultSandboxDir
-	if d := o.Extra[SandboxDirKey]; d != "" {
-		dir = filepath.Clean(d)
+	set := container.SettingsOf[*Settings](o)
+	if err := set.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	if !filepath.IsAbs(dir) || dir == "/" {
-		return nil, fmt.Errorf("%s: --%s %q must be an absolute path below /", Name, SandboxDirKey, dir)
-	}
+	dir := filepath.Clean(set.SandboxDirectory)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%s: creating the sandbox mount point: %w", Name, err)
 	}
-	return &Isolator{sandboxDir: dir, readonlyRoot: o.Extra[HostPrivilegesKey] != "true"}, nil
+	return &Isolator{sandboxDir: dir, readonlyRoot: !o.HostPrivileges}, nil
 }
 
 // Name implements container.Isolator.

@@ -14,9 +14,6 @@ import (
 // MaskingName is the --isolation value of the masking isolator.
 const MaskingName = "filesystem/masking"
 
-// WorkDirKey is the Options.Extra key of the agent's --work_dir.
-const WorkDirKey = "work_dir"
-
 func init() {
 	container.RegisterIsolator(MaskingName, func(o container.Options) (container.Isolator, error) {
 		return NewMasking(o)
@@ -44,7 +41,7 @@ type Masking struct {
 // NewMasking builds the isolator from the agent's work_dir and runtime dir.
 func NewMasking(o container.Options) (*Masking, error) {
 	var dirs []string
-	for _, d := range []string{o.Extra[WorkDirKey], o.RuntimeDir} {
+	for _, d := range []string{o.WorkDir, o.RuntimeDir} {
 		if d == "" {
 			continue
 		}

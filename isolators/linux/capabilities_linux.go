@@ -17,12 +17,9 @@ import (
 	"github.com/corral/corral/container"
 )
 
-// Flag names (Options.Extra), as Mesos'.
+// Flag names, as Mesos' (Settings).
 const (
-	// BoundingCapabilitiesKey is the most any task may hold.
-	BoundingCapabilitiesKey = "bounding_capabilities"
-	// EffectiveCapabilitiesKey is what a task holds when it asks for
-	// nothing else.
+	BoundingCapabilitiesKey  = "bounding_capabilities"
 	EffectiveCapabilitiesKey = "effective_capabilities"
 )
 
@@ -53,11 +50,12 @@ type Capabilities struct {
 // both are DefaultCapabilities. The effective set must lie within the
 // bounding one.
 func NewCapabilities(o container.Options) (*Capabilities, error) {
-	bounding, err := ParseCapabilities(o.Extra[BoundingCapabilitiesKey])
+	set := container.SettingsOf[*Settings](o)
+	bounding, err := ParseCapabilities(set.BoundingCapabilities)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", BoundingCapabilitiesKey, err)
 	}
-	effective, err := ParseCapabilities(o.Extra[EffectiveCapabilitiesKey])
+	effective, err := ParseCapabilities(set.EffectiveCapabilities)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", EffectiveCapabilitiesKey, err)
 	}

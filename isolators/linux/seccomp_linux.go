@@ -9,7 +9,7 @@ import (
 	"github.com/corral/corral/isolators/linux/seccomp"
 )
 
-// Flag names of linux/seccomp (Options.Extra), as Mesos'.
+// Flag names of linux/seccomp, as Mesos' (Settings).
 const (
 	SeccompConfigDirKey   = "seccomp_config_dir"
 	SeccompProfileNameKey = "seccomp_profile_name"
@@ -37,8 +37,9 @@ type Seccomp struct {
 // --seccomp_config_dir, else the embedded one. A bad profile fails the
 // start-up with its flag named.
 func NewSeccomp(o container.Options) (*Seccomp, error) {
-	s := &Seccomp{dir: o.Extra[SeccompConfigDirKey], compiled: map[string][]byte{}}
-	name := o.Extra[SeccompProfileNameKey]
+	set := container.SettingsOf[*Settings](o)
+	s := &Seccomp{dir: set.SeccompConfigDir, compiled: map[string][]byte{}}
+	name := set.SeccompProfileName
 	var p *seccomp.Profile
 	if name == "" {
 		p = seccomp.Default()

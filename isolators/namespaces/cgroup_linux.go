@@ -17,10 +17,6 @@ import (
 // CgroupName is the --isolation value of the cgroup namespace isolator.
 const CgroupName = "namespaces/cgroup"
 
-// cgroupHierarchyKey is the launcher's and cgroups isolators' flag naming
-// where cgroups are mounted.
-const cgroupHierarchyKey = "cgroups_hierarchy"
-
 func init() {
 	container.RegisterIsolator(CgroupName, func(o container.Options) (container.Isolator, error) {
 		cg, err := NewCgroup(o)
@@ -45,7 +41,7 @@ type Cgroup struct {
 // NewCgroup reads the host's cgroup mounts once: the launch path only
 // copies the list.
 func NewCgroup(o container.Options) (*Cgroup, error) {
-	hier := o.Extra[cgroupHierarchyKey]
+	hier := o.CgroupsHierarchy
 	if hier == "" {
 		hier = "/sys/fs/cgroup"
 	}

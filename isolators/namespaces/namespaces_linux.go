@@ -16,12 +16,6 @@ import (
 	"github.com/corral/corral/launcher/containerinit"
 )
 
-// ShmSizeKey is the Options.Extra key giving the size of the private /dev/shm
-// of namespaces/ipc (tmpfs size= syntax: bytes or with k, m, g; Mesos'
-// --default_container_shm_size). Empty keeps tmpfs' default (half of RAM;
-// pages are charged to the container's memory cgroup either way).
-const ShmSizeKey = "default_container_shm_size"
-
 // MaxHostname is the kernel's limit on a hostname (HOST_NAME_MAX).
 const MaxHostname = 64
 
@@ -41,7 +35,7 @@ func init() {
 				Data:  "mode=1777",
 			}},
 		}
-		if size := o.Extra[ShmSizeKey]; size != "" {
+		if size := container.SettingsOf[*Settings](o).ShmSize; size != "" {
 			li.Mounts[0].Data += ",size=" + size
 		}
 		return &isolator{name: "namespaces/ipc", prepare: func(*container.Config) (*container.LaunchInfo, error) {

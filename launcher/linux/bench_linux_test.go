@@ -148,8 +148,8 @@ func benchContainerizer(b *testing.B, m mode, isolation []string, contained bool
 	prefix := testsupport.Prefix(b)
 	testsupport.CheckLeaks(b, prefix)
 	root := prefix + "root"
-	o := container.Options{CgroupsRoot: root, RuntimeDir: b.TempDir(), Extra: map[string]string{
-		linux.HierarchyKey: m.hierarchy, "host_privileges": strconv.FormatBool(!contained), "work_dir": b.TempDir()}}
+	o := container.Options{CgroupsRoot: root, RuntimeDir: b.TempDir(), CgroupsHierarchy: m.hierarchy,
+		HostPrivileges: !contained, WorkDir: b.TempDir()}
 	l, err := linux.New(o)
 	if err != nil {
 		b.Fatal(err)

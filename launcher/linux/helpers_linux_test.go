@@ -81,8 +81,8 @@ func firstMode(t *testing.T) mode {
 func newLauncher(t testing.TB, m mode, prefix string) *linux.Launcher {
 	t.Helper()
 	l, err := linux.New(container.Options{
-		CgroupsRoot: prefix + "root",
-		Extra:       map[string]string{linux.HierarchyKey: m.hierarchy},
+		CgroupsRoot:      prefix + "root",
+		CgroupsHierarchy: m.hierarchy,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -47,20 +47,13 @@ import (
 // Name is the launcher's --launcher value.
 const Name = "linux"
 
-// HierarchyKey is the Options.Extra key naming where cgroups are mounted
-// (Mesos' --cgroups_hierarchy); default /sys/fs/cgroup. When it is a cgroup2
+// DefaultHierarchy is where cgroups are mounted unless
+// Options.CgroupsHierarchy says otherwise. When the hierarchy is a cgroup2
 // mount the launcher works in v2 mode, otherwise it uses <it>/freezer.
-const HierarchyKey = cgroupfs.HierarchyKey
-
-// TrackingCgroupsKey (Options.Extra) lists, comma separated, cgroup
-// directories outside the launcher's hierarchy that every container init
-// joins before it runs: on cgroup v1 under systemd, the containers' scope in
-// systemd's own hierarchies (launcher/systemd), so that systemd counts them
-// in that scope and not in the agent's unit.
-const TrackingCgroupsKey = "systemd_tracking_cgroups"
-
-// DefaultHierarchy is where cgroups are mounted unless HierarchyKey says
-// otherwise.
+// Options.TrackingCgroups (v1 only) are joined by every container init
+// before it runs: under systemd, the containers' scope in systemd's own
+// hierarchies (launcher/systemd), so that systemd counts them in that scope
+// and not in the agent's unit.
 const DefaultHierarchy = cgroupfs.DefaultMount
 
 // Controllers the launcher enables for container cgroups on v2, when the
@@ -101,7 +94,7 @@ func Usable(o container.Options) error {
 }
 
 func hierarchy(o container.Options) string {
-	if h := o.Extra[HierarchyKey]; h != "" {
+	if h := o.CgroupsHierarchy; h != "" {
 		return filepath.Clean(h)
 	}
 	return DefaultHierarchy
@@ -118,7 +111,7 @@ type Launcher struct {
 	rootDir string
 	// hasKill: the kernel has cgroup.kill (v2, Linux 5.14+).
 	hasKill bool
-	// tracking are TrackingCgroupsKey's directories (v1 only).
+	// tracking are Options.TrackingCgroups (v1 only).
 	tracking []string
 
 	mu   sync.Mutex
@@ -159,8 +152,8 @@ func New(o container.Options) (*Launcher, error) {
 		l.base = fz
 	}
 	l.rootDir = filepath.Join(l.base, root)
-	if t := o.Extra[TrackingCgroupsKey]; t != "" && !l.v2 {
-		for _, d := range strings.Split(t, ",") {
+	if !l.v2 {
+		for _, d := range o.TrackingCgroups {
 			if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
 				return nil, fmt.Errorf("linux launcher: tracking cgroup: %w", err)
 			}

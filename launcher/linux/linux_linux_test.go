@@ -193,7 +193,7 @@ func TestRecoverDestroysOrphans(t *testing.T) {
 		}
 
 		// A restarted agent: a new launcher on the same root.
-		l2, err := linux.New(container.Options{CgroupsRoot: prefix + "root", Extra: map[string]string{linux.HierarchyKey: m.hierarchy}})
+		l2, err := linux.New(container.Options{CgroupsRoot: prefix + "root", CgroupsHierarchy: m.hierarchy})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -504,7 +504,7 @@ func TestWaitAfterEnd(t *testing.T) {
 }
 
 // On v1 under systemd each container init also joins the containers' scope
-// in systemd's own hierarchy (TrackingCgroupsKey); when that scope has
+// in systemd's own hierarchy (Options.TrackingCgroups); when that scope has
 // vanished, launches go on without it. The host's cgroup2 hierarchy stands
 // in for systemd's.
 func TestTrackingCgroups(t *testing.T) {
@@ -526,7 +526,7 @@ func TestTrackingCgroups(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Rmdir(track) })
 	l, err := linux.New(container.Options{CgroupsRoot: prefix + "root",
-		Extra: map[string]string{linux.HierarchyKey: m.hierarchy, linux.TrackingCgroupsKey: track}})
+		CgroupsHierarchy: m.hierarchy, TrackingCgroups: []string{track}})
 	if err != nil {
 		t.Fatal(err)
 	}

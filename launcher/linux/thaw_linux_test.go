@@ -56,7 +56,7 @@ func TestRecoverThawsFrozenContainer(t *testing.T) {
 			return false
 		})
 
-		l2, err := linux.New(container.Options{CgroupsRoot: prefix + "root", Extra: map[string]string{linux.HierarchyKey: m.hierarchy}})
+		l2, err := linux.New(container.Options{CgroupsRoot: prefix + "root", CgroupsHierarchy: m.hierarchy})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,15 +9,6 @@ import (
 	"github.com/corral/corral/container"
 )
 
-// Settings the agent passes in container.Options.Extra.
-const (
-	// EnableKey is --systemd_enable_support ("true" or "false").
-	EnableKey = "systemd_enable_support"
-	// LauncherDirKey is --launcher_dir, which holds corral-init (the
-	// scope's keeper).
-	LauncherDirKey = "launcher_dir"
-)
-
 func init() { container.RegisterLauncherSetup("linux", setUp) }
 
 // setUp puts the linux launcher's containers in systemd's containers scope
@@ -25,12 +16,12 @@ func init() { container.RegisterLauncherSetup("linux", setUp) }
 // outlive the agent's unit. The posix launcher's containers stay in the
 // agent's unit, whose KillMode=process leaves them running.
 func setUp(ctx context.Context, o container.Options) (container.Options, error) {
-	if o.Extra[EnableKey] != "true" || !Booted() {
+	if !container.SettingsOf[*Settings](o).EnableSupport || !Booted() {
 		return o, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	scope, err := Ensure(ctx, Config{Root: o.CgroupsRoot, Init: filepath.Join(o.Extra[LauncherDirKey], "corral-init")})
+	scope, err := Ensure(ctx, Config{Root: o.CgroupsRoot, Init: filepath.Join(o.LauncherDir, "corral-init")})
 	if err != nil {
 		return o, fmt.Errorf("--systemd_enable_support: %w (or run with --systemd_enable_support=false)", err)
 	}

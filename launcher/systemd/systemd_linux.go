@@ -37,7 +37,6 @@ import (
 
 	"github.com/corral/corral/container"
 	"github.com/corral/corral/container/cgroupfs"
-	linuxlauncher "github.com/corral/corral/launcher/linux"
 )
 
 // DefaultSlice holds the containers' scope (dist/systemd ships it).
@@ -223,11 +222,6 @@ func (s *Scope) settleKeeperV2() error {
 // cgroups root moves below it; on v1 the linux launcher is told the scope's
 // cgroups in systemd's tracking hierarchies.
 func (s *Scope) Apply(o container.Options) container.Options {
-	extra := make(map[string]string, len(o.Extra)+1)
-	for k, v := range o.Extra {
-		extra[k] = v
-	}
-	o.Extra = extra
 	root := o.CgroupsRoot
 	if root == "" {
 		root = cgroupfs.DefaultRoot
@@ -243,7 +237,7 @@ func (s *Scope) Apply(o container.Options) container.Options {
 			dirs = append(dirs, d)
 		}
 	}
-	o.Extra[linuxlauncher.TrackingCgroupsKey] = strings.Join(dirs, ",")
+	o.TrackingCgroups = dirs
 	return o
 }
 

@@ -55,8 +55,8 @@ func TestCapabilitiesFlagsAndRequests(t *testing.T) {
 		{name: "bad flag", bounding: "NOPE", wantErr: "--bounding_capabilities"},
 	}
 	for _, tc := range tests {
-		i, err := NewCapabilities(container.Options{Extra: map[string]string{
-			BoundingCapabilitiesKey: tc.bounding, EffectiveCapabilitiesKey: tc.eff}})
+		i, err := NewCapabilities(container.Options{Settings: container.NewSettings().With(
+			&Settings{BoundingCapabilities: tc.bounding, EffectiveCapabilities: tc.eff})})
 		var li *container.LaunchInfo
 		if err == nil {
 			li, err = i.Prepare(t.Context(), &container.Config{Capabilities: tc.ask})
