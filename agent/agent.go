@@ -52,6 +52,9 @@ type Agent struct {
 	sendSlots chan struct{}
 	// gc removes the sandboxes of ended runs (sandbox_gc.go).
 	gc *gc.GC
+	// acks are the acknowledgements being handled off the event loop: Run
+	// waits for them, so nothing writes to the work_dir once it returns.
+	acks sync.WaitGroup
 
 	mu         sync.Mutex
 	agentID    string
@@ -236,6 +239,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	_ = srv.Shutdown(shutCtx)
 	// Its last event handled (and checkpointed) before Run returns.
 	<-loopDone
+	a.acks.Wait()
 	return runErr
 }
 
@@ -472,7 +476,7 @@ func (a *Agent) handleMasterEvent(ev *cluster.Event) {
 		// different tasks need not wait for each other. One task's acks
 		// cannot overtake each other: only its stream's head is in flight.
 		ack := ev.GetAcknowledge()
-		go a.updates.Acknowledge(ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid())
+		a.acks.Go(func() { a.updates.Acknowledge(ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid()) })
 	case cluster.Event_SHUTDOWN_FRAMEWORK:
 		a.shutdownFramework(ev.GetShutdownFramework().GetFrameworkId().GetValue())
 	case cluster.Event_SHUTDOWN_EXECUTOR:
