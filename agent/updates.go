@@ -45,6 +45,9 @@ type updateStream struct {
 	done    [][]byte
 	timer   *time.Timer
 	backoff time.Duration
+	// sends counts the head's sends: a finished send arms the retry only
+	// if no later send of the stream started meanwhile.
+	sends uint64
 }
 
 func newUpdateManager(log *slog.Logger, retryMin, retryMax time.Duration, send, acked func(*cluster.StatusUpdate)) *updateManager {
@@ -96,7 +99,8 @@ func (m *updateManager) Update(u *cluster.StatusUpdate) {
 	}
 }
 
-// sendHead sends the stream's head and arms its retry. Called with m.mu held.
+// sendHead sends the stream's head; its retry is armed once the send is
+// done. Called with m.mu held.
 func (m *updateManager) sendHead(s *updateStream) {
 	if !m.connected || len(s.pending) == 0 {
 		return
@@ -112,21 +116,37 @@ func (m *updateManager) sendHead(s *updateStream) {
 		out = proto.Clone(head).(*cluster.StatusUpdate)
 		out.LatestState = latest.Enum()
 	}
-	go m.send(out)
 	if s.timer != nil {
 		s.timer.Stop()
+		s.timer = nil
 	}
-	s.timer = time.AfterFunc(s.backoff, func() {
+	s.sends++
+	send := s.sends
+	go func() {
+		m.send(out)
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if m.streams[s.key] != s || len(s.pending) == 0 || s.pending[0] != head {
+		// The retry counts from when the master had the update (or the
+		// call failed), not from when it was queued: under load a send
+		// waits behind others for a slot to the master, and a timer
+		// started at the queue would resend what is not lost. Only the
+		// stream's latest send arms it, and only while its head is
+		// unacknowledged.
+		if m.streams[s.key] != s || s.sends != send || len(s.pending) == 0 || s.pending[0] != head || !m.connected {
 			return
 		}
-		m.log.Info("resending unacknowledged status update", "task", head.GetStatus().GetTaskId().GetValue(),
-			"state", head.GetStatus().GetState(), "uuid", ids.FormatUUID(head.GetStatus().GetUuid()))
-		s.backoff = min(2*s.backoff, m.retryMax)
-		m.sendHead(s)
-	})
+		s.timer = time.AfterFunc(s.backoff, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.streams[s.key] != s || s.sends != send || len(s.pending) == 0 || s.pending[0] != head {
+				return
+			}
+			m.log.Info("resending unacknowledged status update", "task", head.GetStatus().GetTaskId().GetValue(),
+				"state", head.GetStatus().GetState(), "uuid", ids.FormatUUID(head.GetStatus().GetUuid()))
+			s.backoff = min(2*s.backoff, m.retryMax)
+			m.sendHead(s)
+		})
+	}()
 }
 
 // Acknowledge handles the scheduler's acknowledgement of uuid. It reports

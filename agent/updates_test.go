@@ -183,6 +183,48 @@ func TestUpdatesRetryBackoff(t *testing.T) {
 	}
 }
 
+// A send waiting for its way to the master (behind other calls, under
+// load) is not lost: it is not resent while it waits, and its retry counts
+// from when it went out. (A timer started at the queue resent every head
+// waiting longer than the retry interval: duplicates in a healthy run.)
+func TestUpdatesRetryCountsFromTheSend(t *testing.T) {
+	const retry = 20 * time.Millisecond
+	r := newRecorder()
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(1)
+	var first sync.Once
+	send := func(u *cluster.StatusUpdate) {
+		blocked := false
+		first.Do(func() { blocked = true; started.Done() })
+		if blocked {
+			<-release // the first send waits, as behind a full slot queue
+		}
+		r.send(u)
+	}
+	m := newUpdateManager(slog.New(slog.NewTextHandler(io.Discard, nil)), retry, retry, send, r.ack)
+	m.Connected(true)
+	u := mkUpdate("fw", "t1", mesos.TaskState_TASK_RUNNING)
+	m.Update(u)
+	started.Wait()
+	// Ten retry intervals with the first send still waiting: nothing more
+	// goes out.
+	r.none(t, 10*retry)
+	close(release)
+	if got := r.next(t); !same(got, u) {
+		t.Fatalf("sent %s, want %s", describe(got), describe(u))
+	}
+	// Unacknowledged, it is resent one interval after it went out.
+	if got := r.next(t); !same(got, u) {
+		t.Fatalf("resent %s, want %s", describe(got), describe(u))
+	}
+	ackOf(m, u)
+	m.Drop("fw")
+	if s := r.sends(); s[1].at.Sub(s[0].at) < retry-5*time.Millisecond {
+		t.Errorf("resent %v after the send, want at least the retry interval %v", s[1].at.Sub(s[0].at), retry)
+	}
+}
+
 func TestUpdatesAckOfHeadResetsBackoff(t *testing.T) {
 	const minD, maxD = 30 * time.Millisecond, 240 * time.Millisecond
 	m, r := newTestManager(minD, maxD)

@@ -569,6 +569,8 @@ type history struct {
 	states []mesos.TaskState
 	last   *mesos.TaskStatus
 	uuids  []string
+	// resent counts deliveries of an update already delivered.
+	resent int
 }
 
 func (h *history) String() string {
@@ -610,6 +612,7 @@ func (f *framework) await(tb testing.TB, ids []string, done func(*mesos.TaskStat
 			// Delivery is at least once: a resent update (same uuid) is
 			// not a new state.
 			if u := string(s.GetUuid()); u != "" && slices.Contains(h.uuids, u) {
+				h.resent++
 				continue
 			} else if u != "" {
 				h.uuids = append(h.uuids, u)
