@@ -24,6 +24,7 @@ import (
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/ids"
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // Unit tests of the agent's executor handling: the runners drive a fake
@@ -187,13 +188,7 @@ func (ta *testAgent) masterCalls(typ cluster.Call_Type) []*cluster.Call {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, 10*time.Second, cond)
 }
 
 func fakeFramework(checkpointing bool, caps ...mesos.FrameworkInfo_Capability_Type) *mesos.FrameworkInfo {

@@ -188,11 +188,7 @@ func runDirs(t *testing.T, exDir string) []string {
 // waitUntil polls cond; the deadline only turns a hang into a failure.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s", what)
-		}
-	}
+	testsupport.Eventually(t, what, 60*time.Second, cond)
 }
 
 func getMetrics(t *testing.T, a *Agent) map[string]float64 {

@@ -111,13 +111,7 @@ func newGC(t testing.TB, cfg Config) *GC {
 // timing.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, 30*time.Second, cond)
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {

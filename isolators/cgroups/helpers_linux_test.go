@@ -141,13 +141,7 @@ func (e *env) wait(t *testing.T, id string) *container.Termination {
 // a condition never reached fails.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached in 30s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, 30*time.Second, cond)
 }
 
 func readFile(t testing.TB, dir, file string) string {

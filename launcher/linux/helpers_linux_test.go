@@ -172,18 +172,11 @@ func run(t *testing.T, c *containerizer.Containerizer, cfg *container.Config, sc
 	return string(out)
 }
 
+// A hang guard, not a timing check: emulated VM guests fork only a few
+// processes a second.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	// A hang guard, not a timing check: emulated VM guests fork only a few
-	// processes a second.
-	const limit = 2 * time.Minute
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached in %v", what, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.Eventually(t, what, 2*time.Minute, cond)
 }
 
 func procsIn(dir string) []string {

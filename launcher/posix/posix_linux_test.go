@@ -175,11 +175,5 @@ func assertFile(t *testing.T, path, want string) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.Eventually(t, "the condition", 10*time.Second, cond)
 }
