@@ -159,7 +159,10 @@ func (b *builtinRunner) ended() {}
 func (b *builtinRunner) containerIDsLocked() []string {
 	var out []string
 	for _, t := range b.ex.tasks {
-		if t.containerID != "" && t.launched {
+		// RUNNING goes out before taskLaunched marks the task: whoever
+		// acts on RUNNING (the agent stopping in cleanup mode) must find
+		// the container already.
+		if t.containerID != "" && (t.launched || t.state == mesos.TaskState_TASK_RUNNING) {
 			out = append(out, t.containerID)
 		}
 	}
