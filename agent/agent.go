@@ -476,7 +476,9 @@ func (a *Agent) handleMasterEvent(ev *cluster.Event) {
 		// different tasks need not wait for each other. One task's acks
 		// cannot overtake each other: only its stream's head is in flight.
 		ack := ev.GetAcknowledge()
-		a.acks.Go(func() { a.updates.Acknowledge(ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid()) })
+		a.acks.Go(func() {
+			a.updates.Acknowledge(ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid())
+		})
 	case cluster.Event_SHUTDOWN_FRAMEWORK:
 		a.shutdownFramework(ev.GetShutdownFramework().GetFrameworkId().GetValue())
 	case cluster.Event_SHUTDOWN_EXECUTOR:

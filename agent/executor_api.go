@@ -120,6 +120,10 @@ func (h *httpRunner) serve(w http.ResponseWriter, r *http.Request, call *executo
 
 // executorUpdate takes a status update from a custom executor and returns
 // the HTTP status to answer with and, for errors, the reason.
+// recordWait bounds how long an executor's update waits for its task's
+// launch record.
+const recordWait = 10 * time.Second
+
 func (h *httpRunner) executorUpdate(s *mesos.TaskStatus) (int, string) {
 	a, ex := h.a, h.ex
 	if s == nil {
@@ -144,6 +148,18 @@ func (h *httpRunner) executorUpdate(s *mesos.TaskStatus) (int, string) {
 	}
 	a.mu.Lock()
 	t := ex.tasks[taskID]
+	if t != nil && t.recording {
+		// Its launch is still being checkpointed (the executor cannot
+		// have been given it yet, but may speak of it): the update waits
+		// for the record, to be appended to it.
+		a.mu.Unlock()
+		select {
+		case <-t.recorded:
+		case <-time.After(recordWait):
+			return http.StatusServiceUnavailable, fmt.Sprintf("Task '%s' is still being launched", taskID)
+		}
+		a.mu.Lock()
+	}
 	if acked {
 		// Already acknowledged: tell the executor again, it missed it.
 		if h.stream != nil {

@@ -78,7 +78,10 @@ type task struct {
 	// launch answers for it, not an executor ending meanwhile (which would
 	// append to a record not yet there).
 	recording bool
-	statuses  []*mesos.TaskStatus
+	// recorded is closed once recording is over (recorded, or answered
+	// by launchNotRecorded).
+	recorded chan struct{}
+	statuses []*mesos.TaskStatus
 	// updMu orders the task's updates between its state, its checkpointed
 	// stream and the update manager.
 	updMu sync.Mutex
@@ -184,7 +187,7 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	}
 	added := make([]*task, len(infos))
 	for i, ti := range infos {
-		added[i] = &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, recording: true}
+		added[i] = &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, recording: true, recorded: make(chan struct{})}
 	}
 	ex.runner.placeTasksLocked(added)
 	for _, t := range added {
@@ -197,11 +200,15 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	// may have started or handed to an executor.
 	if err := a.checkpointLaunch(fw, ex, added); err != nil {
 		a.launchNotRecorded(fw, ex, added, err)
+		for _, t := range added {
+			close(t.recorded)
+		}
 		return
 	}
 	a.mu.Lock()
 	for _, t := range added {
 		t.recording = false
+		close(t.recorded)
 	}
 	if ex.terminating {
 		// It began to end while the tasks were recorded: they never
