@@ -13,12 +13,24 @@ import (
 // FreePort is a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	return FreePorts(tb, 1)[0]
+}
+
+// FreePorts returns n different free loopback ports. The listeners are all
+// held until every port is chosen: two FreePort calls in a row may get the
+// same port back, as the kernel hands out a just-closed one again.
+func FreePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // GetJSON decodes the JSON answer of a GET of url (10 s at most); an

@@ -116,7 +116,8 @@ func TestGuestTaskOutlivesAgentUnit(t *testing.T) {
 	bin := os.Getenv("CORRAL_BIN_DIR")
 	corral := filepath.Join(bin, "corral")
 	work := t.TempDir()
-	masterPort, agentPort := freePort(t), freePort(t)
+	ports := testsupport.FreePorts(t, 2)
+	masterPort, agentPort := ports[0], ports[1]
 	master := fmt.Sprintf("127.0.0.1:%d", masterPort)
 	mu, au := unitName("master"), unitName("lagent")
 	root := unitName("root")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/integration/vm/vmenv"
+	"github.com/corral/corral/internal/testsupport"
 	"github.com/corral/corral/launcher/systemd"
 )
 
@@ -143,16 +143,6 @@ rmdir $cg/child
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startUnit runs argv as a transient service and stops it at cleanup,
 // showing its journal when the test failed.
 func startUnit(t *testing.T, unit string, props []string, argv ...string) {
@@ -219,7 +209,8 @@ func TestGuestAgentAsSystemdUnit(t *testing.T) {
 	}
 	corral := filepath.Join(bin, "corral")
 	work := t.TempDir()
-	masterPort, agentPort := freePort(t), freePort(t)
+	ports := testsupport.FreePorts(t, 2)
+	masterPort, agentPort := ports[0], ports[1]
 	master := fmt.Sprintf("127.0.0.1:%d", masterPort)
 	mu, au := unitName("master"), unitName("agent")
 	root := unitName("root")
