@@ -279,7 +279,7 @@ func (a *Agent) unrecordedEnd(t *task, state mesos.TaskState, reason mesos.TaskS
 		Uuid:       ids.UUID(),
 		ExecutorId: &mesos.ExecutorID{Value: proto.String(t.ex.id)},
 	}
-	a.sendStatus(t, s, false)
+	a.sendStatus(t, s, false, nil)
 }
 
 // findTaskLocked finds a task of a live or ended executor.

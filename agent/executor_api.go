@@ -148,7 +148,7 @@ func (h *httpRunner) executorUpdate(s *mesos.TaskStatus) (int, string) {
 	}
 	a.mu.Lock()
 	t := ex.tasks[taskID]
-	if t != nil && t.recording {
+	if t != nil && t.recording() {
 		// Its launch is still being checkpointed (the executor cannot
 		// have been given it yet, but may speak of it): the update waits
 		// for the record, to be appended to it.

@@ -68,7 +68,7 @@ func (b *builtinRunner) kill(t *task, policy *mesos.KillPolicy) {
 		return
 	}
 	if !launched {
-		return // not launched yet; runTaskContainer and taskLaunched see killing
+		return // not launched yet; runTaskContainer sees killing
 	}
 	if hasKilling {
 		a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_KILLING, nil, "", nil)
@@ -159,10 +159,7 @@ func (b *builtinRunner) ended() {}
 func (b *builtinRunner) containerIDsLocked() []string {
 	var out []string
 	for _, t := range b.ex.tasks {
-		// RUNNING goes out before taskLaunched marks the task: whoever
-		// acts on RUNNING (the agent stopping in cleanup mode) must find
-		// the container already.
-		if t.containerID != "" && (t.launched || t.state == mesos.TaskState_TASK_RUNNING) {
+		if t.containerID != "" && t.launched {
 			out = append(out, t.containerID)
 		}
 	}
@@ -205,21 +202,17 @@ func (b *builtinRunner) runTaskContainer(t *task) {
 		b.taskFailedToStart(t, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
 		return
 	}
-	a.taskUpdate(t, fromExecutor, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID))
-	b.taskLaunched(t)
-	b.awaitTask(t)
-}
-
-// taskLaunched marks the task's container as running; a kill that came in
-// while it was being launched is carried out now.
-func (b *builtinRunner) taskLaunched(t *task) {
-	b.a.mu.Lock()
-	t.launched = true
-	killing := t.killing
-	b.a.mu.Unlock()
-	if killing {
+	// The container is marked launched in the step that makes the task
+	// RUNNING: whoever sees RUNNING (a kill, the agent stopping) finds the
+	// container, and a KILLING cannot overtake the RUNNING. A kill that
+	// came in while it was being launched is carried out now.
+	var killed bool
+	a.sendStatus(t, taskStatus(t, fromExecutor, mesos.TaskState_TASK_RUNNING, nil, "", containerStatus(t.containerID)), true,
+		func() { t.launched, killed = true, t.killing })
+	if killed {
 		b.signalTask(t, nil)
 	}
+	b.awaitTask(t)
 }
 
 // resumeTask carries on with a task whose container was re-attached:

@@ -218,7 +218,7 @@ func (h *httpRunner) executorTerminated(reason mesos.TaskStatus_Reason, msg stri
 	}
 	var open []*task
 	for _, t := range ex.tasks {
-		if !t.state.IsTerminal() && !t.recording {
+		if !t.state.IsTerminal() && !t.recording() {
 			open = append(open, t)
 		}
 	}

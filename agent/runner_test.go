@@ -657,25 +657,22 @@ func TestRunnerUpdateForForgottenTask(t *testing.T) {
 	}
 }
 
-// A task's RUNNING goes out just before its runner marks the container
-// launched. A stopping agent (cleanup mode destroys every container) that
-// acts in between must still find the container: a framework that saw
-// RUNNING and stopped the agent found the task left running
-// (TestRecoverCleanup, VM tier under load).
+// A task's container is marked launched in the step that makes it RUNNING:
+// a stopping agent (cleanup mode destroys every container) that acts as
+// soon as RUNNING is out must find the container. (A framework that saw
+// RUNNING and stopped the agent found the task left running:
+// TestRecoverCleanup, VM tier under load.)
 func TestRunnerRunningTaskContainerIsListed(t *testing.T) {
 	ta := newTestAgent(t, false)
 	ta.runTasks(fakeFramework(true), nil, []*mesos.TaskInfo{fakeTask("t1", "sleep 100", 32)}, false)
 	ta.expect(t, "t1", mesos.TaskState_TASK_STARTING, fromExecutor)
 	cid := ta.launched(t)
 	ta.expect(t, "t1", mesos.TaskState_TASK_RUNNING, fromExecutor)
-	ta.waitLaunched(t, "fw-1", "t1")
 	ta.Agent.mu.Lock()
 	tk := ta.Agent.findTaskLocked("fw-1", "t1")
-	tk.launched = false // the moment between RUNNING and taskLaunched
-	ids := tk.ex.containerIDs()
-	tk.launched = true
+	running, launched, ids := tk.state == mesos.TaskState_TASK_RUNNING, tk.launched, tk.ex.containerIDs()
 	ta.Agent.mu.Unlock()
-	if !slices.Contains(ids, cid) {
-		t.Fatalf("containers of a RUNNING task's executor %v, want %s among them", ids, cid)
+	if !running || !launched || !slices.Contains(ids, cid) {
+		t.Fatalf("on RUNNING: state RUNNING %v, launched %v, containers %v; want %s among them", running, launched, ids, cid)
 	}
 }

@@ -74,17 +74,29 @@ type task struct {
 	// re-attached, so a kill goes to it.
 	launched bool
 	killing  bool
-	// recording: its launch is being checkpointed; until that is done the
-	// launch answers for it, not an executor ending meanwhile (which would
-	// append to a record not yet there).
-	recording bool
-	// recorded is closed once recording is over (recorded, or answered
-	// by launchNotRecorded).
+	// recorded is closed once the task's launch is checkpointed (or
+	// answered by launchNotRecorded); nil for a task recovered from its
+	// records. Until then it is recording: the launch answers for it, not
+	// an executor ending meanwhile (which would append to a record not yet
+	// there).
 	recorded chan struct{}
 	statuses []*mesos.TaskStatus
 	// updMu orders the task's updates between its state, its checkpointed
 	// stream and the update manager.
 	updMu sync.Mutex
+}
+
+// recording reports whether t's launch is still being checkpointed.
+func (t *task) recording() bool {
+	if t.recorded == nil {
+		return false
+	}
+	select {
+	case <-t.recorded:
+		return false
+	default:
+		return true
+	}
 }
 
 // containerIDs are the run's containers that may be running (a.mu held).
@@ -187,7 +199,7 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	}
 	added := make([]*task, len(infos))
 	for i, ti := range infos {
-		added[i] = &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, recording: true, recorded: make(chan struct{})}
+		added[i] = &task{ex: ex, info: ti, state: mesos.TaskState_TASK_STAGING, recorded: make(chan struct{})}
 	}
 	ex.runner.placeTasksLocked(added)
 	for _, t := range added {
@@ -207,7 +219,6 @@ func (a *Agent) runTasks(fwInfo *mesos.FrameworkInfo, exInfo *mesos.ExecutorInfo
 	}
 	a.mu.Lock()
 	for _, t := range added {
-		t.recording = false
 		close(t.recorded)
 	}
 	if ex.terminating {
@@ -463,6 +474,11 @@ const (
 // taskUpdate records a new state for a task and queues the update for the
 // scheduler.
 func (a *Agent) taskUpdate(t *task, src mesos.TaskStatus_Source, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, cs *mesos.ContainerStatus) {
+	a.statusUpdate(t, taskStatus(t, src, state, reason, msg, cs))
+}
+
+// taskStatus is a new status of t from src.
+func taskStatus(t *task, src mesos.TaskStatus_Source, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string, cs *mesos.ContainerStatus) *mesos.TaskStatus {
 	s := &mesos.TaskStatus{
 		TaskId:          t.info.GetTaskId(),
 		State:           state.Enum(),
@@ -476,18 +492,20 @@ func (a *Agent) taskUpdate(t *task, src mesos.TaskStatus_Source, state mesos.Tas
 	if msg != "" {
 		s.Message = proto.String(msg)
 	}
-	a.statusUpdate(t, s)
+	return s
 }
 
 // statusUpdate applies a status to its task and hands it to the update
 // manager (unless the framework is being torn down: nobody would ack). For
 // frameworks that checkpoint the update is appended to the task's stream
 // first: it is never forwarded before it is durable.
-func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) { a.sendStatus(t, s, true) }
+func (a *Agent) statusUpdate(t *task, s *mesos.TaskStatus) { a.sendStatus(t, s, true, nil) }
 
 // sendStatus is statusUpdate; record false leaves the checkpoint out, for
-// a task whose launch was never recorded (launchNotRecorded).
-func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool) {
+// a task whose launch was never recorded (launchNotRecorded). withState,
+// when set, runs under a.mu in the same step as the task takes the new
+// state, and before any later update of the task.
+func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool, withState func()) {
 	t.updMu.Lock()
 	defer t.updMu.Unlock()
 	a.mu.Lock()
@@ -496,6 +514,9 @@ func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool) {
 		a.counters.tasksEnded[s.GetState()]++
 	}
 	t.state = s.GetState()
+	if withState != nil {
+		withState()
+	}
 	t.statuses = append(t.statuses, &mesos.TaskStatus{TaskId: s.TaskId, State: s.State, Timestamp: s.Timestamp, ContainerStatus: s.ContainerStatus})
 	fw := t.ex.fw
 	drop := fw.shuttingDown
