@@ -66,14 +66,14 @@ func (s *Settings) Validate() error {
 
 // blkioWeight is the default I/O weight; 0 is the isolator's default.
 func (s *Settings) blkioWeight() (uint64, error) {
-	if s.BlkioWeight == 0 {
+	switch w := uint64(s.BlkioWeight); {
+	case w == 0:
 		return defaultBlkioWeight, nil
+	case !validBlkioWeight(w):
+		return 0, fmt.Errorf("--cgroups_blkio_weight: %d is not a weight in 10..1000", w)
+	default:
+		return w, nil
 	}
-	w, err := parseBlkioWeight(strconv.FormatUint(uint64(s.BlkioWeight), 10))
-	if err != nil {
-		return 0, fmt.Errorf("--cgroups_blkio_weight: %w", err)
-	}
-	return w, nil
 }
 
 // parsePidsMax reads a pids.max value: a positive number, or "max" (also
@@ -90,9 +90,12 @@ func parsePidsMax(s string) (string, error) {
 	return strconv.FormatUint(n, 10), nil
 }
 
+func validBlkioWeight(w uint64) bool { return w >= 10 && w <= 1000 }
+
+// parseBlkioWeight reads the weight label.
 func parseBlkioWeight(s string) (uint64, error) {
 	w, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || w < 10 || w > 1000 {
+	if err != nil || !validBlkioWeight(w) {
 		return 0, fmt.Errorf("%q is not a weight in 10..1000", s)
 	}
 	return w, nil

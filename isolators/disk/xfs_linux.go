@@ -70,10 +70,7 @@ func newXFS(o container.Options) (*XFS, error) {
 	if err := set.Validate(); err != nil {
 		return nil, fmt.Errorf("disk/xfs: %w", err)
 	}
-	lo, hi, err := parseRange(set.ProjectRange)
-	if err != nil {
-		return nil, fmt.Errorf("disk/xfs: --xfs_project_range: %w", err)
-	}
+	lo, hi, _ := parseRange(set.ProjectRange) // Validate refused a bad range
 	enforce, kill, interval := set.Enforce, set.Kill, set.WatchInterval
 	workDir := o.WorkDir
 	if workDir == "" {
