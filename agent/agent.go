@@ -52,9 +52,12 @@ type Agent struct {
 	sendSlots chan struct{}
 	// gc removes the sandboxes of ended runs (sandbox_gc.go).
 	gc *gc.GC
-	// acks are the acknowledgements being handled off the event loop: Run
-	// waits for them, so nothing writes to the work_dir once it returns.
-	acks sync.WaitGroup
+	// background is the work handed off its caller (acknowledgements off
+	// the event loop, checkpoint removals off the lock): Run waits for it,
+	// so nothing writes to the work_dir once it returns.
+	background workGroup
+	// counters are their own owner (atomics): counting takes no lock.
+	counters counters
 
 	mu         sync.Mutex
 	agentID    string
@@ -62,10 +65,12 @@ type Agent struct {
 	masterInfo *mesos.MasterInfo
 	connected  bool
 	frameworks map[string]*framework
+	// removing is, by framework, the last of its checkpoint removals
+	// under way (removeCheckpointLocked).
+	removing map[string]chan struct{}
 	// completed keeps recently ended executors for /state.
 	completed []*executor
 	recovery  recoveryStats
-	counters  counters
 }
 
 // New validates the configuration, builds the containerizer and binds the
@@ -101,7 +106,7 @@ func New(cfg Config) (*Agent, error) {
 	cfg.Port = ln.Addr().(*net.TCPAddr).Port
 	a := &Agent{
 		cfg: cfg, log: cfg.Log.With("component", "agent"), total: total, cz: cz, ln: ln, start: time.Now(),
-		frameworks: map[string]*framework{}, store: store,
+		frameworks: map[string]*framework{}, removing: map[string]chan struct{}{}, store: store,
 		master: &httpapi.Client{
 			URL:   "http://" + cfg.Master + "/internal/v1/agent",
 			Codec: codec.Protobuf,
@@ -109,7 +114,6 @@ func New(cfg Config) (*Agent, error) {
 		},
 		sendSlots: make(chan struct{}, maxMasterCalls),
 		gc:        collector,
-		counters:  newCounters(),
 	}
 	a.updates = newUpdateManager(a.log, cfg.StatusUpdateRetryMin, cfg.StatusUpdateRetryMax, a.forwardUpdate, a.updateAcknowledged)
 	a.updates.checkpointAck = a.checkpointAck
@@ -239,7 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	_ = srv.Shutdown(shutCtx)
 	// Its last event handled (and checkpointed) before Run returns.
 	<-loopDone
-	a.acks.Wait()
+	a.background.Wait()
 	return runErr
 }
 
@@ -476,7 +480,7 @@ func (a *Agent) handleMasterEvent(ev *cluster.Event) {
 		// different tasks need not wait for each other. One task's acks
 		// cannot overtake each other: only its stream's head is in flight.
 		ack := ev.GetAcknowledge()
-		a.acks.Go(func() {
+		a.background.Go(func() {
 			a.updates.Acknowledge(ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid())
 		})
 	case cluster.Event_SHUTDOWN_FRAMEWORK:
@@ -542,4 +546,43 @@ func (a *Agent) shutdownAll() {
 		}()
 	}
 	wg.Wait()
+}
+
+// workGroup is work run in the background and waited for. Unlike a
+// sync.WaitGroup it may be given more while it is waited for (a checkpoint
+// removal that an acknowledgement being waited for starts); Wait returns
+// when none is left.
+type workGroup struct {
+	mu   sync.Mutex
+	n    int
+	idle sync.Cond
+}
+
+func (g *workGroup) Go(f func()) {
+	g.mu.Lock()
+	g.n++
+	g.mu.Unlock()
+	go func() {
+		defer g.done()
+		f()
+	}()
+}
+
+func (g *workGroup) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n == 0 && g.idle.L != nil {
+		g.idle.Broadcast()
+	}
+}
+
+func (g *workGroup) Wait() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.idle.L == nil {
+		g.idle.L = &g.mu
+	}
+	for g.n > 0 {
+		g.idle.Wait()
+	}
 }

@@ -96,7 +96,13 @@ func (a *Agent) checkpointLaunch(fw *framework, ex *executor, tasks []*task) err
 		recs[i] = taskRecordLocked(t)
 	}
 	k := runKey(ex)
+	// The framework's removals decided before this launch are done before
+	// it records anything (removeCheckpointLocked).
+	removals := a.removing[fw.id]
 	a.mu.Unlock()
+	if removals != nil {
+		<-removals
+	}
 
 	if fwInfo != nil {
 		if err := a.store.PutFramework(ctx, k, fwInfo); err != nil {
@@ -246,9 +252,7 @@ func (a *Agent) launchNotRecorded(fw *framework, ex *executor, tasks []*task, er
 		}
 	}
 	msg := "No space left on the agent's work_dir to checkpoint the task before its launch: " + err.Error()
-	a.mu.Lock()
-	a.counters.containerLaunchErrors += uint64(len(tasks))
-	a.mu.Unlock()
+	a.counters.containerLaunchErrors.Add(uint64(len(tasks)))
 	for _, t := range tasks {
 		a.unrecordedEnd(t, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, msg)
 	}
@@ -300,17 +304,36 @@ func (a *Agent) findTaskLocked(fwID, taskID string) *task {
 }
 
 // removeCheckpointLocked removes what the framework no longer needs
-// recorded. It runs under the agent's lock, so that a launch that records
-// the same entity again cannot interleave with the removal.
+// recorded. The decision is taken under the agent's lock; the removal
+// (a rename, a directory fsync and the tree's deletion) runs after it,
+// so that the lock is never held over the disk. Order is kept by
+// framework: a framework's removals run one after another in the order
+// they were decided, and a launch of the framework records nothing before
+// the removals decided before it are done (checkpointLaunch), so a removal
+// can never take away what a later launch recorded again.
 func (a *Agent) removeCheckpointLocked(fw *framework, remove func(context.Context) error) {
 	if !fw.info.GetCheckpoint() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := remove(ctx); err != nil {
-		// Left behind, it is read again at the next recovery, where
-		// finished tasks are recognised and dropped.
-		a.log.Warn("removing checkpoints", "framework", fw.id, "err", err)
-	}
+	prev := a.removing[fw.id]
+	done := make(chan struct{})
+	a.removing[fw.id] = done
+	a.background.Go(func() {
+		if prev != nil {
+			<-prev
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := remove(ctx); err != nil {
+			// Left behind, it is read again at the next recovery, where
+			// finished tasks are recognised and dropped.
+			a.log.Warn("removing checkpoints", "framework", fw.id, "err", err)
+		}
+		a.mu.Lock()
+		if a.removing[fw.id] == done {
+			delete(a.removing, fw.id)
+		}
+		a.mu.Unlock()
+		close(done)
+	})
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/corral/corral/api/v1/mesos"
@@ -8,16 +9,21 @@ import (
 )
 
 // counters are the agent's running totals for /metrics/snapshot, since
-// this start (as Mesos' are). Guarded by Agent.mu.
+// this start (as Mesos' are). They are their own owner (atomic): counting
+// takes no lock of the agent's.
 type counters struct {
-	// tasksEnded counts tasks by the terminal state they reached.
-	tasksEnded            map[mesos.TaskState]uint64
-	executorsTerminated   uint64
-	containerLaunchErrors uint64
+	// tasksEnded counts tasks by the terminal state they reached, indexed
+	// by the state's number.
+	tasksEnded            [mesos.TaskState_TASK_UNKNOWN + 1]atomic.Uint64
+	executorsTerminated   atomic.Uint64
+	containerLaunchErrors atomic.Uint64
 }
 
-func newCounters() counters {
-	return counters{tasksEnded: map[mesos.TaskState]uint64{}}
+// taskEnded counts a task's terminal state.
+func (c *counters) taskEnded(st mesos.TaskState) {
+	if st >= 0 && int(st) < len(c.tasksEnded) {
+		c.tasksEnded[st].Add(1)
+	}
 }
 
 // Task states the agent counts, under Mesos' agent names: the live ones by
@@ -50,8 +56,8 @@ func (a *Agent) metrics() metrics.Snapshot {
 		p + "/executors_registering":   0,
 		p + "/executors_running":       0,
 		p + "/executors_terminating":   0,
-		p + "/executors_terminated":    float64(a.counters.executorsTerminated),
-		p + "/container_launch_errors": float64(a.counters.containerLaunchErrors),
+		p + "/executors_terminated":    float64(a.counters.executorsTerminated.Load()),
+		p + "/container_launch_errors": float64(a.counters.containerLaunchErrors.Load()),
 		p + "/frameworks_active":       0,
 		// Mesos' name for how old a finished sandbox may get by the
 		// last disk reading.
@@ -74,7 +80,7 @@ func (a *Agent) metrics() metrics.Snapshot {
 		out[metrics.TaskStateKey(p, st)] = 0
 	}
 	for _, st := range endedTaskStates {
-		out[metrics.TaskStateKey(p, st)] = float64(a.counters.tasksEnded[st])
+		out[metrics.TaskStateKey(p, st)] = float64(a.counters.tasksEnded[st].Load())
 	}
 	var used = map[string]float64{}
 	for _, fw := range a.frameworks {

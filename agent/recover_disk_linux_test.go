@@ -215,7 +215,7 @@ func TestLaunchNotRecordedOnFullDisk(t *testing.T) {
 		t.Errorf("task's update %v %v %q, want TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED and why", s.GetState(), s.GetReason(), s.GetMessage())
 	}
 	a.mu.Lock()
-	ended, errs := ex.ended, a.counters.containerLaunchErrors
+	ended, errs := ex.ended, a.counters.containerLaunchErrors.Load()
 	a.mu.Unlock()
 	if !ended || errs != 1 {
 		t.Errorf("executor ended %v, launch errors %d; want true, 1", ended, errs)
@@ -234,6 +234,7 @@ func TestLaunchNotRecordedOnFullDisk(t *testing.T) {
 		t.Fatalf("the agent was stopped: %v", stopped)
 	}
 	// What is on disk recovers cleanly.
+	removalsDone(t, a)
 	st, err := a.store.Recover(context.Background(), true)
 	if err != nil || len(st.Inconsistencies) != 0 {
 		t.Fatalf("recovery after the failed launch: %v %v", err, st.Inconsistencies)

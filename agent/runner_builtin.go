@@ -280,9 +280,7 @@ func (b *builtinRunner) taskFailedToStart(t *task, reason mesos.TaskStatus_Reaso
 	a := b.a
 	a.log.Warn("task failed to start", "task", t.info.GetTaskId().GetValue(), "reason", reason, "message", msg)
 	if reason == mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED {
-		a.mu.Lock()
-		a.counters.containerLaunchErrors++
-		a.mu.Unlock()
+		a.counters.containerLaunchErrors.Add(1)
 	}
 	b.finishTask(t, fromAgent, mesos.TaskState_TASK_FAILED, reason, msg)
 }

@@ -61,9 +61,7 @@ func (h *httpRunner) launchExecutor() {
 	}
 	if err != nil {
 		a.log.Warn("executor failed to launch", "executor", ex.id, "err", err)
-		a.mu.Lock()
-		a.counters.containerLaunchErrors++
-		a.mu.Unlock()
+		a.counters.containerLaunchErrors.Add(1)
 		h.executorTerminated(mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch executor: "+err.Error(), nil)
 		return
 	}
@@ -307,9 +305,7 @@ func (h *httpRunner) launch(tasks []*task, group, fresh bool) {
 	if err := a.prepareRun(ex, fresh); err != nil {
 		for _, t := range tasks {
 			a.log.Warn("task failed to start", "task", t.info.GetTaskId().GetValue(), "reason", mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "message", err.Error())
-			a.mu.Lock()
-			a.counters.containerLaunchErrors++
-			a.mu.Unlock()
+			a.counters.containerLaunchErrors.Add(1)
 			a.taskUpdate(t, fromAgent, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED.Enum(), err.Error(), nil)
 		}
 		return

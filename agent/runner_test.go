@@ -51,7 +51,7 @@ func newTestAgent(t *testing.T, manualAck bool) *testAgent {
 
 // newTestAgentIn is an agent on work_dir dir (a restarted agent finds what
 // the last one recorded there) with containers cz.
-func newTestAgentIn(t *testing.T, dir string, cz *fakeContainers, manualAck bool) *testAgent {
+func newTestAgentIn(t testing.TB, dir string, cz *fakeContainers, manualAck bool) *testAgent {
 	t.Helper()
 	out := &testLog{w: t.Output()}
 	t.Cleanup(out.close)
@@ -86,9 +86,9 @@ func newTestAgentIn(t *testing.T, dir string, cz *fakeContainers, manualAck bool
 	}))
 	t.Cleanup(master.Close)
 	a := &Agent{
-		cfg: cfg, log: log, cz: ta.cz, start: time.Now(), frameworks: map[string]*framework{}, store: store,
+		cfg: cfg, log: log, cz: ta.cz, start: time.Now(), frameworks: map[string]*framework{}, removing: map[string]chan struct{}{}, store: store,
 		master:    &httpapi.Client{URL: master.URL, Codec: codec.Protobuf, HTTP: master.Client()},
-		sendSlots: make(chan struct{}, maxMasterCalls), gc: collector, counters: newCounters(),
+		sendSlots: make(chan struct{}, maxMasterCalls), gc: collector,
 		agentID: "agent-1", bootID: "test-boot",
 	}
 	ta.Agent = a
@@ -139,7 +139,7 @@ func (ta *testAgent) ack(u *cluster.StatusUpdate) {
 func (ta *testAgent) updates_() *updateManager { return ta.Agent.updates }
 
 // next is the next update the master got.
-func (ta *testAgent) next(t *testing.T) *cluster.StatusUpdate {
+func (ta *testAgent) next(t testing.TB) *cluster.StatusUpdate {
 	t.Helper()
 	select {
 	case u := <-ta.updates:
@@ -226,10 +226,21 @@ func (ta *testAgent) waitLaunched(t *testing.T, fwID, taskID string) {
 	})
 }
 
+// removalsDone waits until no checkpoint removal is under way.
+func removalsDone(t testing.TB, a *Agent) {
+	t.Helper()
+	testsupport.Eventually(t, "the checkpoint removals", 10*time.Second, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.removing) == 0
+	})
+}
+
 func (ta *testAgent) frameworkGone(fwID string) bool {
 	ta.Agent.mu.Lock()
 	defer ta.Agent.mu.Unlock()
-	return ta.frameworks[fwID] == nil
+	// Its checkpoints' removal is done too.
+	return ta.frameworks[fwID] == nil && ta.removing[fwID] == nil
 }
 
 // A command task: STARTING and RUNNING from the executor, its exit
@@ -674,5 +685,52 @@ func TestRunnerRunningTaskContainerIsListed(t *testing.T) {
 	ta.Agent.mu.Unlock()
 	if !running || !launched || !slices.Contains(ids, cid) {
 		t.Fatalf("on RUNNING: state RUNNING %v, launched %v, containers %v; want %s among them", running, launched, ids, cid)
+	}
+}
+
+// A framework's checkpoints are removed off the agent's lock once its last
+// task is acknowledged; a launch of the framework that comes while the
+// removal is under way records after it, so the removal cannot take the
+// new task's records with it.
+func TestRunnerLaunchDuringRemovalKeepsRecords(t *testing.T) {
+	ta := newTestAgent(t, false)
+	fw := fakeFramework(true)
+	ta.runTasks(fw, nil, []*mesos.TaskInfo{fakeTask("t1", "true", 32)}, false)
+	ta.expect(t, "t1", mesos.TaskState_TASK_STARTING, fromExecutor)
+	// t1 is recorded; fw-1's removals from now on queue behind this one
+	// until it is released.
+	held := make(chan struct{})
+	ta.Agent.mu.Lock()
+	ta.removing["fw-1"] = held
+	ta.Agent.mu.Unlock()
+	ta.cz.exit(ta.launched(t), 0)
+	ta.expect(t, "t1", mesos.TaskState_TASK_RUNNING, fromExecutor)
+	ta.expect(t, "t1", mesos.TaskState_TASK_FINISHED, fromExecutor)
+	eventually(t, "t1 to be forgotten", func() bool {
+		ta.Agent.mu.Lock()
+		defer ta.Agent.mu.Unlock()
+		return ta.frameworks["fw-1"] == nil
+	})
+
+	// t2 comes while fw-1's removal waits: it is not recorded before the
+	// removal is done, so it is not launched either.
+	go ta.runTasks(fw, nil, []*mesos.TaskInfo{fakeTask("t2", "sleep 100", 32)}, false)
+	select {
+	case u := <-ta.updates:
+		t.Fatalf("t2 went on before fw-1's removal ended: %v", u.GetStatus().GetState())
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(held)
+	ta.expect(t, "t2", mesos.TaskState_TASK_STARTING, fromExecutor)
+	ta.launched(t)
+	ta.expect(t, "t2", mesos.TaskState_TASK_RUNNING, fromExecutor)
+	removalsDone(t, ta.Agent)
+	st, err := ta.store.Recover(t.Context(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf := st.Frameworks["fw-1"]
+	if rf == nil || rf.Info == nil || rf.Executors["t2"] == nil || len(rf.Executors["t2"].Runs) != 1 || rf.Executors["t1"] != nil {
+		t.Fatalf("records after the removal and the launch: %+v; want fw-1 with t2's run only", rf)
 	}
 }

@@ -511,7 +511,7 @@ func (a *Agent) sendStatus(t *task, s *mesos.TaskStatus, record bool, withState 
 	a.mu.Lock()
 	s.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
 	if !t.state.IsTerminal() && s.GetState().IsTerminal() {
-		a.counters.tasksEnded[s.GetState()]++
+		a.counters.taskEnded(s.GetState())
 	}
 	t.state = s.GetState()
 	if withState != nil {
@@ -623,7 +623,7 @@ func (a *Agent) executorEnded(ex *executor, status *int32) {
 	if fw.executors[ex.id] == ex {
 		delete(fw.executors, ex.id)
 	}
-	a.counters.executorsTerminated++
+	a.counters.executorsTerminated.Add(1)
 	a.scheduleRunLocked(ex)
 	fw.ended = append(fw.ended, ex)
 	a.completed = append(a.completed, ex)
@@ -662,17 +662,15 @@ func (a *Agent) forgetEndedLocked(ex *executor) {
 		a.removeCheckpointLocked(fw, func(ctx context.Context) error { return a.store.RemoveFramework(ctx, runKey(ex)) })
 		return
 	}
+	// Whether the executor's own record goes is decided now, under the
+	// lock: the removal runs after it.
+	dropExecutor := fw.executors[ex.id] == nil
+	for _, e := range fw.ended {
+		dropExecutor = dropExecutor && e.id != ex.id
+	}
 	a.removeCheckpointLocked(fw, func(ctx context.Context) error {
-		if err := a.store.RemoveRun(ctx, runKey(ex)); err != nil {
+		if err := a.store.RemoveRun(ctx, runKey(ex)); err != nil || !dropExecutor {
 			return err
-		}
-		if _, live := fw.executors[ex.id]; live {
-			return nil
-		}
-		for _, e := range fw.ended {
-			if e.id == ex.id {
-				return nil
-			}
 		}
 		return a.store.RemoveExecutor(ctx, runKey(ex))
 	})

@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -100,6 +101,8 @@ type Store struct {
 	// noSync skips fsyncs. Only this package's tests and benchmark set-up
 	// use it, to build large trees quickly; nothing outside can set it.
 	noSync bool
+	// syncs counts the fsyncs and fdatasyncs of records and directories.
+	syncs atomic.Uint64
 	// reserve is the room kept for writes on a full disk (space.go).
 	reserve   reserve
 	spaceWait time.Duration
@@ -167,6 +170,10 @@ func Open(workDir string, o Options) (*Store, error) {
 
 // Dir is <work_dir>/meta.
 func (s *Store) Dir() string { return s.dir }
+
+// Syncs is how many fsyncs and fdatasyncs of records and directories the
+// store has made since it opened: what checkpointing costs the disk.
+func (s *Store) Syncs() uint64 { return s.syncs.Load() }
 
 // CurrentBootID is the ID of the running boot.
 func (s *Store) CurrentBootID() (string, error) {
@@ -499,6 +506,7 @@ func (s *Store) writeFile(dir, name string, data []byte) (err error) {
 		return err
 	}
 	if !s.noSync {
+		s.syncs.Add(1)
 		if err := f.Sync(); err != nil {
 			return err
 		}
@@ -540,6 +548,7 @@ func (s *Store) syncDir(dir string) error {
 		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	defer d.Close()
+	s.syncs.Add(1)
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
@@ -602,6 +611,7 @@ func (s *Store) appendOnce(dir, path string, rec []byte) error {
 		// After a failed fsync the page cache may no longer hold what was
 		// written; the caller must not act on this update (checkpoint
 		// before act).
+		s.syncs.Add(1)
 		if err := datasync(f); err != nil {
 			return cut(err)
 		}
