@@ -107,8 +107,10 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 		a.id = id
 		m.agents[id] = a
 	}
+	m.agentsChanged()
 	info.Id = &mesos.AgentID{Value: proto.String(id)}
 	a.info, a.endpoint, a.total, a.version = info, sub.GetEndpoint(), total, sub.GetVersion()
+	a.freeStale = true
 	a.stream, a.streamID, a.connected = stream, streamID, true
 	gone := m.reconcileAgent(a, sub)
 	stream.Send(&cluster.Event{Type: cluster.Event_SUBSCRIBED.Enum(), Subscribed: &cluster.Event_Subscribed{
@@ -213,7 +215,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 		fw.tasks[t.id] = t
 		a.tasks[key] = t
 		if !t.state.IsTerminal() {
-			a.used = a.used.Plus(res)
+			m.charge(fw, a, res)
 		}
 	}
 	// Executors the agent no longer runs (they ended while it was down or
@@ -237,7 +239,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 		res, _ := resources.New(e.GetResources())
 		ex := &executor{fw: fw, agent: a, role: allocationRole(fw, e.GetResources()), info: e, resources: res}
 		a.executors[key], fw.executors[a.id+"/"+e.GetExecutorId().GetValue()] = ex, ex
-		a.used = a.used.Plus(res)
+		m.charge(fw, a, res)
 	}
 	sort.Strings(removedFrameworks)
 	return removedFrameworks
@@ -258,6 +260,7 @@ func offersOf(m *Master, a *agent) []*offer {
 func (m *Master) agentDisconnected(a *agent) {
 	m.log.Warn("agent disconnected", "agent", a.id)
 	a.stream, a.streamID, a.connected = nil, "", false
+	m.agentsChanged()
 	for _, o := range offersOf(m, a) {
 		m.rescind(o)
 	}
@@ -287,6 +290,7 @@ func (m *Master) removeAgent(a *agent) {
 		fw.filters.clearAgent(a.id)
 	}
 	delete(m.agents, a.id)
+	m.agentsChanged()
 	m.markUnreachable(a.id)
 }
 
@@ -361,7 +365,7 @@ func (m *Master) applyStatus(t *task, s *mesos.TaskStatus, latest mesos.TaskStat
 		// Resources come back as soon as the agent says the task ended,
 		// not when the update is acknowledged, as Mesos does.
 		if t.agent != nil {
-			t.agent.used = t.agent.used.Minus(t.resources)
+			m.refund(t.fw, t.agent, t.resources)
 		}
 		m.requestAllocation()
 	}
@@ -385,7 +389,7 @@ func (m *Master) removeExecutor(e *executor) {
 	key := taskKey(e.fw.id, e.info.GetExecutorId().GetValue())
 	if e.agent.executors[key] == e {
 		delete(e.agent.executors, key)
-		e.agent.used = e.agent.used.Minus(e.resources)
+		m.refund(e.fw, e.agent, e.resources)
 	}
 	delete(e.fw.executors, e.agent.id+"/"+e.info.GetExecutorId().GetValue())
 }
@@ -393,7 +397,7 @@ func (m *Master) removeExecutor(e *executor) {
 // removeTask forgets a task; with release its resources return to the agent.
 func (m *Master) removeTask(t *task, release bool) {
 	if release && !t.state.IsTerminal() && t.agent != nil {
-		t.agent.used = t.agent.used.Minus(t.resources)
+		m.refund(t.fw, t.agent, t.resources)
 	}
 	delete(t.fw.tasks, t.id)
 	if t.agent != nil {

@@ -87,6 +87,11 @@ type Master struct {
 	ended  map[mesos.TaskState]int64
 	agents map[string]*agent
 	offers map[string]*offer
+	// connected and total are the allocator's view of the cluster
+	// (accounting.go), taken again when clusterStale.
+	connected    []*agent
+	total        holdings
+	clusterStale bool
 	// unreachable are the agents removed for not re-registering in time,
 	// with when (Mesos' unreachable agents, counted in /state); bounded by
 	// maxUnreachableAgents.
@@ -109,7 +114,10 @@ type framework struct {
 	tasks     map[string]*task
 	completed []*task
 	// executors this framework runs, per agent, for resource accounting.
-	executors      map[string]*executor
+	executors map[string]*executor
+	// allocated is what it holds: its live tasks', its executors' and its
+	// offers' resources (accounting.go), its dominant share's numerator.
+	allocated      holdings
 	registeredTime time.Time
 	// reregisteredTime is the last SUBSCRIBE (registeredTime at first);
 	// unregisteredTime when it was torn down (zero while it lives).
@@ -126,8 +134,12 @@ type agent struct {
 	info      *mesos.AgentInfo
 	endpoint  *mesos.URL
 	total     resources.Resources
+	// used and offered change only through the master's accounting
+	// (accounting.go), which keeps free, their remainder, with them.
 	used      resources.Resources
 	offered   resources.Resources
+	free      resources.Resources
+	freeStale bool
 	stream    *httpapi.Stream
 	streamID  string
 	connected bool

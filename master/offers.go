@@ -32,25 +32,14 @@ func (m *Master) allocate() {
 	if len(candidates) == 0 {
 		return
 	}
-	agentIDs := make([]string, 0, len(m.agents))
-	for id, a := range m.agents {
-		if a.connected {
-			agentIDs = append(agentIDs, id)
-		}
-	}
-	sort.Strings(agentIDs)
-	total := resources.Resources(nil)
-	for _, id := range agentIDs {
-		total = total.Plus(m.agents[id].total)
-	}
+	agents, total := m.cluster()
 	shares := map[*framework]float64{}
 	for _, fw := range candidates {
-		shares[fw] = dominantShare(fw, total)
+		shares[fw] = share(fw.allocated, total)
 	}
 	batches := map[*framework][]*mesos.Offer{}
-	for _, id := range agentIDs {
-		a := m.agents[id]
-		free := a.total.Minus(a.used).Minus(a.offered)
+	for _, a := range agents {
+		free := a.freeResources()
 		if !allocatable(free) {
 			continue
 		}
@@ -68,9 +57,9 @@ func (m *Master) allocate() {
 			o := &offer{id: m.offerIDs.Next(), fw: fw, agent: a, role: role, resources: mine}
 			m.offers[o.id] = o
 			fw.offers[o.id] = o
-			a.offered = a.offered.Plus(mine)
+			m.offered(o)
 			batches[fw] = append(batches[fw], m.offerMessage(o))
-			shares[fw] += share(mine, total)
+			shares[fw] += share(holdingsOf(mine), total)
 			break
 		}
 	}
@@ -113,29 +102,13 @@ func offerable(fw *framework, a *agent, free resources.Resources, now time.Time)
 	return "", nil
 }
 
-func dominantShare(fw *framework, total resources.Resources) float64 {
-	var used resources.Resources
-	for _, t := range fw.tasks {
-		if !t.state.IsTerminal() {
-			used = used.Plus(t.resources)
-		}
-	}
-	for _, e := range fw.executors {
-		used = used.Plus(e.resources)
-	}
-	for _, o := range fw.offers {
-		used = used.Plus(o.resources)
-	}
-	return share(used, total)
-}
-
-func share(r, total resources.Resources) float64 {
+// share is the dominant share of what a framework holds in the cluster's
+// total: the largest of its fractions of each shared resource.
+func share(held, total holdings) float64 {
 	var s float64
-	for _, name := range []string{"cpus", "mem", "disk", "gpus"} {
-		if t := total.Scalar(name); t > 0 {
-			if v := r.Scalar(name) / t; v > s {
-				s = v
-			}
+	for i := range total {
+		if total[i] > 0 {
+			s = max(s, held[i]/total[i])
 		}
 	}
 	return s
@@ -475,10 +448,10 @@ func (m *Master) addTask(fw *framework, a *agent, role string, ti *mesos.TaskInf
 			e := &executor{fw: fw, agent: a, role: role, info: ex, resources: exRes}
 			a.executors[key] = e
 			fw.executors[a.id+"/"+t.executor] = e
-			a.used = a.used.Plus(exRes)
+			m.charge(fw, a, exRes)
 		}
 	}
 	fw.tasks[t.id] = t
 	a.tasks[taskKey(fw.id, t.id)] = t
-	a.used = a.used.Plus(res)
+	m.charge(fw, a, res)
 }

@@ -591,5 +591,5 @@ func (m *Master) rescind(o *offer) {
 func (m *Master) removeOffer(o *offer) {
 	delete(m.offers, o.id)
 	delete(o.fw.offers, o.id)
-	o.agent.offered = o.agent.offered.Minus(o.resources)
+	m.withdrawn(o)
 }
