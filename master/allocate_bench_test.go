@@ -25,8 +25,8 @@ func benchCluster(tb testing.TB, agents, frameworks, tasksPerAgent int) *Master 
 	for i := range frameworks {
 		id := fmt.Sprintf("fw-%03d", i)
 		fw := &framework{
-			id:   id,
-			info: &mesos.FrameworkInfo{Id: &mesos.FrameworkID{Value: proto.String(id)}, Name: proto.String(id), User: proto.String("nobody"), Role: proto.String("*")},
+			id:     id,
+			info:   &mesos.FrameworkInfo{Id: &mesos.FrameworkID{Value: proto.String(id)}, Name: proto.String(id), User: proto.String("nobody"), Role: proto.String("*")},
 			stream: httpapi.NewStream(codec.Protobuf), active: true,
 			suppress: map[string]bool{}, filters: offerFilters{}, offers: map[string]*offer{}, tasks: map[string]*task{}, executors: map[string]*executor{},
 		}

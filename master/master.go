@@ -130,10 +130,10 @@ type framework struct {
 }
 
 type agent struct {
-	id        string
-	info      *mesos.AgentInfo
-	endpoint  *mesos.URL
-	total     resources.Resources
+	id       string
+	info     *mesos.AgentInfo
+	endpoint *mesos.URL
+	total    resources.Resources
 	// used and offered change only through the master's accounting
 	// (accounting.go), which keeps free, their remainder, with them.
 	used      resources.Resources
