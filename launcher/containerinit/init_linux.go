@@ -278,6 +278,10 @@ func openStatusDir(path string, ownView bool) (*statusDir, error) {
 	return &statusDir{fd: fd, name: filepath.Base(path)}, nil
 }
 
+// write records the status through a rename, so a reader never sees half
+// of it. It is not fsynced: it must outlive the agent's process, which the
+// page cache does, not the node; after a reboot recovery reads no status
+// (no container survives one, and the runtime directory is cleared).
 func (d *statusDir) write(ws syscall.WaitStatus) error {
 	if d == nil {
 		return nil
@@ -289,9 +293,6 @@ func (d *statusDir) write(ws syscall.WaitStatus) error {
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	_, err = f.WriteString(strconv.Itoa(int(ws)) + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
