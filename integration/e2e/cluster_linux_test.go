@@ -308,6 +308,8 @@ type framework struct {
 	// on its tasks' executor.
 	groups    [][]*mesos.TaskInfo
 	executors map[string]bool // executors already launched
+	// accepted is when each task went out in an ACCEPT.
+	accepted map[string]time.Time
 	// failures are the FAILURE events of executors, in arrival order.
 	failures chan executorFailure
 }
@@ -345,7 +347,7 @@ func subscribeFramework(tb testing.TB, cfg sched.Config) *framework {
 	f := &framework{
 		tb: tb, runErr: make(chan error, 1), registered: make(chan struct{}),
 		updates: make(chan *mesos.TaskStatus, 100000),
-		offers:  map[string]*mesos.Offer{}, executors: map[string]bool{},
+		offers:  map[string]*mesos.Offer{}, executors: map[string]bool{}, accepted: map[string]time.Time{},
 		failures: make(chan executorFailure, 10000),
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -545,6 +547,10 @@ func (f *framework) launchLocked() {
 			continue
 		}
 		f.groups = keepGroups
+		now := time.Now()
+		for _, t := range take {
+			f.accepted[t.GetTaskId().GetValue()] = now
+		}
 		for _, id := range ids {
 			delete(f.offers, id.GetValue())
 		}
@@ -571,6 +577,8 @@ type history struct {
 	uuids  []string
 	// resent counts deliveries of an update already delivered.
 	resent int
+	// firstAt is when each state was first delivered.
+	firstAt map[mesos.TaskState]time.Time
 }
 
 func (h *history) String() string {
@@ -618,6 +626,12 @@ func (f *framework) await(tb testing.TB, ids []string, done func(*mesos.TaskStat
 				h.uuids = append(h.uuids, u)
 			}
 			h.states = append(h.states, s.GetState())
+			if h.firstAt == nil {
+				h.firstAt = map[mesos.TaskState]time.Time{}
+			}
+			if _, ok := h.firstAt[s.GetState()]; !ok {
+				h.firstAt[s.GetState()] = time.Now()
+			}
 			h.last = s
 			if want[id] && done(s) {
 				delete(want, id)
