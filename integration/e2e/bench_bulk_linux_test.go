@@ -126,4 +126,3 @@ func runFloor(tb testing.TB, floor string, n int) (wall, cpu time.Duration) {
 	// wait4's usage of the floor includes the tasks it waited for.
 	return time.Duration(secs * float64(time.Second)), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
-
