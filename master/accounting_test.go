@@ -27,15 +27,7 @@ func checkBooks(t *testing.T, m *Master, step string) {
 		return true
 	}
 	for _, fw := range m.frameworks {
-		var held resources.Resources
-		for _, tk := range fw.tasks {
-			if !tk.state.IsTerminal() {
-				held = held.Plus(tk.resources)
-			}
-		}
-		for _, e := range fw.executors {
-			held = held.Plus(e.resources)
-		}
+		held := inUse(fw.tasks, fw.executors)
 		for _, o := range fw.offers {
 			held = held.Plus(o.resources)
 		}
@@ -45,15 +37,7 @@ func checkBooks(t *testing.T, m *Master, step string) {
 	}
 	var total resources.Resources
 	for _, a := range m.agents {
-		var used, offered resources.Resources
-		for _, tk := range a.tasks {
-			if !tk.state.IsTerminal() {
-				used = used.Plus(tk.resources)
-			}
-		}
-		for _, e := range a.executors {
-			used = used.Plus(e.resources)
-		}
+		used, offered := inUse(a.tasks, a.executors), resources.Resources(nil)
 		for _, o := range m.offers {
 			if o.agent == a {
 				offered = offered.Plus(o.resources)
@@ -72,6 +56,20 @@ func checkBooks(t *testing.T, m *Master, step string) {
 	if _, booked := m.cluster(); !near(holdingsOf(total), booked) {
 		t.Errorf("%s: the cluster has %v, the books say %v", step, total, booked)
 	}
+}
+
+// inUse is what live tasks and executors use.
+func inUse(tasks map[string]*task, executors map[string]*executor) resources.Resources {
+	var r resources.Resources
+	for _, tk := range tasks {
+		if !tk.state.IsTerminal() {
+			r = r.Plus(tk.resources)
+		}
+	}
+	for _, e := range executors {
+		r = r.Plus(e.resources)
+	}
+	return r
 }
 
 // The books stay equal to the sums through launches (with executors),

@@ -32,13 +32,7 @@ func BenchmarkBulk1000(b *testing.B) {
 
 	const n = 1000
 	bulk := func(tag string, count int) (time.Duration, map[string]*history) {
-		var ids []string
-		var tasks []*mesos.TaskInfo
-		for i := range count {
-			id := fmt.Sprintf("%s-%04d", tag, i)
-			ids = append(ids, id)
-			tasks = append(tasks, commandTask(b, id, "true"))
-		}
+		ids, tasks := commandTasks(b, tag, count, "true")
 		start := time.Now()
 		f.launch(tasks...)
 		got := f.awaitTerminal(b, ids...)

@@ -89,14 +89,9 @@ func BenchmarkBatch100(b *testing.B) {
 	const n = 100
 	resent := 0
 	batch := func(tag string) time.Duration {
-		var ids []string
-		var tasks []*mesos.TaskInfo
+		ids, tasks := commandTasks(b, tag, n, "true")
 		need := resources.Resources{}
-		for i := range n {
-			id := fmt.Sprintf("%s-%03d", tag, i)
-			ids = append(ids, id)
-			t := commandTask(b, id, "true")
-			tasks = append(tasks, t)
+		for _, t := range tasks {
 			r, _ := resources.New(t.GetResources())
 			need = need.Plus(r)
 		}
@@ -197,13 +192,7 @@ func BenchmarkContainerFootprint(b *testing.B) {
 	var procs, initRSS, initPSS, taskRSS, agentDelta float64
 	for i := 0; i < b.N; i++ {
 		agentBefore := memKB(agentPID, "status", "VmRSS:")
-		var ids []string
-		var tasks []*mesos.TaskInfo
-		for j := range n {
-			id := fmt.Sprintf("fp-%d-%02d", i, j)
-			ids = append(ids, id)
-			tasks = append(tasks, commandTask(b, id, "exec sleep 600"))
-		}
+		ids, tasks := commandTasks(b, fmt.Sprintf("fp-%d", i), n, "exec sleep 600")
 		f.launch(tasks...)
 		running := f.await(b, ids, func(s *mesos.TaskStatus) bool {
 			return s.GetState() == mesos.TaskState_TASK_RUNNING || s.GetState().IsTerminal()

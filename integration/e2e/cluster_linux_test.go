@@ -694,6 +694,18 @@ func commandTask(tb testing.TB, id, command string) *mesos.TaskInfo {
 	}
 }
 
+// commandTasks are n command tasks running command, named tag-0000 on.
+func commandTasks(tb testing.TB, tag string, n int, command string) ([]string, []*mesos.TaskInfo) {
+	var ids []string
+	var tasks []*mesos.TaskInfo
+	for i := range n {
+		id := fmt.Sprintf("%s-%04d", tag, i)
+		ids = append(ids, id)
+		tasks = append(tasks, commandTask(tb, id, command))
+	}
+	return ids, tasks
+}
+
 // runCorral runs `corral run` to its end and returns its stdout, stderr and
 // exit code.
 func runCorral(tb testing.TB, args ...string) (stdout, stderr string, code int) {
