@@ -210,7 +210,7 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 		t := &task{
 			fw: fw, agent: a, id: rt.GetTaskId().GetValue(), executor: rt.GetExecutorId().GetValue(), role: allocationRole(fw, rt.GetResources()),
 			info:      &mesos.TaskInfo{Name: rt.Name, TaskId: rt.TaskId, AgentId: &mesos.AgentID{Value: proto.String(a.id)}, Resources: rt.GetResources(), Labels: rt.Labels},
-			resources: res, state: rt.GetState(), statuses: rt.GetStatuses(),
+			resources: res, state: rt.GetState(), statuses: keptStatuses(rt.GetStatuses()),
 		}
 		fw.tasks[t.id] = t
 		a.tasks[key] = t
@@ -356,10 +356,11 @@ func (m *Master) statusUpdate(a *agent, u *cluster.StatusUpdate) {
 func (m *Master) applyStatus(t *task, s *mesos.TaskStatus, latest mesos.TaskState) {
 	wasTerminal := t.state.IsTerminal()
 	t.state = latest
+	s = keptStatus(s)
 	t.lastStatus = s
 	t.statuses = append(t.statuses, s)
-	if n := len(t.statuses); n > 10 {
-		t.statuses = t.statuses[n-10:]
+	if n := len(t.statuses); n > maxKeptStatuses {
+		t.statuses = t.statuses[n-maxKeptStatuses:]
 	}
 	if !wasTerminal && latest.IsTerminal() {
 		// Resources come back as soon as the agent says the task ended,

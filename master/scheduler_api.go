@@ -164,7 +164,7 @@ func validateFrameworkInfo(info *mesos.FrameworkInfo) error {
 	if v := info.GetFailoverTimeout(); v < 0 {
 		return fmt.Errorf("'framework_info.failover_timeout' must not be negative")
 	}
-	return nil
+	return checkFrameworkInfoSize(info)
 }
 
 func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call *scheduler.Call, respCodec codec.Codec) {
@@ -521,7 +521,6 @@ func reconciledStatus(t *task) *mesos.TaskStatus {
 	}
 	if t.lastStatus != nil {
 		s.Message = t.lastStatus.Message
-		s.Data = t.lastStatus.Data
 		s.Healthy = t.lastStatus.Healthy
 		s.ContainerStatus = t.lastStatus.ContainerStatus
 	}
