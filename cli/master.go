@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/master"
 	"github.com/spf13/cobra"
@@ -22,6 +23,12 @@ type masterFlags struct {
 	allocation        time.Duration
 	agentReregTimeout time.Duration
 	logging           string
+	// authenticateFrameworks and authenticateHTTPFrameworks are Mesos'
+	// two names; Corral's frameworks all speak HTTP, so either makes them
+	// authenticate.
+	authenticateFrameworks     bool
+	authenticateHTTPFrameworks bool
+	credentials                string
 }
 
 func (f *masterFlags) bind(cmd *cobra.Command) {
@@ -31,6 +38,9 @@ func (f *masterFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.heartbeat, "heartbeat_interval", 15*time.Second, "interval of HEARTBEAT events on idle event streams")
 	cmd.Flags().DurationVar(&f.allocation, "allocation_interval", time.Second, "period of batch allocation")
 	cmd.Flags().DurationVar(&f.agentReregTimeout, "agent_reregister_timeout", 10*time.Minute, "how long a disconnected agent's tasks are kept before they are reported lost")
+	cmd.Flags().BoolVar(&f.authenticateHTTPFrameworks, "authenticate_http_frameworks", false, "frameworks must authenticate (HTTP basic, against --credentials) on every scheduler API call, and act only as their own principal")
+	cmd.Flags().BoolVar(&f.authenticateFrameworks, "authenticate_frameworks", false, "the same as --authenticate_http_frameworks (Mesos' name for its older frameworks)")
+	cmd.Flags().StringVar(&f.credentials, "credentials", "", `file of the principals and secrets frameworks authenticate with: JSON {"credentials":[{"principal":"...","secret":"..."}]} or "principal secret" lines`)
 }
 
 func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Config, error) {
@@ -43,10 +53,24 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 	if f.heartbeat <= 0 {
 		return master.Config{}, fmt.Errorf("--heartbeat_interval must be positive")
 	}
+	var creds auth.Credentials
+	if f.authenticateFrameworks || f.authenticateHTTPFrameworks {
+		if f.credentials == "" {
+			return master.Config{}, fmt.Errorf("--authenticate_http_frameworks needs --credentials: the principals frameworks authenticate as")
+		}
+		var err error
+		if creds, err = auth.LoadCredentials(f.credentials); err != nil {
+			return master.Config{}, fmt.Errorf("--credentials: %w", err)
+		}
+	}
+	if ip := net.ParseIP(f.ip); !ip.IsLoopback() && creds == nil {
+		log.Warn("the master listens beyond loopback and frameworks do not authenticate: anyone who reaches it can act as any framework (see --authenticate_http_frameworks)", "ip", f.ip)
+	}
 	return master.Config{
 		Address: net.JoinHostPort(f.ip, strconv.Itoa(f.port)), Hostname: f.hostname,
 		HeartbeatInterval: f.heartbeat, AllocationInterval: f.allocation, AgentReregisterTimeout: f.agentReregTimeout,
-		Flags: flagValues(cmd), Log: log,
+		FrameworkCredentials: creds,
+		Flags:                flagValues(cmd), Log: log,
 	}, nil
 }
 

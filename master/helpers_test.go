@@ -110,9 +110,15 @@ func subscribe(t *testing.T, tm *testMaster, c codec.Codec, opts ...subscribeOpt
 
 func subscribeWith(t *testing.T, tm *testMaster, c codec.Codec, call *scheduler.Call_Subscribe) *schedulerClient {
 	t.Helper()
+	return subscribeAs(t, tm, c, call, nil)
+}
+
+// subscribeAs is subscribeWith whose calls all carry header (credentials).
+func subscribeAs(t *testing.T, tm *testMaster, c codec.Codec, call *scheduler.Call_Subscribe, header http.Header) *schedulerClient {
+	t.Helper()
 	s := &schedulerClient{
 		t:      t,
-		c:      &httpapi.Client{URL: tm.url("/api/v1/scheduler"), Codec: c},
+		c:      &httpapi.Client{URL: tm.url("/api/v1/scheduler"), Codec: c, Header: header},
 		events: make(chan *scheduler.Event, 1000),
 	}
 	ctx, cancel := context.WithCancel(context.Background())

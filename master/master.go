@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/v1/mesos"
@@ -38,6 +39,10 @@ type Config struct {
 	// MaxCompletedTasksPerFramework bounds the completed tasks kept for
 	// /state.
 	MaxCompletedTasksPerFramework int
+	// FrameworkCredentials, when set, are the principals and secrets
+	// frameworks must authenticate with (HTTP basic) on every scheduler
+	// API call (--authenticate_http_frameworks with --credentials).
+	FrameworkCredentials auth.Credentials
 	// Flags are echoed by /flags.
 	Flags map[string]string
 	Log   *slog.Logger

@@ -2,10 +2,12 @@ package master
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
@@ -21,6 +23,15 @@ import (
 // clients branch on them: mesos-go, for one, reads 400 as a malformed
 // request and 403 as "not subscribed, subscribe again".
 func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
+	// Authentication comes first, as Mesos' authenticators run before the
+	// handler: an unauthenticated caller learns nothing of the call.
+	principal, authenticated := "", false
+	if m.cfg.FrameworkCredentials != nil {
+		if principal, authenticated = m.cfg.FrameworkCredentials.Authenticate(r); !authenticated {
+			auth.Unauthorized(w, frameworkRealm)
+			return
+		}
+	}
 	call := &scheduler.Call{}
 	respCodec, ok := httpapi.DecodeCall(w, r, call)
 	if !ok {
@@ -31,6 +42,17 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		if hasSID {
 			httpapi.Error(w, http.StatusBadRequest, "Subscribe calls should not include the '%s' header", httpapi.StreamIDHeader)
 			return
+		}
+		info := call.GetSubscribe().GetFrameworkInfo()
+		if authenticated && info != nil {
+			if info.Principal == nil {
+				// Mesos takes the authenticated principal for a framework
+				// that names none.
+				info.Principal = proto.String(principal)
+			} else if info.GetPrincipal() != principal {
+				httpapi.Error(w, http.StatusBadRequest, "Failed to validate scheduler::Call: %v", principalMismatch(principal, info.GetPrincipal()))
+				return
+			}
 		}
 		m.subscribeFramework(w, r, call, respCodec)
 		return
@@ -58,12 +80,36 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 	case sid != fw.streamID:
 		httpapi.Error(w, http.StatusBadRequest, "The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID %s", sid, fwID)
 		return
+	case authenticated && principal != fw.info.GetPrincipal():
+		// Only the framework's own principal may act for it.
+		httpapi.Error(w, http.StatusBadRequest, "%v", principalMismatch(principal, fw.info.GetPrincipal()))
+		return
 	}
 	if err := m.handleFrameworkCall(fw, call); err != nil {
 		httpapi.Error(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// frameworkRealm is the realm frameworks authenticate in (Mesos'
+// DEFAULT_HTTP_FRAMEWORK_AUTHENTICATION_REALM).
+const frameworkRealm = "mesos-master-scheduler"
+
+// principalMismatch is Mesos' error for a call whose authenticated
+// principal is not the framework's.
+func principalMismatch(authenticated, framework string) error {
+	return fmt.Errorf("Authenticated principal '%s' does not match principal '%s' set in `FrameworkInfo`", authenticated, framework)
+}
+
+// errPrincipalChanged refuses a subscription or update that would give a
+// known framework another principal, as Mesos does: a framework ID read
+// from /state is no way to take a framework over.
+var errPrincipalChanged = errors.New("Changing framework's principal is not allowed.")
+
+// principalChanged: the two name different principals (or one names none).
+func principalChanged(old, updated *mesos.FrameworkInfo) bool {
+	return (old.Principal == nil) != (updated.Principal == nil) || old.GetPrincipal() != updated.GetPrincipal()
 }
 
 // streamIDHeader returns the Mesos-Stream-Id header and whether the request
@@ -183,11 +229,20 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 	m.mu.Lock()
 	info = proto.Clone(info).(*mesos.FrameworkInfo)
 	var fw *framework
+	refuse := ""
 	if id := info.GetId().GetValue(); id != "" && m.removed(id) {
+		refuse = "Framework has been removed"
+	} else if old := m.frameworks[id]; id != "" && old != nil && principalChanged(old.info, info) {
+		// Before the framework is failed over: the subscriber is not it.
+		m.log.Warn("framework tried to (re)subscribe with another principal", "framework", id,
+			"principal", old.info.GetPrincipal(), "new_principal", info.GetPrincipal())
+		refuse = errPrincipalChanged.Error()
+	}
+	if refuse != "" {
 		m.mu.Unlock()
-		// Mesos answers a removed framework with an ERROR event; the stream
-		// then ends and the framework must register anew.
-		stream.Send(errorEvent("Framework has been removed"))
+		// Mesos answers a subscription it refuses with an ERROR event; the
+		// stream then ends.
+		stream.Send(errorEvent(refuse))
 		stream.Close()
 		stream.Serve(w, r, streamID, nil, 0)
 		return
@@ -407,6 +462,9 @@ func (m *Master) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewor
 	}
 	if info.GetId().GetValue() != fw.id {
 		return fmt.Errorf("'update_framework.framework_info.id' must be the framework's ID %s", fw.id)
+	}
+	if principalChanged(fw.info, info) {
+		return errPrincipalChanged
 	}
 	fw.info = proto.Clone(info).(*mesos.FrameworkInfo)
 	// Refusals of roles the framework left go with them (Mesos'

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/v1/mesos"
@@ -51,6 +52,11 @@ type Config struct {
 	// CallTimeout bounds the calls the driver makes on its own
 	// (acknowledgements, the TEARDOWN of Stop); default 10s.
 	CallTimeout time.Duration
+	// Credential, when set, authenticates every call with HTTP basic
+	// authentication (a master with --authenticate_http_frameworks). The
+	// framework's principal is the credential's unless Framework names
+	// one.
+	Credential *mesos.Credential
 	// GiveUpAfter makes Run fail when no subscription succeeded for that
 	// long (counted from Run's start or from the last time the stream
 	// dropped); 0 retries forever, as Mesos' drivers do.
@@ -285,6 +291,9 @@ func (d *HTTPDriver) isStopped() bool {
 // subscribed reports whether SUBSCRIBED arrived.
 func (d *HTTPDriver) session(ctx context.Context) (subscribed bool, err error) {
 	client := &httpapi.Client{URL: d.url, Codec: d.cfg.Codec, HTTP: d.http}
+	if c := d.cfg.Credential; c != nil {
+		client.Header = auth.BasicHeader(c.GetPrincipal(), c.GetSecret())
+	}
 	info := proto.Clone(d.cfg.Framework).(*mesos.FrameworkInfo)
 	call := &scheduler.Call{Type: scheduler.Call_SUBSCRIBE.Enum(), Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: info}}
 	if id := d.FrameworkID(); id != nil {

@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/api/v1/scheduler"
+	"github.com/corral/corral/master"
+	"github.com/corral/corral/master/mastertest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -476,5 +479,48 @@ func TestImplicitAcksRefuseExplicitAck(t *testing.T) {
 	}
 	if err := d.AcknowledgeStatusUpdate(context.Background(), &mesos.TaskStatus{Uuid: make([]byte, 16)}); err == nil {
 		t.Fatal("explicit ack with implicit acks enabled: no error")
+	}
+}
+
+// With Credential the driver authenticates every call: it subscribes to a
+// master that wants frameworks authenticated, takes its principal, and
+// stops (TEARDOWN) as itself; a wrong secret is fatal (401).
+func TestCredential(t *testing.T) {
+	addr, srv := mastertest.Start(t, master.Config{HeartbeatInterval: time.Second, Log: testLogger(t),
+		FrameworkCredentials: auth.Credentials{"fw": "secret"}})
+	m := &testMaster{Server: srv, addr: addr}
+	for _, c := range []struct {
+		name   string
+		secret string
+	}{{"right secret", "secret"}, {"wrong secret", "nope"}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRecorder()
+			d, err := New(Config{Master: m.addr, Framework: frameworkInfo("cred"), Log: testLogger(t),
+				Credential: &mesos.Credential{Principal: proto.String("fw"), Secret: proto.String(c.secret)}}, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errc := runDriver(t, d)
+			if c.secret != "secret" {
+				var se *httpapi.StatusError
+				if err := waitErr(t, errc); !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+					t.Fatalf("Run with a wrong secret = %v, want a fatal 401", err)
+				}
+				return
+			}
+			id := r.next(t, "registered").id.GetValue()
+			if err := d.ReviveOffers(context.Background()); err != nil {
+				t.Fatalf("an authenticated call: %v", err)
+			}
+			if err := d.Stop(false); err != nil {
+				t.Fatalf("Stop(false): %v", err)
+			}
+			if err := waitErr(t, errc); err != nil {
+				t.Fatalf("Run after Stop: %v", err)
+			}
+			if !contains(frameworkIDs(m.state(t), "completed_frameworks"), id) {
+				t.Fatalf("framework %s not torn down by its authenticated TEARDOWN", id)
+			}
+		})
 	}
 }

@@ -1,0 +1,113 @@
+// Package auth is Mesos' authentication vocabulary: the credentials file
+// (--credentials, --http_credentials) and HTTP basic authentication
+// against it.
+package auth
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+)
+
+// Credentials are secrets by principal.
+type Credentials map[string]string
+
+// LoadCredentials reads a credentials file in either of Mesos' forms: JSON,
+// {"credentials": [{"principal": "...", "secret": "..."}]}, or text, one
+// "principal secret" pair per line. The path may be given as file://path.
+func LoadCredentials(path string) (Credentials, error) {
+	path = strings.TrimPrefix(path, "file://")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := ParseCredentials(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return creds, nil
+}
+
+// ParseCredentials parses a credentials file's contents (LoadCredentials).
+func ParseCredentials(b []byte) (Credentials, error) {
+	creds := Credentials{}
+	add := func(principal, secret string) error {
+		switch {
+		case principal == "":
+			return errors.New("a credential without a principal")
+		case secret == "":
+			return fmt.Errorf("principal %q has no secret", principal)
+		case creds[principal] != "":
+			return fmt.Errorf("principal %q is given twice", principal)
+		}
+		creds[principal] = secret
+		return nil
+	}
+	if text := strings.TrimSpace(string(b)); strings.HasPrefix(text, "{") {
+		var file struct {
+			Credentials []struct {
+				Principal string `json:"principal"`
+				Secret    string `json:"secret"`
+			} `json:"credentials"`
+		}
+		if err := json.Unmarshal(b, &file); err != nil {
+			return nil, fmt.Errorf("parsing the credentials: %w", err)
+		}
+		for _, c := range file.Credentials {
+			if err := add(c.Principal, c.Secret); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		for i, line := range strings.Split(text, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				continue
+			}
+			if len(f) != 2 {
+				return nil, fmt.Errorf("line %d: want \"principal secret\"", i+1)
+			}
+			if err := add(f[0], f[1]); err != nil {
+				return nil, fmt.Errorf("line %d: %w", i+1, err)
+			}
+		}
+	}
+	if len(creds) == 0 {
+		return nil, errors.New("no credentials")
+	}
+	return creds, nil
+}
+
+// Authenticate returns the principal a request authenticated as with HTTP
+// basic authentication, and whether it did. Secrets are compared in
+// constant time.
+func (c Credentials) Authenticate(r *http.Request) (string, bool) {
+	principal, secret, ok := r.BasicAuth()
+	if !ok {
+		return "", false
+	}
+	want, known := c[principal]
+	match := subtle.ConstantTimeCompare([]byte(secret), []byte(want)) == 1
+	if !known || !match {
+		return "", false
+	}
+	return principal, true
+}
+
+// BasicHeader is the header that authenticates a request as principal with
+// HTTP basic authentication.
+func BasicHeader(principal, secret string) http.Header {
+	return http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(principal+":"+secret))}}
+}
+
+// Unauthorized answers a request that did not authenticate, as Mesos'
+// basic authenticator does: 401 with the realm to authenticate in.
+func Unauthorized(w http.ResponseWriter, realm string) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
+	http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
+}

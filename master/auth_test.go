@@ -1,0 +1,107 @@
+package master_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/corral/corral/api/auth"
+	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/httpapi"
+	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/api/v1/scheduler"
+	"github.com/corral/corral/master"
+)
+
+// With --authenticate_http_frameworks a framework is its principal: the
+// hijack of issue 14 (a SUBSCRIBE carrying another framework's ID, read
+// from /state, failed the victim over) is refused, and so is every call
+// without the right secret or for a framework of another principal.
+func TestFrameworkAuthentication(t *testing.T) {
+	tm := startMasterWith(t, func(c *master.Config) {
+		c.FrameworkCredentials = auth.Credentials{"victim": "s1", "intruder": "s2"}
+	})
+	info := func() *mesos.FrameworkInfo {
+		return &mesos.FrameworkInfo{User: proto.String("u"), Name: proto.String("fw")}
+	}
+	subscribeCall := func(fi *mesos.FrameworkInfo) *scheduler.Call {
+		return &scheduler.Call{FrameworkId: fi.Id, Type: scheduler.Call_SUBSCRIBE.Enum(), Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: fi}}
+	}
+	post := func(header http.Header, call *scheduler.Call, streamID string) (int, string, http.Header) {
+		body, _ := proto.Marshal(call)
+		req, _ := http.NewRequest(http.MethodPost, tm.url("/api/v1/scheduler"), bytes.NewReader(body))
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Accept", "application/json")
+		if streamID != "" {
+			req.Header.Set(httpapi.StreamIDHeader, streamID)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		return resp.StatusCode, string(b), resp.Header
+	}
+
+	// Without credentials, or with a wrong secret: 401 and the realm.
+	for name, h := range map[string]http.Header{"no credentials": nil, "wrong secret": auth.BasicHeader("victim", "s2"), "unknown principal": auth.BasicHeader("nobody", "s1")} {
+		code, _, hdr := post(h, subscribeCall(info()), "")
+		if code != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") != `Basic realm="mesos-master-scheduler"` {
+			t.Errorf("%s: %d %q, want 401 with the realm", name, code, hdr.Get("WWW-Authenticate"))
+		}
+	}
+
+	// The victim takes its authenticated principal.
+	victim := subscribeAs(t, tm, codec.Protobuf, &scheduler.Call_Subscribe{FrameworkInfo: info()}, auth.BasicHeader("victim", "s1"))
+	fws, _ := getMap(t, tm, "/master/state")["frameworks"].([]any)
+	if len(fws) != 1 || fws[0].(map[string]any)["principal"] != "victim" {
+		t.Fatalf("/state frameworks %v, want the victim with its principal", fws)
+	}
+
+	// The intruder authenticates as itself and subscribes with the
+	// victim's ID: refused with an ERROR, before the victim is touched.
+	hijack := info()
+	hijack.Id = &mesos.FrameworkID{Value: proto.String(victim.id)}
+	code, body, _ := post(auth.BasicHeader("intruder", "s2"), subscribeCall(hijack), "")
+	if code != http.StatusOK || !strings.Contains(body, "Changing framework's principal is not allowed.") {
+		t.Fatalf("hijacking SUBSCRIBE: %d %q, want an ERROR event", code, body)
+	}
+	// Claiming the victim's principal in FrameworkInfo does not help.
+	hijack.Principal = proto.String("victim")
+	code, body, _ = post(auth.BasicHeader("intruder", "s2"), subscribeCall(hijack), "")
+	if code != http.StatusBadRequest || !strings.Contains(body, "Authenticated principal 'intruder' does not match principal 'victim'") {
+		t.Fatalf("SUBSCRIBE claiming another principal: %d %q, want 400", code, body)
+	}
+	// Nor does the victim's stream ID, should it leak.
+	kill := &scheduler.Call{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(victim.id)}, Type: scheduler.Call_KILL.Enum(),
+		Kill: &scheduler.Call_Kill{TaskId: &mesos.TaskID{Value: proto.String("t")}},
+	}
+	code, body, _ = post(auth.BasicHeader("intruder", "s2"), kill, victim.c.StreamID())
+	if code != http.StatusBadRequest || !strings.Contains(body, "does not match principal 'victim'") {
+		t.Fatalf("KILL for the victim by the intruder: %d %q, want 400", code, body)
+	}
+
+	// The victim was never failed over and still acts.
+	victim.noEvent(scheduler.Event_ERROR, 300*time.Millisecond)
+	if err := victim.call(kill); err != nil {
+		t.Fatalf("the victim's own call: %v", err)
+	}
+	var se *httpapi.StatusError
+	if err := victim.call(&scheduler.Call{FrameworkId: kill.FrameworkId, Type: scheduler.Call_REVIVE.Enum()}); errors.As(err, &se) {
+		t.Fatalf("the victim's REVIVE: %v", err)
+	}
+}
