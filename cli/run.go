@@ -38,6 +38,7 @@ const runKillGrace = 15 * time.Second
 
 type runFlags struct {
 	master, name, command, resources, frameworkName, codec, logging string
+	principal, secret                                               string
 	env                                                             []string
 	killAfter, timeout                                              time.Duration
 	checkpoint                                                      bool
@@ -90,6 +91,8 @@ the last lines of its stderr, read through the agent's /files API.`,
 	fl.DurationVar(&f.killAfter, "kill_after", 0, "kill the task this long after it is running (e.g. 10s)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up (killing the task) after this long overall; 0 waits forever")
 	fl.StringVar(&f.logging, "logging_level", "WARNING", "DEBUG, INFO, WARNING or ERROR (logs go to stderr)")
+	fl.StringVar(&f.principal, "principal", "", "principal to authenticate as, to a master with --authenticate_http_frameworks (as mesos-execute)")
+	fl.StringVar(&f.secret, "secret", "", "secret of --principal (better given as CORRAL_SECRET: a command line is visible to every user)")
 	return cmd
 }
 
@@ -97,13 +100,14 @@ func init() { register(newRunCommand) }
 
 // runOptions is a validated corral run.
 type runOptions struct {
-	master    string
-	framework *mesos.FrameworkInfo
-	codec     codec.Codec
-	task      *mesos.TaskInfo // without agent_id, set from the offer
-	want      resources.Resources
-	killAfter time.Duration
-	timeout   time.Duration
+	master     string
+	credential *mesos.Credential // nil: no authentication
+	framework  *mesos.FrameworkInfo
+	codec      codec.Codec
+	task       *mesos.TaskInfo // without agent_id, set from the offer
+	want       resources.Resources
+	killAfter  time.Duration
+	timeout    time.Duration
 	// verbose: the user asked for INFO or DEBUG logs, so the driver's
 	// retry warnings stay even once the master is reported unreachable.
 	verbose bool
@@ -156,6 +160,15 @@ func (f *runFlags) options() (*runOptions, error) {
 	if strings.TrimSpace(f.frameworkName) == "" {
 		return nil, errors.New("--framework_name must not be empty")
 	}
+	var cred *mesos.Credential
+	switch {
+	case f.principal != "" && f.secret == "":
+		return nil, errors.New("--principal needs --secret (or CORRAL_SECRET)")
+	case f.principal == "" && f.secret != "":
+		return nil, errors.New("--secret needs --principal")
+	case f.principal != "":
+		cred = &mesos.Credential{Principal: proto.String(f.principal), Secret: proto.String(f.secret)}
+	}
 
 	username := "root"
 	if u, err := user.Current(); err == nil {
@@ -168,7 +181,7 @@ func (f *runFlags) options() (*runOptions, error) {
 	}
 	id := f.name + "-" + randomSuffix()
 	return &runOptions{
-		master: f.master,
+		master: f.master, credential: cred,
 		framework: &mesos.FrameworkInfo{
 			User: proto.String(username), Name: proto.String(f.frameworkName), Hostname: proto.String(hostname),
 			// Nothing fails over to a finished corral run: if it dies, its
@@ -206,7 +219,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer, log *slog.L
 	// plainly, that the master is unreachable (watchMaster).
 	dlog := slog.New(&quietHandler{h: log.Handler(), quiet: rs.quietDriver})
 	d, err := sched.New(sched.Config{
-		Master: o.master, Framework: o.framework, Codec: o.codec, Log: dlog,
+		Master: o.master, Framework: o.framework, Codec: o.codec, Log: dlog, Credential: o.credential,
 		// Acknowledged inside StatusUpdate, so the terminal update is
 		// acknowledged before the teardown that follows it.
 		ExplicitAcks: true,

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -84,5 +86,29 @@ func TestRunSaysWhatTheClusterOffers(t *testing.T) {
 				t.Errorf("stderr lacks the timeout's reason: %v", r)
 			}
 		})
+	}
+}
+
+// Against a cluster whose frameworks must authenticate, corral run gets in
+// with --principal and its secret (from CORRAL_SECRET, off the command
+// line), and is refused with a clear message without them.
+func TestRunAuthenticates(t *testing.T) {
+	prefix := rootTest(t)
+	creds := filepath.Join(t.TempDir(), "credentials")
+	if err := os.WriteFile(creds, []byte(`{"credentials":[{"principal":"runner","secret":"s3cret"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, prefix, clusterOpts{extra: []string{"--authenticate_http_frameworks", "--credentials", creds}})
+	if r := corral(t, []string{"CORRAL_SECRET=s3cret"}, "run", "--master", c.master, "--name", "authed", "--principal", "runner", "--command", "true"); r.code != 0 || !strings.Contains(r.stdout, "TASK_FINISHED") {
+		t.Fatalf("corral run with credentials: want TASK_FINISHED and exit 0, got %v", r)
+	}
+	for name, env := range map[string][]string{"no credentials": nil, "wrong secret": {"CORRAL_SECRET=wrong"}} {
+		args := []string{"run", "--master", c.master, "--name", "refused", "--command", "true", "--timeout", "20s"}
+		if env != nil {
+			args = append(args, "--principal", "runner")
+		}
+		if r := corral(t, env, args...); r.code == 0 || !strings.Contains(r.stderr, "401") || strings.Contains(r.stdout, "TASK_") {
+			t.Errorf("corral run with %s: want a refusal naming 401 and no task, got %v", name, r)
+		}
 	}
 }
