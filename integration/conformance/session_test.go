@@ -73,12 +73,19 @@ type session struct {
 // waits for SUBSCRIBED, which must be the first event.
 func subscribe(ctx context.Context, t *testing.T, c *corral, cc codecCase, opts ...func(*mesos.FrameworkInfo)) *session {
 	t.Helper()
-	cli := httpcli.New(
+	return subscribeVia(ctx, t, c, cc, nil, opts...)
+}
+
+// subscribeVia is subscribe with more options of mesos-go's client
+// (credentials).
+func subscribeVia(ctx context.Context, t *testing.T, c *corral, cc codecCase, cliOpts []httpcli.Opt, opts ...func(*mesos.FrameworkInfo)) *session {
+	t.Helper()
+	cli := httpcli.New(append([]httpcli.Opt{
 		httpcli.Endpoint(schedulerEndpoint(c)),
 		httpcli.Codec(cc.codec),
 		// mesos-go's default transport: response headers within 15 s, no
 		// overall timeout (the subscription stream is long-lived).
-	)
+	}, cliOpts...)...)
 	s := &session{
 		t:      t,
 		cc:     cc,
