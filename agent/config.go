@@ -64,6 +64,15 @@ type Config struct {
 	// declared by its package (container.RegisterSettings); a zero set is
 	// every family at its defaults.
 	Settings container.SettingsSet
+	// AuthenticateHTTPExecutors makes custom executors authenticate with
+	// the token the agent gives each (--authenticate_http_executors;
+	// executor_auth.go), signed with the key in JWTSecretKeyFile
+	// (--jwt_secret_key).
+	AuthenticateHTTPExecutors bool
+	JWTSecretKeyFile          string
+	// executorKey is the key read from JWTSecretKeyFile (nil: executors do
+	// not authenticate).
+	executorKey []byte
 	// ExecutorRegistrationTimeout bounds how long a custom executor may take
 	// to subscribe (--executor_registration_timeout).
 	ExecutorRegistrationTimeout time.Duration
@@ -185,6 +194,19 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("--work_dir: %w", err)
 	}
 	c.WorkDir = abs
+	if c.AuthenticateHTTPExecutors && c.executorKey == nil {
+		if c.JWTSecretKeyFile == "" {
+			return fmt.Errorf("--authenticate_http_executors needs --jwt_secret_key: the key that signs the executors' tokens")
+		}
+		key, err := os.ReadFile(strings.TrimPrefix(c.JWTSecretKeyFile, "file://"))
+		if err != nil {
+			return fmt.Errorf("--jwt_secret_key: %w", err)
+		}
+		if len(key) == 0 {
+			return fmt.Errorf("--jwt_secret_key: %s is empty", c.JWTSecretKeyFile)
+		}
+		c.executorKey = key
+	}
 	if c.RuntimeDir == "" {
 		c.RuntimeDir = filepath.Join(c.WorkDir, "run")
 	}

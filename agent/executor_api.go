@@ -19,6 +19,14 @@ import (
 // runner (only a custom executor's answers; the others are the agent's
 // own and run no executor process).
 func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
+	var claims *executorClaims
+	if key := a.cfg.executorKey; key != nil {
+		var err error
+		if claims, err = authenticateExecutor(key, r); err != nil {
+			executorUnauthorized(w)
+			return
+		}
+	}
 	call := &executorapi.Call{}
 	respCodec, ok := httpapi.DecodeCall(w, r, call)
 	if !ok {
@@ -27,6 +35,13 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 	fwID, exID := call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue()
 	a.mu.Lock()
 	ex := a.executorLocked(fwID, exID)
+	if claims != nil && ex != nil {
+		if err := claims.mayActFor(ex); err != nil {
+			a.mu.Unlock()
+			httpapi.Error(w, http.StatusForbidden, "%v", err)
+			return
+		}
+	}
 	if ex == nil || ex.ended {
 		a.mu.Unlock()
 		httpapi.Error(w, http.StatusBadRequest, "Executor '%s' of framework '%s' is not running on this agent", exID, fwID)

@@ -145,6 +145,15 @@ func (a *Agent) executorEnv(ex *executor) []string {
 		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=" + duration.Format(a.cfg.ExecutorShutdownGracePeriod),
 		"MESOS_HTTP_COMMAND_EXECUTOR=0",
 	}
+	if key := a.cfg.executorKey; key != nil {
+		if token, err := executorToken(key, ex); err == nil {
+			env = append(env, executorTokenEnv+"="+token)
+		} else {
+			// Without it the executor cannot subscribe, and its
+			// registration timeout ends it with its tasks.
+			a.log.Error("signing an executor's token", "executor", ex.id, "err", err)
+		}
+	}
 	if ex.fw.info.GetCheckpoint() {
 		env = append(env, "MESOS_CHECKPOINT=1",
 			"MESOS_RECOVERY_TIMEOUT="+duration.Format(a.cfg.RecoveryTimeout),

@@ -513,11 +513,20 @@ func TestRunnerDropForTerminatingExecutor(t *testing.T) {
 // executorCall posts a call to the agent's v1 executor API.
 func (ta *testAgent) executorCall(t *testing.T, call *executorapi.Call) (int, string) {
 	t.Helper()
+	return ta.executorCallAs(t, call, "")
+}
+
+// executorCallAs is executorCall with token as its bearer token.
+func (ta *testAgent) executorCallAs(t *testing.T, call *executorapi.Call, token string) (int, string) {
+	t.Helper()
 	body, err := proto.Marshal(call)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/executor", bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Accept", "application/x-protobuf")
 	w := httptest.NewRecorder()

@@ -42,6 +42,12 @@ type Config struct {
 	// SubscriptionBackoffMax (MESOS_SUBSCRIPTION_BACKOFF_MAX) caps the delay
 	// between re-subscription attempts.
 	SubscriptionBackoffMax time.Duration
+	// AuthenticationToken is MESOS_EXECUTOR_AUTHENTICATION_TOKEN: sent as
+	// `Authorization: Bearer` on every call to an agent that wants its
+	// executors authenticated. FromEnv removes it from the environment,
+	// as Mesos' executor library does, so the executor's children do not
+	// inherit it.
+	AuthenticationToken string
 	// Codec encodes calls and events; JSON when nil. CORRAL_EXECUTOR_CODEC
 	// (json or protobuf) sets it from the environment so tests can run an
 	// unmodified executor in either media type.
@@ -51,8 +57,15 @@ type Config struct {
 // FromEnv reads the Config from the MESOS_* variables the agent sets for an
 // executor. An error names the variable that is missing or invalid.
 func FromEnv() (Config, error) {
-	return configFrom(os.LookupEnv)
+	c, err := configFrom(os.LookupEnv)
+	if err == nil {
+		_ = os.Unsetenv(tokenEnv)
+	}
+	return c, err
 }
+
+// tokenEnv carries the executor's authentication token.
+const tokenEnv = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
 
 func configFrom(lookup func(string) (string, bool)) (Config, error) {
 	var c Config
@@ -100,6 +113,7 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 	if v, ok := lookup("MESOS_SANDBOX"); ok && v != "" {
 		c.Sandbox = v
 	}
+	c.AuthenticationToken, _ = lookup(tokenEnv)
 	if err := duration("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", DefaultShutdownGracePeriod, false, &c.ShutdownGracePeriod); err != nil {
 		return Config{}, err
 	}

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"maps"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ func TestFromEnv(t *testing.T) {
 	env["MESOS_RECOVERY_TIMEOUT"] = "15mins"
 	env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = "2secs"
 	env["CORRAL_EXECUTOR_CODEC"] = "protobuf"
+	env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"] = "tok"
 	got, err := configFrom(lookupIn(env))
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +42,7 @@ func TestFromEnv(t *testing.T) {
 		Directory: env["MESOS_DIRECTORY"], Sandbox: "/mnt/mesos/sandbox",
 		AgentEndpoint: "127.0.0.1:5051", ShutdownGracePeriod: 5 * time.Second,
 		Checkpoint: true, RecoveryTimeout: 15 * time.Minute, SubscriptionBackoffMax: 2 * time.Second,
-		Codec: codec.Protobuf,
+		Codec: codec.Protobuf, AuthenticationToken: "tok",
 	}
 	if got != want {
 		t.Fatalf("got %+v\nwant %+v", got, want)
@@ -107,5 +109,21 @@ func TestFromEnvProcess(t *testing.T) {
 	c, err := FromEnv()
 	if err != nil || c.ExecutorID != "ex-1" {
 		t.Fatalf("FromEnv() = %+v, %v", c, err)
+	}
+}
+
+// FromEnv takes the token out of the environment: the executor's own
+// children do not inherit it (as Mesos' executor library).
+func TestFromEnvRemovesTheToken(t *testing.T) {
+	for k, v := range baseEnv() {
+		t.Setenv(k, v)
+	}
+	t.Setenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", "tok")
+	c, err := FromEnv()
+	if err != nil || c.AuthenticationToken != "tok" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if v, ok := os.LookupEnv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"); ok {
+		t.Fatalf("the token is still in the environment: %q", v)
 	}
 }

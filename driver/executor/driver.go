@@ -102,7 +102,7 @@ func New(exec Executor, cfg Config, opts ...Option) (*HTTPDriver, error) {
 		cfg:              cfg,
 		exec:             exec,
 		log:              slog.Default(),
-		client:           &httpapi.Client{URL: "http://" + cfg.AgentEndpoint + "/api/v1/executor"},
+		client:           &httpapi.Client{URL: "http://" + cfg.AgentEndpoint + "/api/v1/executor", Header: bearer(cfg.AuthenticationToken)},
 		heartbeatFloor:   5 * time.Second,
 		subscribeTimeout: time.Minute,
 		acked:            make(chan struct{}),
@@ -618,4 +618,12 @@ func (w *watchdog) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+}
+
+// bearer is the header that carries an authentication token (none: nil).
+func bearer(token string) http.Header {
+	if token == "" {
+		return nil
+	}
+	return http.Header{"Authorization": {"Bearer " + token}}
 }

@@ -42,9 +42,10 @@ type fakeAgent struct {
 
 // received is one call as the agent saw it.
 type received struct {
-	call        *executorapi.Call
-	streamID    string
-	contentType string
+	call          *executorapi.Call
+	streamID      string
+	contentType   string
+	authorization string
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -64,7 +65,7 @@ func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rec := received{call: call, streamID: r.Header.Get(httpapi.StreamIDHeader), contentType: r.Header.Get("Content-Type")}
+	rec := received{call: call, streamID: r.Header.Get(httpapi.StreamIDHeader), contentType: r.Header.Get("Content-Type"), authorization: r.Header.Get("Authorization")}
 	switch call.GetType() {
 	case executorapi.Call_SUBSCRIBE:
 		a.mu.Lock()
@@ -557,5 +558,30 @@ func TestSendStatusUpdateValidates(t *testing.T) {
 	}
 	if err := d.SendFrameworkMessage(context.Background(), nil); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("message while unsubscribed: %v", err)
+	}
+}
+
+// With MESOS_EXECUTOR_AUTHENTICATION_TOKEN every call carries the token
+// (Bearer), the subscription and the updates alike; without, none does.
+func TestDriverSendsItsToken(t *testing.T) {
+	for _, token := range []string{"the-token", ""} {
+		agent := newFakeAgent(t)
+		rec := newRecorder()
+		rec.onLaunch = sendRunning
+		start(t, Config{AuthenticationToken: token}, agent, rec)
+		want := ""
+		if token != "" {
+			want = "Bearer " + token
+		}
+		if sub := recv(t, agent.subs, "SUBSCRIBE"); sub.authorization != want {
+			t.Errorf("SUBSCRIBE Authorization %q, want %q", sub.authorization, want)
+		}
+		stream := recv(t, agent.streams, "stream")
+		rec.expect(t, "registered:agent-1")
+		stream.Send(launch("t1"))
+		rec.expect(t, "launch:t1")
+		if up := recv(t, agent.calls, "UPDATE"); up.authorization != want {
+			t.Errorf("UPDATE Authorization %q, want %q", up.authorization, want)
+		}
 	}
 }

@@ -42,6 +42,8 @@ func TestUsage(t *testing.T) {
 		{name: "bad agent port", args: []string{"local", "--agent_port", "70000"}, code: 2, stderr: []string{"--agent_port: 70000 is out of range"}},
 		{name: "principal without secret", args: []string{"run", "--master", "127.0.0.1:1", "--name", "x", "--command", "true", "--principal", "p"}, code: 2,
 			stderr: []string{"--principal needs --secret (or CORRAL_SECRET)"}},
+		{name: "executor authentication without a key", args: []string{"agent", "--master", "127.0.0.1:1", "--work_dir", "/nonexistent", "--authenticate_http_executors"}, code: 2,
+			stderr: []string{"--authenticate_http_executors needs --jwt_secret_key"}},
 		{name: "authentication without credentials", args: []string{"master", "--authenticate_http_frameworks"}, code: 2,
 			stderr: []string{"--authenticate_http_frameworks needs --credentials"}},
 		{name: "missing credentials file", args: []string{"master", "--authenticate_frameworks", "--credentials", "/nonexistent/creds"}, code: 2,

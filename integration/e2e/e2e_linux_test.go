@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -255,4 +256,39 @@ func TestCorralRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCustomExecutorAuthenticates: with --authenticate_http_executors the
+// agent gives the executor its token, the executor driver sends it on
+// every call (integration/testexecutor's tasks finish), and takes it out of
+// the environment: the executor's tasks do not see it.
+func TestCustomExecutorAuthenticates(t *testing.T) {
+	prefix := rootTest(t)
+	bin := testExecutorBin(t)
+	key := filepath.Join(t.TempDir(), "jwt.key")
+	if err := os.WriteFile(key, []byte("e2e executor key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, prefix, "--authenticate_http_executors", "--jwt_secret_key", key)
+	f := newFramework(t, c, "e2e-executor-auth", nil)
+	exID := "testexecutor-auth"
+	ti := &mesos.TaskInfo{
+		Name: proto.String("auth-ok"), TaskId: &mesos.TaskID{Value: proto.String("auth-ok")},
+		Resources: mustResources(t, "cpus:0.1;mem:32"),
+		Executor: &mesos.ExecutorInfo{
+			ExecutorId: &mesos.ExecutorID{Value: proto.String(exID)},
+			Type:       mesos.ExecutorInfo_CUSTOM.Enum(),
+			Command:    &mesos.CommandInfo{Value: proto.String(bin), Shell: proto.Bool(false)},
+			Resources:  mustResources(t, "cpus:0.1;mem:64"),
+		},
+		Data: []byte("echo token=${MESOS_EXECUTOR_AUTHENTICATION_TOKEN:-none}"),
+	}
+	f.launch(ti)
+	if h := f.awaitTerminal(t, "auth-ok")["auth-ok"]; h.last.GetState() != mesos.TaskState_TASK_FINISHED {
+		t.Fatalf("task of the authenticated executor went %v %q, want TASK_FINISHED", h, h.last.GetMessage())
+	}
+	if out := readFile(t, filepath.Join(c.sandbox(t, exID), "stdout")); !strings.Contains(out, "token=none") {
+		t.Errorf("the executor's task sees the token: stdout %q", out)
+	}
+	f.stop()
 }
