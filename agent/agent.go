@@ -115,6 +115,9 @@ func New(cfg Config) (*Agent, error) {
 		sendSlots: make(chan struct{}, maxMasterCalls),
 		gc:        collector,
 	}
+	if c := cfg.credential; c != nil {
+		a.master.Header = c.Header()
+	}
 	a.updates = newUpdateManager(a.log, cfg.StatusUpdateRetryMin, cfg.StatusUpdateRetryMax, a.forwardUpdate, a.updateAcknowledged)
 	a.updates.checkpointAck = a.checkpointAck
 	return a, nil
@@ -340,6 +343,9 @@ func (a *Agent) setConnected(up bool) {
 func (a *Agent) subscribe(ctx context.Context) error {
 	call := a.subscribeCall()
 	sub, err := a.master.Subscribe(ctx, call, time.Minute)
+	if se := (*httpapi.StatusError)(nil); errors.As(err, &se) && se.Code == http.StatusUnauthorized {
+		return fmt.Errorf("subscribing: the master wants the agent authenticated and did not take its credential (--credential): %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("subscribing: %w", err)
 	}

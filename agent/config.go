@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral/corral/agent/gc"
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/container"
 )
@@ -64,6 +65,11 @@ type Config struct {
 	// declared by its package (container.RegisterSettings); a zero set is
 	// every family at its defaults.
 	Settings container.SettingsSet
+	// CredentialFile (--credential) holds the principal and secret the
+	// agent authenticates to the master with (a master with
+	// --authenticate_agents).
+	CredentialFile string
+	credential     *auth.Credential
 	// AuthenticateHTTPExecutors makes custom executors authenticate with
 	// the token the agent gives each (--authenticate_http_executors;
 	// executor_auth.go), signed with the key in JWTSecretKeyFile
@@ -194,6 +200,13 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("--work_dir: %w", err)
 	}
 	c.WorkDir = abs
+	if c.CredentialFile != "" && c.credential == nil {
+		cred, err := auth.LoadCredential(c.CredentialFile)
+		if err != nil {
+			return fmt.Errorf("--credential: %w", err)
+		}
+		c.credential = &cred
+	}
 	if c.AuthenticateHTTPExecutors && c.executorKey == nil {
 		if c.JWTSecretKeyFile == "" {
 			return fmt.Errorf("--authenticate_http_executors needs --jwt_secret_key: the key that signs the executors' tokens")

@@ -16,7 +16,7 @@ type agentFlags struct {
 	cgroupsHierarchy                                                                                    string
 	port                                                                                                int
 	switchUser, hostPrivileges, authenticateExecutors                                                   bool
-	jwtSecretKey                                                                                        string
+	jwtSecretKey, credential                                                                            string
 	execRegTimeout, execGrace, regBackoff                                                               time.Duration
 	recover, bootIDPath                                                                                 string
 	strict                                                                                              bool
@@ -46,6 +46,7 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.StringVar(&f.cgroupsHierarchy, "cgroups_hierarchy", "/sys/fs/cgroup", "where cgroups are mounted: a cgroup2 mount, or the folder of the v1 hierarchies")
 	fl.BoolVar(&f.switchUser, "switch_user", true, "run tasks as their framework's user when the agent is root")
 	fl.BoolVar(&f.hostPrivileges, "host_privileges", false, "run tasks with the agent's full privileges: no capability bound, no_new_privs, seccomp filter, cgroup namespace or masked /proc, /sys, /dev and work_dir, and a writable host root under filesystem/linux (unsafe; for trusted workloads only)")
+	fl.StringVar(&f.credential, "credential", "", `file of the principal and secret the agent authenticates to the master with: JSON {"principal":"...","secret":"..."} or "principal secret"`)
 	fl.BoolVar(&f.authenticateExecutors, "authenticate_http_executors", false, "custom executors must authenticate on the executor API with the token the agent gives each (MESOS_EXECUTOR_AUTHENTICATION_TOKEN), and may speak only for themselves")
 	fl.StringVar(&f.jwtSecretKey, "jwt_secret_key", "", "file of the key that signs the executors' tokens (HS256); needed by --authenticate_http_executors")
 	fl.DurationVar(&f.execRegTimeout, "executor_registration_timeout", time.Minute, "how long a custom executor may take to subscribe")
@@ -79,7 +80,7 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		Hostname: f.hostname, Resources: f.resources, Isolation: f.isolation, Launcher: f.launcher,
 		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
 		HostPrivileges: f.hostPrivileges, CgroupsHierarchy: f.cgroupsHierarchy, Settings: f.settings,
-		AuthenticateHTTPExecutors: f.authenticateExecutors, JWTSecretKeyFile: f.jwtSecretKey,
+		AuthenticateHTTPExecutors: f.authenticateExecutors, JWTSecretKeyFile: f.jwtSecretKey, CredentialFile: f.credential,
 		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
 		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
 		Recover: f.recover, NonStrict: !f.strict, ExecutorReregistrationTimeout: f.execReregTimeout,

@@ -28,6 +28,7 @@ type masterFlags struct {
 	// authenticate.
 	authenticateFrameworks     bool
 	authenticateHTTPFrameworks bool
+	authenticateAgents         bool
 	credentials                string
 }
 
@@ -40,7 +41,8 @@ func (f *masterFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.agentReregTimeout, "agent_reregister_timeout", 10*time.Minute, "how long a disconnected agent's tasks are kept before they are reported lost")
 	cmd.Flags().BoolVar(&f.authenticateHTTPFrameworks, "authenticate_http_frameworks", false, "frameworks must authenticate (HTTP basic, against --credentials) on every scheduler API call, and act only as their own principal")
 	cmd.Flags().BoolVar(&f.authenticateFrameworks, "authenticate_frameworks", false, "the same as --authenticate_http_frameworks (Mesos' name for its older frameworks)")
-	cmd.Flags().StringVar(&f.credentials, "credentials", "", `file of the principals and secrets frameworks authenticate with: JSON {"credentials":[{"principal":"...","secret":"..."}]} or "principal secret" lines`)
+	cmd.Flags().BoolVar(&f.authenticateAgents, "authenticate_agents", false, "agents must authenticate (HTTP basic, against --credentials) on the agent link; an agent ID can then be subscribed again only by the principal that registered it")
+	cmd.Flags().StringVar(&f.credentials, "credentials", "", `file of the principals and secrets frameworks and agents authenticate with: JSON {"credentials":[{"principal":"...","secret":"..."}]} or "principal secret" lines`)
 }
 
 func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Config, error) {
@@ -53,24 +55,37 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 	if f.heartbeat <= 0 {
 		return master.Config{}, fmt.Errorf("--heartbeat_interval must be positive")
 	}
+	frameworks := f.authenticateFrameworks || f.authenticateHTTPFrameworks
 	var creds auth.Credentials
-	if f.authenticateFrameworks || f.authenticateHTTPFrameworks {
+	if frameworks || f.authenticateAgents {
 		if f.credentials == "" {
-			return master.Config{}, fmt.Errorf("--authenticate_http_frameworks needs --credentials: the principals frameworks authenticate as")
+			name := "--authenticate_http_frameworks"
+			if !frameworks {
+				name = "--authenticate_agents"
+			}
+			return master.Config{}, fmt.Errorf("%s needs --credentials: the principals to authenticate as", name)
 		}
 		var err error
 		if creds, err = auth.LoadCredentials(f.credentials); err != nil {
 			return master.Config{}, fmt.Errorf("--credentials: %w", err)
 		}
 	}
-	if ip := net.ParseIP(f.ip); !ip.IsLoopback() && creds == nil {
-		log.Warn("the master listens beyond loopback and frameworks do not authenticate: anyone who reaches it can act as any framework (see --authenticate_http_frameworks)", "ip", f.ip)
+	if ip := net.ParseIP(f.ip); !ip.IsLoopback() && (!frameworks || !f.authenticateAgents) {
+		log.Warn("the master listens beyond loopback and does not authenticate frameworks or agents: anyone who reaches it can act as one (see --authenticate_http_frameworks, --authenticate_agents)",
+			"ip", f.ip, "frameworks_authenticate", frameworks, "agents_authenticate", f.authenticateAgents)
+	}
+	var frameworkCreds, agentCreds auth.Credentials
+	if frameworks {
+		frameworkCreds = creds
+	}
+	if f.authenticateAgents {
+		agentCreds = creds
 	}
 	return master.Config{
 		Address: net.JoinHostPort(f.ip, strconv.Itoa(f.port)), Hostname: f.hostname,
 		HeartbeatInterval: f.heartbeat, AllocationInterval: f.allocation, AgentReregisterTimeout: f.agentReregTimeout,
-		FrameworkCredentials: creds,
-		Flags:                flagValues(cmd), Log: log,
+		FrameworkCredentials: frameworkCreds, AgentCredentials: agentCreds,
+		Flags: flagValues(cmd), Log: log,
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
@@ -22,19 +23,27 @@ func (a *agent) send(e *cluster.Event) {
 }
 
 func (m *Master) serveAgent(w http.ResponseWriter, r *http.Request) {
+	principal := ""
+	if m.cfg.AgentCredentials != nil {
+		var ok bool
+		if principal, ok = m.cfg.AgentCredentials.Authenticate(r); !ok {
+			auth.Unauthorized(w, agentRealm)
+			return
+		}
+	}
 	call := &cluster.Call{}
 	respCodec, ok := httpapi.DecodeCall(w, r, call)
 	if !ok {
 		return
 	}
 	if call.GetType() == cluster.Call_SUBSCRIBE {
-		m.subscribeAgent(w, r, call, httpapi.NewStream(respCodec))
+		m.subscribeAgent(w, r, call, httpapi.NewStream(respCodec), principal)
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := m.agents[call.GetAgentId().GetValue()]
-	if a == nil || a.streamID == "" || r.Header.Get(httpapi.StreamIDHeader) != a.streamID {
+	if a == nil || a.streamID == "" || r.Header.Get(httpapi.StreamIDHeader) != a.streamID || principal != a.principal {
 		httpapi.Error(w, http.StatusForbidden, "Agent '%s' is not subscribed on this stream", call.GetAgentId().GetValue())
 		return
 	}
@@ -62,7 +71,10 @@ func (m *Master) serveAgent(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cluster.Call, stream *httpapi.Stream) {
+// agentRealm is the realm agents authenticate in.
+const agentRealm = "corral-master-agent"
+
+func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cluster.Call, stream *httpapi.Stream, principal string) {
 	sub := call.GetSubscribe()
 	if sub == nil {
 		httpapi.Error(w, http.StatusBadRequest, "Expecting 'subscribe' to be present")
@@ -81,6 +93,14 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 	m.mu.Lock()
 	id := call.GetAgentId().GetValue()
 	a := m.agents[id]
+	if a != nil && a.principal != principal {
+		// An agent ID read from /state is no way to take an agent over:
+		// only the principal that registered it may subscribe it again.
+		m.mu.Unlock()
+		m.log.Warn("agent re-subscription by another principal refused", "agent", id, "principal", a.principal, "new_principal", principal)
+		httpapi.Error(w, http.StatusForbidden, "Agent '%s' is registered by another principal", id)
+		return
+	}
 	delete(m.unreachable, id)
 	switch {
 	case a != nil:
@@ -111,7 +131,7 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *cl
 	info.Id = &mesos.AgentID{Value: proto.String(id)}
 	a.info, a.endpoint, a.total, a.version = info, sub.GetEndpoint(), total, sub.GetVersion()
 	a.freeStale = true
-	a.stream, a.streamID, a.connected = stream, streamID, true
+	a.stream, a.streamID, a.connected, a.principal = stream, streamID, true, principal
 	gone := m.reconcileAgent(a, sub)
 	stream.Send(&cluster.Event{Type: cluster.Event_SUBSCRIBED.Enum(), Subscribed: &cluster.Event_Subscribed{
 		AgentId:                  info.Id,

@@ -43,6 +43,10 @@ type Config struct {
 	// frameworks must authenticate with (HTTP basic) on every scheduler
 	// API call (--authenticate_http_frameworks with --credentials).
 	FrameworkCredentials auth.Credentials
+	// AgentCredentials, when set, are those agents must authenticate with
+	// (HTTP basic) on the agent link (--authenticate_agents); an agent ID
+	// is then its registering principal's.
+	AgentCredentials auth.Credentials
 	// Flags are echoed by /flags.
 	Flags map[string]string
 	Log   *slog.Logger
@@ -148,6 +152,9 @@ type agent struct {
 	stream    *httpapi.Stream
 	streamID  string
 	connected bool
+	// principal is the one the agent authenticated as ("" without agent
+	// authentication): only it may subscribe the agent again.
+	principal string
 	tasks     map[string]*task // by framework/task key
 	executors map[string]*executor
 	regTime   time.Time

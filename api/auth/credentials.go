@@ -83,6 +83,41 @@ func ParseCredentials(b []byte) (Credentials, error) {
 	return creds, nil
 }
 
+// Credential is one principal and its secret: what a client (an agent,
+// --credential) authenticates with.
+type Credential struct {
+	Principal string `json:"principal"`
+	Secret    string `json:"secret"`
+}
+
+// LoadCredential reads a file of one credential in Mesos' forms: JSON,
+// {"principal": "...", "secret": "..."}, or the text "principal secret".
+// The path may be given as file://path.
+func LoadCredential(path string) (Credential, error) {
+	path = strings.TrimPrefix(path, "file://")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Credential{}, err
+	}
+	var c Credential
+	if text := strings.TrimSpace(string(b)); strings.HasPrefix(text, "{") {
+		if err := json.Unmarshal(b, &c); err != nil {
+			return Credential{}, fmt.Errorf("%s: parsing the credential: %w", path, err)
+		}
+	} else if f := strings.Fields(text); len(f) == 2 {
+		c = Credential{Principal: f[0], Secret: f[1]}
+	} else {
+		return Credential{}, fmt.Errorf("%s: want \"principal secret\" or JSON", path)
+	}
+	if c.Principal == "" || c.Secret == "" {
+		return Credential{}, fmt.Errorf("%s: the credential needs a principal and a secret", path)
+	}
+	return c, nil
+}
+
+// Header is the header that authenticates a request with c.
+func (c Credential) Header() http.Header { return BasicHeader(c.Principal, c.Secret) }
+
 // Authenticate returns the principal a request authenticated as with HTTP
 // basic authentication, and whether it did. Secrets are compared in
 // constant time.

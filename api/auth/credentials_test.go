@@ -91,3 +91,34 @@ func TestAuthenticate(t *testing.T) {
 		t.Fatalf("%d %v", w.Code, w.Header())
 	}
 }
+
+func TestLoadCredential(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, in string
+		want     Credential
+		err      string
+	}{
+		{"json", `{"principal":"agent","secret":"s"}`, Credential{"agent", "s"}, ""},
+		{"text", "agent s\n", Credential{"agent", "s"}, ""},
+		{"no secret", `{"principal":"agent"}`, Credential{}, "needs a principal and a secret"},
+		{"two lines", "a s\nb t\n", Credential{}, "want \"principal secret\""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, c.name)
+			if err := os.WriteFile(p, []byte(c.in), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadCredential(p)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("%+v %v, want %+v", got, err, c.want)
+			}
+		})
+	}
+}

@@ -89,16 +89,21 @@ func TestRunSaysWhatTheClusterOffers(t *testing.T) {
 	}
 }
 
-// Against a cluster whose frameworks must authenticate, corral run gets in
-// with --principal and its secret (from CORRAL_SECRET, off the command
-// line), and is refused with a clear message without them.
+// Against a cluster whose frameworks and agents must authenticate (the
+// agent with its --credential), corral run gets in with --principal and
+// its secret (from CORRAL_SECRET, off the command line), and is refused
+// with a clear message without them.
 func TestRunAuthenticates(t *testing.T) {
 	prefix := rootTest(t)
-	creds := filepath.Join(t.TempDir(), "credentials")
-	if err := os.WriteFile(creds, []byte(`{"credentials":[{"principal":"runner","secret":"s3cret"}]}`), 0o600); err != nil {
+	dir := t.TempDir()
+	creds, agentCred := filepath.Join(dir, "credentials"), filepath.Join(dir, "agent-credential")
+	if err := os.WriteFile(creds, []byte(`{"credentials":[{"principal":"runner","secret":"s3cret"},{"principal":"agent","secret":"a-secret"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := startCluster(t, prefix, clusterOpts{extra: []string{"--authenticate_http_frameworks", "--credentials", creds}})
+	if err := os.WriteFile(agentCred, []byte("agent a-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, prefix, clusterOpts{extra: []string{"--authenticate_http_frameworks", "--authenticate_agents", "--credentials", creds, "--credential", agentCred}})
 	if r := corral(t, []string{"CORRAL_SECRET=s3cret"}, "run", "--master", c.master, "--name", "authed", "--principal", "runner", "--command", "true"); r.code != 0 || !strings.Contains(r.stdout, "TASK_FINISHED") {
 		t.Fatalf("corral run with credentials: want TASK_FINISHED and exit 0, got %v", r)
 	}

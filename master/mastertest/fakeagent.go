@@ -3,6 +3,7 @@ package mastertest
 import (
 	"context"
 	"crypto/rand"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,8 @@ type AgentOptions struct {
 	// RunCommands makes the agent act out command tasks instead of only
 	// recording them; see FakeAgent.RunCommands.
 	RunCommands bool
+	// Header goes with every call (credentials).
+	Header http.Header
 }
 
 // FakeAgent speaks the internal agent protocol (api/cluster) to a master:
@@ -90,7 +93,7 @@ func ConnectAgent(tb testing.TB, addr string, o AgentOptions) *FakeAgent {
 	fa := &FakeAgent{
 		Endpoint: o.IP + ":" + strconv.Itoa(o.Port),
 		tb:       tb,
-		c:        &httpapi.Client{URL: "http://" + addr + "/internal/v1/agent", Codec: codec.Protobuf},
+		c:        &httpapi.Client{URL: "http://" + addr + "/internal/v1/agent", Codec: codec.Protobuf, Header: o.Header},
 		events:   make(chan *cluster.Event, 1000),
 		done:     make(chan struct{}),
 		running:  map[string]*fakeTask{},
