@@ -18,6 +18,7 @@ import (
 
 	"github.com/corral/corral/agent/checkpoint"
 	"github.com/corral/corral/agent/gc"
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
@@ -287,21 +288,28 @@ func (a *Agent) healthy() error {
 	}
 }
 
+// agentReadonlyRealm is the realm of the agent's read-only endpoints
+// (Mesos' agent READONLY_HTTP_AUTHENTICATION_REALM).
+const agentReadonlyRealm = "mesos-agent-readonly"
+
 // Handler is the agent's HTTP API.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
+	// With --authenticate_http_readonly what shows the node needs
+	// credentials, as in Mesos; /health and /version do not.
+	readonly := func(h http.HandlerFunc) http.HandlerFunc { return auth.Require(a.cfg.readonlyCredentials, agentReadonlyRealm, h) }
 	mux.HandleFunc("/api/v1/executor", a.serveExecutor)
 	mux.HandleFunc("/version", httpapi.Version)
-	mux.HandleFunc("/metrics/snapshot", metrics.Handler(a.metrics))
+	mux.HandleFunc("/metrics/snapshot", readonly(metrics.Handler(a.metrics)))
 	// The agent process's endpoints where Mesos serves them (under its
 	// process name slave(1), with libprocess' .json aliases), and at the
 	// root, where tools written for Corral look.
 	for name, h := range map[string]http.HandlerFunc{
-		"state":              a.serveState,
-		"flags":              httpapi.Flags(a.cfg.Flags),
+		"state":              readonly(a.serveState),
+		"flags":              readonly(httpapi.Flags(a.cfg.Flags)),
 		"health":             httpapi.Health,
-		"monitor/statistics": a.serveStatistics,
-		"containers":         a.serveContainers,
+		"monitor/statistics": readonly(a.serveStatistics),
+		"containers":         readonly(a.serveContainers),
 	} {
 		for _, prefix := range []string{"/", "/slave(1)/"} {
 			mux.HandleFunc(prefix+name, h)

@@ -65,6 +65,13 @@ type Config struct {
 	// declared by its package (container.RegisterSettings); a zero set is
 	// every family at its defaults.
 	Settings container.SettingsSet
+	// AuthenticateHTTPReadonly makes the read-only endpoints (/state,
+	// /flags, /metrics/snapshot, /monitor/statistics, /containers,
+	// /files) want HTTP basic credentials from HTTPCredentialsFile
+	// (--authenticate_http_readonly, --http_credentials).
+	AuthenticateHTTPReadonly bool
+	HTTPCredentialsFile      string
+	readonlyCredentials      auth.Credentials
 	// CredentialFile (--credential) holds the principal and secret the
 	// agent authenticates to the master with (a master with
 	// --authenticate_agents).
@@ -200,6 +207,16 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("--work_dir: %w", err)
 	}
 	c.WorkDir = abs
+	if c.AuthenticateHTTPReadonly && c.readonlyCredentials == nil {
+		if c.HTTPCredentialsFile == "" {
+			return fmt.Errorf("--authenticate_http_readonly needs --http_credentials: the principals to authenticate as")
+		}
+		creds, err := auth.LoadCredentials(c.HTTPCredentialsFile)
+		if err != nil {
+			return fmt.Errorf("--http_credentials: %w", err)
+		}
+		c.readonlyCredentials = creds
+	}
 	if c.CredentialFile != "" && c.credential == nil {
 		cred, err := auth.LoadCredential(c.CredentialFile)
 		if err != nil {

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/ids"
 )
@@ -70,4 +72,35 @@ func TestExecutorAuthentication(t *testing.T) {
 		t.Fatalf("the executor's own update: %d %s", code, msg)
 	}
 	ta.expect(t, "t1", mesos.TaskState_TASK_RUNNING, fromExecutor)
+}
+
+// With --authenticate_http_readonly the agent's endpoints that show the
+// node (and the sandboxes through /files) want credentials; /health and
+// /version do not.
+func TestReadonlyEndpointsAuthenticate(t *testing.T) {
+	ta := newTestAgent(t, false)
+	ta.cfg.readonlyCredentials = auth.Credentials{"ops": "pw"}
+	h := ta.Handler()
+	get := func(path string, header http.Header) (int, string) {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		for k, v := range header {
+			r.Header[k] = v
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code, w.Header().Get("WWW-Authenticate")
+	}
+	for _, p := range []string{"/state", "/slave(1)/state.json", "/flags", "/metrics/snapshot", "/monitor/statistics", "/containers", "/files/browse?path=/", "/files/read?path=/x&offset=0"} {
+		if code, realm := get(p, nil); code != http.StatusUnauthorized || realm != `Basic realm="mesos-agent-readonly"` {
+			t.Errorf("GET %s without credentials: %d %q, want 401 in mesos-agent-readonly", p, code, realm)
+		}
+		if code, _ := get(p, auth.BasicHeader("ops", "pw")); code == http.StatusUnauthorized {
+			t.Errorf("GET %s with credentials: 401", p)
+		}
+	}
+	for _, p := range []string{"/health", "/version"} {
+		if code, _ := get(p, nil); code != http.StatusOK {
+			t.Errorf("GET %s without credentials: %d, want 200", p, code)
+		}
+	}
 }

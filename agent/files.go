@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/httpapi"
 )
 
@@ -32,6 +33,7 @@ var readCap = int64(os.Getpagesize() * 16)
 
 func (a *Agent) registerFiles(mux *http.ServeMux) {
 	for name, h := range map[string]http.HandlerFunc{"browse": a.serveBrowse, "read": a.serveRead, "download": a.serveDownload} {
+		h = auth.Require(a.cfg.readonlyCredentials, agentReadonlyRealm, h)
 		mux.HandleFunc("/files/"+name, h)
 		mux.HandleFunc("/files/"+name+".json", h)
 	}

@@ -15,8 +15,8 @@ type agentFlags struct {
 	master, workDir, runtimeDir, ip, hostname, resources, isolation, launcher, launcherDir, cgroupsRoot string
 	cgroupsHierarchy                                                                                    string
 	port                                                                                                int
-	switchUser, hostPrivileges, authenticateExecutors                                                   bool
-	jwtSecretKey, credential                                                                            string
+	switchUser, hostPrivileges, authenticateExecutors, authenticateReadonly                             bool
+	jwtSecretKey, credential, httpCredentials                                                           string
 	execRegTimeout, execGrace, regBackoff                                                               time.Duration
 	recover, bootIDPath                                                                                 string
 	strict                                                                                              bool
@@ -36,6 +36,10 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 		fl.StringVar(&f.ip, "ip", "127.0.0.1", "IP address the agent listens on and advertises")
 		fl.IntVar(&f.port, "port", 5051, "port of the agent's HTTP API (0 picks a free one)")
 		fl.StringVar(&f.hostname, "hostname", "", "hostname to advertise (default: the system's)")
+		// corral local takes these from its master's flags of the same
+		// names.
+		fl.BoolVar(&f.authenticateReadonly, "authenticate_http_readonly", false, "the read-only endpoints (/state, /flags, /metrics/snapshot, /monitor/statistics, /containers, /files) want HTTP basic credentials from --http_credentials")
+		fl.StringVar(&f.httpCredentials, "http_credentials", "", "file of the principals and secrets of the HTTP endpoints (the --credentials format)")
 	}
 	fl.StringVar(&f.runtimeDir, "runtime_dir", "", "directory for per-container runtime state (default <work_dir>/run)")
 	fl.StringVar(&f.resources, "resources", "", "resources to offer, e.g. 'cpus:4;mem:8192;ports:[31000-32000]' or JSON; what is left out is detected")
@@ -81,6 +85,7 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
 		HostPrivileges: f.hostPrivileges, CgroupsHierarchy: f.cgroupsHierarchy, Settings: f.settings,
 		AuthenticateHTTPExecutors: f.authenticateExecutors, JWTSecretKeyFile: f.jwtSecretKey, CredentialFile: f.credential,
+		AuthenticateHTTPReadonly: f.authenticateReadonly, HTTPCredentialsFile: f.httpCredentials,
 		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
 		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
 		Recover: f.recover, NonStrict: !f.strict, ExecutorReregistrationTimeout: f.execReregTimeout,

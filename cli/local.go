@@ -53,6 +53,7 @@ both stop on SIGINT or SIGTERM, the agent destroying its containers first
 			}
 			af.master = net.JoinHostPort(mf.ip, strconv.Itoa(mf.port))
 			af.workDir, af.ip, af.port, af.hostname = workDir, mf.ip, agentPort, mf.hostname
+			af.authenticateReadonly, af.httpCredentials = mf.authenticateReadonly, mf.httpCredentials
 			a, err := agent.New(af.config(cmd, log))
 			if err != nil {
 				cancel()

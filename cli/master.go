@@ -30,6 +30,8 @@ type masterFlags struct {
 	authenticateHTTPFrameworks bool
 	authenticateAgents         bool
 	credentials                string
+	authenticateReadonly       bool
+	httpCredentials            string
 }
 
 func (f *masterFlags) bind(cmd *cobra.Command) {
@@ -42,6 +44,8 @@ func (f *masterFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.authenticateHTTPFrameworks, "authenticate_http_frameworks", false, "frameworks must authenticate (HTTP basic, against --credentials) on every scheduler API call, and act only as their own principal")
 	cmd.Flags().BoolVar(&f.authenticateFrameworks, "authenticate_frameworks", false, "the same as --authenticate_http_frameworks (Mesos' name for its older frameworks)")
 	cmd.Flags().BoolVar(&f.authenticateAgents, "authenticate_agents", false, "agents must authenticate (HTTP basic, against --credentials) on the agent link; an agent ID can then be subscribed again only by the principal that registered it")
+	cmd.Flags().BoolVar(&f.authenticateReadonly, "authenticate_http_readonly", false, "the read-only endpoints and the operator API (/state, /frameworks, /slaves, /tasks, /roles, /flags, /metrics/snapshot, /api/v1) want HTTP basic credentials from --http_credentials")
+	cmd.Flags().StringVar(&f.httpCredentials, "http_credentials", "", "file of the principals and secrets of the HTTP endpoints (the --credentials format)")
 	cmd.Flags().StringVar(&f.credentials, "credentials", "", `file of the principals and secrets frameworks and agents authenticate with: JSON {"credentials":[{"principal":"...","secret":"..."}]} or "principal secret" lines`)
 }
 
@@ -74,6 +78,16 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 		log.Warn("the master listens beyond loopback and does not authenticate frameworks or agents: anyone who reaches it can act as one (see --authenticate_http_frameworks, --authenticate_agents)",
 			"ip", f.ip, "frameworks_authenticate", frameworks, "agents_authenticate", f.authenticateAgents)
 	}
+	var readonly auth.Credentials
+	if f.authenticateReadonly {
+		if f.httpCredentials == "" {
+			return master.Config{}, fmt.Errorf("--authenticate_http_readonly needs --http_credentials: the principals to authenticate as")
+		}
+		var err error
+		if readonly, err = auth.LoadCredentials(f.httpCredentials); err != nil {
+			return master.Config{}, fmt.Errorf("--http_credentials: %w", err)
+		}
+	}
 	var frameworkCreds, agentCreds auth.Credentials
 	if frameworks {
 		frameworkCreds = creds
@@ -84,7 +98,7 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 	return master.Config{
 		Address: net.JoinHostPort(f.ip, strconv.Itoa(f.port)), Hostname: f.hostname,
 		HeartbeatInterval: f.heartbeat, AllocationInterval: f.allocation, AgentReregisterTimeout: f.agentReregTimeout,
-		FrameworkCredentials: frameworkCreds, AgentCredentials: agentCreds,
+		FrameworkCredentials: frameworkCreds, AgentCredentials: agentCreds, ReadonlyCredentials: readonly,
 		Flags: flagValues(cmd), Log: log,
 	}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
+	masterapi "github.com/corral/corral/api/v1/master"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/api/v1/scheduler"
 	"github.com/corral/corral/master"
@@ -103,5 +104,41 @@ func TestFrameworkAuthentication(t *testing.T) {
 	var se *httpapi.StatusError
 	if err := victim.call(&scheduler.Call{FrameworkId: kill.FrameworkId, Type: scheduler.Call_REVIVE.Enum()}); errors.As(err, &se) {
 		t.Fatalf("the victim's REVIVE: %v", err)
+	}
+}
+
+// With --authenticate_http_readonly the endpoints that show the cluster
+// and the operator API want credentials (401 in Mesos' realm); /health,
+// /redirect and /version do not.
+func TestReadonlyEndpointsAuthenticate(t *testing.T) {
+	tm := startMasterWith(t, func(c *master.Config) { c.ReadonlyCredentials = auth.Credentials{"ops": "pw"} })
+	get := func(path string, h http.Header) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, tm.url(path), nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+	}
+	for _, p := range []string{"/state", "/master/state", "/state.json", "/frameworks", "/master/slaves", "/tasks", "/roles", "/flags", "/metrics/snapshot", "/state-summary"} {
+		if code, realm := get(p, nil); code != http.StatusUnauthorized || realm != `Basic realm="mesos-master-readonly"` {
+			t.Errorf("GET %s without credentials: %d %q, want 401 in mesos-master-readonly", p, code, realm)
+		}
+		if code, _ := get(p, auth.BasicHeader("ops", "pw")); code != http.StatusOK {
+			t.Errorf("GET %s with credentials: %d, want 200", p, code)
+		}
+	}
+	for _, p := range []string{"/health", "/version"} {
+		if code, _ := get(p, nil); code != http.StatusOK {
+			t.Errorf("GET %s without credentials: %d, want 200", p, code)
+		}
+	}
+	body, _ := proto.Marshal(&masterapi.Call{Type: masterapi.Call_GET_STATE.Enum()})
+	if code, _ := rawPost(t, tm.url("/api/v1"), map[string]string{"Content-Type": "application/x-protobuf", "Accept": "application/json"}, body); code != http.StatusUnauthorized {
+		t.Errorf("operator GET_STATE without credentials: %d, want 401", code)
 	}
 }

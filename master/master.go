@@ -47,6 +47,10 @@ type Config struct {
 	// (HTTP basic) on the agent link (--authenticate_agents); an agent ID
 	// is then its registering principal's.
 	AgentCredentials auth.Credentials
+	// ReadonlyCredentials, when set, are those the read-only endpoints
+	// and the operator API want (--authenticate_http_readonly with
+	// --http_credentials).
+	ReadonlyCredentials auth.Credentials
 	// Flags are echoed by /flags.
 	Flags map[string]string
 	Log   *slog.Logger
@@ -250,7 +254,8 @@ func (m *Master) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/scheduler", m.serveScheduler)
 	mux.HandleFunc("/internal/v1/agent", m.serveAgent)
-	mux.HandleFunc("/api/v1", m.serveOperator)
+	// The operator API answers only GET_* calls so far: read-only.
+	mux.HandleFunc("/api/v1", auth.Require(m.cfg.ReadonlyCredentials, readonlyRealm, m.serveOperator))
 	m.registerEndpoints(mux)
 	return mux
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
@@ -31,26 +32,35 @@ const taskLimit = 100
 var agentCapabilities = []string{"MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"}
 
 func (m *Master) registerEndpoints(mux *http.ServeMux) {
+	// With --authenticate_http_readonly what shows the cluster needs
+	// credentials, as in Mesos; /health, /redirect and /version do not.
+	readonly := func(h http.HandlerFunc) http.HandlerFunc {
+		return auth.Require(m.cfg.ReadonlyCredentials, readonlyRealm, h)
+	}
 	// Mesos serves these under /master/ and, the master being libprocess'
 	// delegate, without the prefix too.
 	for path, h := range map[string]http.HandlerFunc{
 		"/health":        httpapi.Health,
-		"/flags":         httpapi.Flags(flagsOrEmpty(m.cfg.Flags)),
-		"/state":         m.serveState,
-		"/state.json":    m.serveState,
-		"/state-summary": m.serveStateSummary,
-		"/frameworks":    m.serveFrameworks,
-		"/slaves":        m.serveSlaves,
-		"/tasks":         m.serveTasks,
-		"/roles":         m.serveRoles,
+		"/flags":         readonly(httpapi.Flags(flagsOrEmpty(m.cfg.Flags))),
+		"/state":         readonly(m.serveState),
+		"/state.json":    readonly(m.serveState),
+		"/state-summary": readonly(m.serveStateSummary),
+		"/frameworks":    readonly(m.serveFrameworks),
+		"/slaves":        readonly(m.serveSlaves),
+		"/tasks":         readonly(m.serveTasks),
+		"/roles":         readonly(m.serveRoles),
 		"/redirect":      m.serveRedirect,
 	} {
 		mux.HandleFunc(path, h)
 		mux.HandleFunc("/master"+path, h)
 	}
 	mux.HandleFunc("/version", httpapi.Version)
-	mux.HandleFunc("/metrics/snapshot", m.serveMetrics)
+	mux.HandleFunc("/metrics/snapshot", readonly(m.serveMetrics))
 }
+
+// readonlyRealm is the realm of the master's read-only endpoints (Mesos'
+// READONLY_HTTP_AUTHENTICATION_REALM).
+const readonlyRealm = "mesos-master-readonly"
 
 // serveState is Mesos' /state: the whole cluster as one JSON document.
 func (m *Master) serveState(w http.ResponseWriter, _ *http.Request) {

@@ -146,3 +146,18 @@ func Unauthorized(w http.ResponseWriter, realm string) {
 	w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
 	http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
 }
+
+// Require serves h only to requests that authenticate against c in realm;
+// with no credentials (nil) it is h.
+func Require(c Credentials, realm string, h http.HandlerFunc) http.HandlerFunc {
+	if c == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := c.Authenticate(r); !ok {
+			Unauthorized(w, realm)
+			return
+		}
+		h(w, r)
+	}
+}

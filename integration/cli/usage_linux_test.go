@@ -44,6 +44,8 @@ func TestUsage(t *testing.T) {
 			stderr: []string{"--principal needs --secret (or CORRAL_SECRET)"}},
 		{name: "executor authentication without a key", args: []string{"agent", "--master", "127.0.0.1:1", "--work_dir", "/nonexistent", "--authenticate_http_executors"}, code: 2,
 			stderr: []string{"--authenticate_http_executors needs --jwt_secret_key"}},
+		{name: "readonly authentication without credentials", args: []string{"master", "--authenticate_http_readonly"}, code: 2,
+			stderr: []string{"--authenticate_http_readonly needs --http_credentials"}},
 		{name: "authentication without credentials", args: []string{"master", "--authenticate_http_frameworks"}, code: 2,
 			stderr: []string{"--authenticate_http_frameworks needs --credentials"}},
 		{name: "missing credentials file", args: []string{"master", "--authenticate_frameworks", "--credentials", "/nonexistent/creds"}, code: 2,
