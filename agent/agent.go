@@ -297,7 +297,9 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// With --authenticate_http_readonly what shows the node needs
 	// credentials, as in Mesos; /health and /version do not.
-	readonly := func(h http.HandlerFunc) http.HandlerFunc { return auth.Require(a.cfg.readonlyCredentials, agentReadonlyRealm, h) }
+	readonly := func(h http.HandlerFunc) http.HandlerFunc {
+		return auth.Require(a.cfg.readonlyCredentials, agentReadonlyRealm, h)
+	}
 	mux.HandleFunc("/api/v1/executor", a.serveExecutor)
 	mux.HandleFunc("/version", httpapi.Version)
 	mux.HandleFunc("/metrics/snapshot", readonly(metrics.Handler(a.metrics)))
