@@ -207,15 +207,10 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("--work_dir: %w", err)
 	}
 	c.WorkDir = abs
-	if c.AuthenticateHTTPReadonly && c.readonlyCredentials == nil {
-		if c.HTTPCredentialsFile == "" {
-			return fmt.Errorf("--authenticate_http_readonly needs --http_credentials: the principals to authenticate as")
+	if c.readonlyCredentials == nil {
+		if c.readonlyCredentials, err = auth.LoadRequired(c.AuthenticateHTTPReadonly, "--authenticate_http_readonly", "--http_credentials", c.HTTPCredentialsFile); err != nil {
+			return err
 		}
-		creds, err := auth.LoadCredentials(c.HTTPCredentialsFile)
-		if err != nil {
-			return fmt.Errorf("--http_credentials: %w", err)
-		}
-		c.readonlyCredentials = creds
 	}
 	if c.CredentialFile != "" && c.credential == nil {
 		cred, err := auth.LoadCredential(c.CredentialFile)

@@ -60,33 +60,21 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 		return master.Config{}, fmt.Errorf("--heartbeat_interval must be positive")
 	}
 	frameworks := f.authenticateFrameworks || f.authenticateHTTPFrameworks
-	var creds auth.Credentials
-	if frameworks || f.authenticateAgents {
-		if f.credentials == "" {
-			name := "--authenticate_http_frameworks"
-			if !frameworks {
-				name = "--authenticate_agents"
-			}
-			return master.Config{}, fmt.Errorf("%s needs --credentials: the principals to authenticate as", name)
-		}
-		var err error
-		if creds, err = auth.LoadCredentials(f.credentials); err != nil {
-			return master.Config{}, fmt.Errorf("--credentials: %w", err)
-		}
+	flag := "--authenticate_http_frameworks"
+	if !frameworks {
+		flag = "--authenticate_agents"
+	}
+	creds, err := auth.LoadRequired(frameworks || f.authenticateAgents, flag, "--credentials", f.credentials)
+	if err != nil {
+		return master.Config{}, err
 	}
 	if ip := net.ParseIP(f.ip); !ip.IsLoopback() && (!frameworks || !f.authenticateAgents) {
 		log.Warn("the master listens beyond loopback and does not authenticate frameworks or agents: anyone who reaches it can act as one (see --authenticate_http_frameworks, --authenticate_agents)",
 			"ip", f.ip, "frameworks_authenticate", frameworks, "agents_authenticate", f.authenticateAgents)
 	}
-	var readonly auth.Credentials
-	if f.authenticateReadonly {
-		if f.httpCredentials == "" {
-			return master.Config{}, fmt.Errorf("--authenticate_http_readonly needs --http_credentials: the principals to authenticate as")
-		}
-		var err error
-		if readonly, err = auth.LoadCredentials(f.httpCredentials); err != nil {
-			return master.Config{}, fmt.Errorf("--http_credentials: %w", err)
-		}
+	readonly, err := auth.LoadRequired(f.authenticateReadonly, "--authenticate_http_readonly", "--http_credentials", f.httpCredentials)
+	if err != nil {
+		return master.Config{}, err
 	}
 	var frameworkCreds, agentCreds auth.Credentials
 	if frameworks {

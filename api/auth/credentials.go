@@ -33,6 +33,23 @@ func LoadCredentials(path string) (Credentials, error) {
 	return creds, nil
 }
 
+// LoadRequired loads the credentials file that a flag turning
+// authentication on needs: nil when on is false, else the file at path;
+// errors name the flags (flag, fileFlag).
+func LoadRequired(on bool, flag, fileFlag, path string) (Credentials, error) {
+	if !on {
+		return nil, nil
+	}
+	if path == "" {
+		return nil, fmt.Errorf("%s needs %s: the principals to authenticate as", flag, fileFlag)
+	}
+	creds, err := LoadCredentials(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fileFlag, err)
+	}
+	return creds, nil
+}
+
 // ParseCredentials parses a credentials file's contents (LoadCredentials).
 func ParseCredentials(b []byte) (Credentials, error) {
 	creds := Credentials{}

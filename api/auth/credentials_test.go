@@ -122,3 +122,15 @@ func TestLoadCredential(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadRequired(t *testing.T) {
+	if c, err := LoadRequired(false, "--on", "--file", ""); c != nil || err != nil {
+		t.Fatalf("off: %v %v", c, err)
+	}
+	if _, err := LoadRequired(true, "--on", "--file", ""); err == nil || err.Error() != "--on needs --file: the principals to authenticate as" {
+		t.Fatalf("on without a file: %v", err)
+	}
+	if _, err := LoadRequired(true, "--on", "--file", "/nonexistent"); err == nil || !strings.HasPrefix(err.Error(), "--file: ") {
+		t.Fatalf("on with a missing file: %v", err)
+	}
+}
