@@ -53,6 +53,10 @@ func WithHTTPClient(c *http.Client) Option { return func(d *HTTPDriver) { d.clie
 // hung agent is retried rather than waited on forever.
 const attemptTimeout = 10 * time.Second
 
+// minAttempt is the least an attempt to subscribe is given, however close
+// the deadline.
+const minAttempt = 100 * time.Millisecond
+
 // HTTPDriver runs an Executor against the agent's v1 executor API.
 type HTTPDriver struct {
 	cfg              Config
@@ -268,12 +272,16 @@ func (d *HTTPDriver) subscribe(ctx context.Context, deadline time.Time) (*stream
 		call := d.call(executorapi.Call_SUBSCRIBE)
 		call.Subscribe = payload
 
+		// An attempt that gets no answer ends with the deadline too: an
+		// agent that takes the connection and never answers must not keep
+		// a checkpointing executor past its recovery timeout.
+		limit := min(attemptTimeout, max(time.Until(deadline), minAttempt))
 		sctx, cancel := context.WithCancel(ctx)
-		t := time.AfterFunc(attemptTimeout, cancel)
+		t := time.AfterFunc(limit, cancel)
 		sub, err := d.client.Subscribe(sctx, call, 0)
 		if !t.Stop() && err == nil {
 			_ = sub.Close()
-			err = fmt.Errorf("no answer within %s", attemptTimeout)
+			err = fmt.Errorf("no answer within %s", limit)
 		}
 		if err == nil {
 			st := &stream{sub: sub, cancel: cancel}

@@ -51,7 +51,9 @@ type received struct {
 func newFakeAgent(t *testing.T) *fakeAgent {
 	return &fakeAgent{
 		t: t, heartbeat: time.Hour,
-		subs: make(chan received, 16), calls: make(chan received, 64), streams: make(chan *httpapi.Stream, 16),
+		// Room for every attempt a test's driver makes: a handler blocked
+		// on a full channel would hang the server's Close.
+		subs: make(chan received, 1024), calls: make(chan received, 1024), streams: make(chan *httpapi.Stream, 1024),
 	}
 }
 
@@ -395,6 +397,34 @@ func TestDriverDisconnectWithoutCheckpoint(t *testing.T) {
 	rec.expect(t, "shutdown")
 	if err := h.ended(t); !errors.Is(err, ErrDisconnected) {
 		t.Fatalf("Run = %v, want ErrDisconnected", err)
+	}
+}
+
+// A checkpointing executor gives up after the recovery timeout even when
+// the agent takes its SUBSCRIBE and never answers: the attempt ends with
+// the deadline, not after attemptTimeout.
+func TestDriverRecoveryTimeoutBoundsAHungAttempt(t *testing.T) {
+	agent := newFakeAgent(t)
+	hang := make(chan struct{})
+	agent.beforeSubscribe = func(n int) {
+		if n > 1 {
+			<-hang
+		}
+	}
+	rec := newRecorder()
+	rec.onShutdown = func(d Driver) { d.Stop() }
+	h := start(t, Config{Checkpoint: true, RecoveryTimeout: 300 * time.Millisecond, SubscriptionBackoffMax: 20 * time.Millisecond}, agent, rec)
+	t.Cleanup(func() { close(hang) }) // before the server's Close (cleanups run last first)
+	recv(t, agent.streams, "stream").Close()
+	rec.expect(t, "registered:agent-1")
+	rec.expect(t, "disconnected")
+	t0 := time.Now()
+	rec.expect(t, "shutdown")
+	if took := time.Since(t0); took >= attemptTimeout {
+		t.Fatalf("shut down %v after the disconnection, want within the recovery timeout (300ms), not attemptTimeout", took)
+	}
+	if err := h.ended(t); !errors.Is(err, ErrRecoveryTimeout) {
+		t.Fatalf("Run = %v, want ErrRecoveryTimeout", err)
 	}
 }
 
