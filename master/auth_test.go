@@ -1,10 +1,7 @@
 package master_test
 
 import (
-	"bytes"
-	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -37,24 +34,16 @@ func TestFrameworkAuthentication(t *testing.T) {
 	}
 	post := func(header http.Header, call *scheduler.Call, streamID string) (int, string, http.Header) {
 		body, _ := proto.Marshal(call)
-		req, _ := http.NewRequest(http.MethodPost, tm.url("/api/v1/scheduler"), bytes.NewReader(body))
-		for k, v := range header {
-			req.Header[k] = v
+		h := header.Clone()
+		if h == nil {
+			h = http.Header{}
 		}
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		req.Header.Set("Accept", "application/json")
+		h.Set("Content-Type", "application/x-protobuf")
+		h.Set("Accept", "application/json")
 		if streamID != "" {
-			req.Header.Set(httpapi.StreamIDHeader, streamID)
+			h.Set(httpapi.StreamIDHeader, streamID)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return resp.StatusCode, string(b), resp.Header
+		return rawPostHeader(t, tm.url("/api/v1/scheduler"), h, body)
 	}
 
 	// Without credentials, or with a wrong secret: 401 and the realm.

@@ -368,12 +368,23 @@ func rangesOf(list []*mesos.Resource, name string) string {
 // and body.
 func rawPost(t *testing.T, url string, header map[string]string, body []byte) (int, string) {
 	t.Helper()
+	h := http.Header{}
+	for k, v := range header {
+		h.Set(k, v)
+	}
+	code, msg, _ := rawPostHeader(t, url, h, body)
+	return code, msg
+}
+
+// rawPostHeader is rawPost with the request's and the answer's headers.
+func rawPostHeader(t *testing.T, url string, header http.Header, body []byte) (int, string, http.Header) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		req.Header[k] = v
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -383,7 +394,7 @@ func rawPost(t *testing.T, url string, header map[string]string, body []byte) (i
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), resp.Header
 }
 
 func statusCode(err error) int {
