@@ -3,6 +3,7 @@ package master
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corral/corral/api/v1/mesos"
@@ -70,28 +71,44 @@ func checkFrameworkInfoSize(info *mesos.FrameworkInfo) error {
 	return nil
 }
 
-// keptTask is the TaskInfo the master keeps of a launch: without data,
-// as Mesos' master keeps none (MESOS-1746), and bounded; the agent gets
-// the TaskInfo whole.
-func keptTask(ti *mesos.TaskInfo) (*mesos.TaskInfo, error) {
+// checkTaskSize bounds what the master will keep of a launched task: its
+// name, its labels and its TaskInfo without data (keptTask), measured
+// without copying it.
+func checkTaskSize(ti *mesos.TaskInfo) error {
 	if n := len(ti.GetName()); n > maxNameBytes {
-		return nil, errTooLong("task_info.name", n, maxNameBytes)
+		return errTooLong("task_info.name", n, maxNameBytes)
 	}
 	if n := proto.Size(ti.GetLabels()); n > maxLabelsBytes {
-		return nil, errTooLong("task_info.labels", n, maxLabelsBytes)
+		return errTooLong("task_info.labels", n, maxLabelsBytes)
 	}
+	if n := keptSize(ti); n > maxKeptTaskBytes {
+		return errTooLong("task_info (without data)", n, maxKeptTaskBytes)
+	}
+	return nil
+}
+
+// keptSize is proto.Size(keptTask(ti)), without the copy.
+func keptSize(ti *mesos.TaskInfo) int {
+	n := proto.Size(ti)
+	if ti.Data != nil {
+		n -= protowire.SizeTag(taskInfoDataField) + protowire.SizeBytes(len(ti.Data))
+	}
+	return n
+}
+
+// taskInfoDataField is TaskInfo.data's field number.
+const taskInfoDataField = 6
+
+// keptTask is the TaskInfo the master keeps of a launch (checked by
+// checkTaskSize): without data, as Mesos' master keeps none (MESOS-1746);
+// the agent gets the TaskInfo whole.
+func keptTask(ti *mesos.TaskInfo) *mesos.TaskInfo {
 	if ti.Data == nil {
-		if n := proto.Size(ti); n > maxKeptTaskBytes {
-			return nil, errTooLong("task_info (without data)", n, maxKeptTaskBytes)
-		}
-		return ti, nil
+		return ti
 	}
 	kept := proto.Clone(ti).(*mesos.TaskInfo)
 	kept.Data = nil
-	if n := proto.Size(kept); n > maxKeptTaskBytes {
-		return nil, errTooLong("task_info (without data)", n, maxKeptTaskBytes)
-	}
-	return kept, nil
+	return kept
 }
 
 // keptStatus is a task status as the master keeps it: without data (as

@@ -41,17 +41,27 @@ func TestFrameworkInfoBounds(t *testing.T) {
 // a kept status's message is cut at its limit.
 func TestKeptTaskAndStatus(t *testing.T) {
 	ti := &mesos.TaskInfo{Name: proto.String("t"), TaskId: &mesos.TaskID{Value: proto.String("t")}, Data: make([]byte, 8<<20)}
-	kept, err := keptTask(ti)
-	if err != nil || kept.Data != nil || ti.Data == nil || kept.GetName() != "t" {
-		t.Fatalf("kept %v %v; want the task without its data, the launch's own untouched", kept, err)
+	if err := checkTaskSize(ti); err != nil {
+		t.Fatalf("a task whose data is big: %v; data is not kept, so not bounded", err)
+	}
+	kept := keptTask(ti)
+	if kept.Data != nil || ti.Data == nil || kept.GetName() != "t" {
+		t.Fatalf("kept %v; want the task without its data, the launch's own untouched", kept)
+	}
+	if got, want := keptSize(ti), proto.Size(kept); got != want {
+		t.Fatalf("kept size %d without copying, %d of the copy", got, want)
+	}
+	ti.Command = &mesos.CommandInfo{Value: proto.String(strings.Repeat("c", maxKeptTaskBytes-100))}
+	if err := checkTaskSize(ti); err != nil {
+		t.Fatalf("a task just under the kept limit: %v (kept size %d)", err, proto.Size(keptTask(ti)))
 	}
 	ti.Name = proto.String(strings.Repeat("n", maxNameBytes+1))
-	if _, err := keptTask(ti); err == nil || !strings.Contains(err.Error(), "'task_info.name'") {
+	if err := checkTaskSize(ti); err == nil || !strings.Contains(err.Error(), "'task_info.name'") {
 		t.Fatalf("a task name over the limit: %v", err)
 	}
 	ti.Name, ti.Data = proto.String("t"), nil
 	ti.Command = &mesos.CommandInfo{Value: proto.String(strings.Repeat("c", maxKeptTaskBytes))}
-	if _, err := keptTask(ti); err == nil || !strings.Contains(err.Error(), "'task_info (without data)'") {
+	if err := checkTaskSize(ti); err == nil || !strings.Contains(err.Error(), "'task_info (without data)'") {
 		t.Fatalf("a task over the kept limit: %v", err)
 	}
 

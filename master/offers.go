@@ -342,7 +342,7 @@ func (m *Master) validateTask(fw *framework, a *agent, ti *mesos.TaskInfo, pool 
 	if groupExecutor == nil && (ti.Command == nil) == (ti.Executor == nil) {
 		return nil, fmt.Errorf("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
 	}
-	if _, err := keptTask(ti); err != nil {
+	if err := checkTaskSize(ti); err != nil {
 		return nil, err
 	}
 	if ti.Command != nil && !ti.GetCommand().GetShell() && ti.GetCommand().GetValue() == "" {
@@ -442,8 +442,7 @@ func (m *Master) validateGroup(fw *framework, a *agent, lg *mesos.Offer_Operatio
 
 func (m *Master) addTask(fw *framework, a *agent, role string, ti *mesos.TaskInfo, ex *mesos.ExecutorInfo) {
 	res, _ := resources.New(ti.GetResources())
-	kept, _ := keptTask(ti) // validated: within its bounds
-	t := &task{fw: fw, agent: a, id: ti.GetTaskId().GetValue(), role: role, info: kept, resources: res, state: mesos.TaskState_TASK_STAGING}
+	t := &task{fw: fw, agent: a, id: ti.GetTaskId().GetValue(), role: role, info: keptTask(ti), resources: res, state: mesos.TaskState_TASK_STAGING}
 	if ex != nil {
 		t.executor = ex.GetExecutorId().GetValue()
 		key := taskKey(fw.id, t.executor)
