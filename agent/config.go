@@ -223,7 +223,7 @@ func (c *Config) defaults() error {
 		if c.JWTSecretKeyFile == "" {
 			return fmt.Errorf("--authenticate_http_executors needs --jwt_secret_key: the key that signs the executors' tokens")
 		}
-		key, err := os.ReadFile(strings.TrimPrefix(c.JWTSecretKeyFile, "file://"))
+		key, err := auth.ReadSecretFile(c.JWTSecretKeyFile)
 		if err != nil {
 			return fmt.Errorf("--jwt_secret_key: %w", err)
 		}

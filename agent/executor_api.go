@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/cluster"
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
@@ -23,7 +24,7 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 	if key := a.cfg.executorKey; key != nil {
 		var err error
 		if claims, err = authenticateExecutor(key, r); err != nil {
-			executorUnauthorized(w)
+			auth.Challenge(w, "Bearer", executorRealm)
 			return
 		}
 	}

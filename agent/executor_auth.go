@@ -67,9 +67,3 @@ func (c *executorClaims) mayActFor(ex *executor) error {
 	}
 	return nil
 }
-
-// executorUnauthorized answers a call without a valid token.
-func executorUnauthorized(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="`+executorRealm+`"`)
-	http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
-}

@@ -21,8 +21,7 @@ type Credentials map[string]string
 // {"credentials": [{"principal": "...", "secret": "..."}]}, or text, one
 // "principal secret" pair per line. The path may be given as file://path.
 func LoadCredentials(path string) (Credentials, error) {
-	path = strings.TrimPrefix(path, "file://")
-	b, err := os.ReadFile(path)
+	b, err := ReadSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +110,7 @@ type Credential struct {
 // {"principal": "...", "secret": "..."}, or the text "principal secret".
 // The path may be given as file://path.
 func LoadCredential(path string) (Credential, error) {
-	path = strings.TrimPrefix(path, "file://")
-	b, err := os.ReadFile(path)
+	b, err := ReadSecretFile(path)
 	if err != nil {
 		return Credential{}, err
 	}
@@ -159,9 +157,19 @@ func BasicHeader(principal, secret string) http.Header {
 
 // Unauthorized answers a request that did not authenticate, as Mesos'
 // basic authenticator does: 401 with the realm to authenticate in.
-func Unauthorized(w http.ResponseWriter, realm string) {
-	w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
+func Unauthorized(w http.ResponseWriter, realm string) { Challenge(w, "Basic", realm) }
+
+// Challenge answers 401 asking for scheme's credentials (Basic, or Bearer
+// for tokens) in realm.
+func Challenge(w http.ResponseWriter, scheme, realm string) {
+	w.Header().Set("WWW-Authenticate", scheme+` realm="`+realm+`"`)
 	http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
+}
+
+// ReadSecretFile reads a file of credentials or a key, named as Mesos'
+// flags name them: a path, or file://path.
+func ReadSecretFile(path string) ([]byte, error) {
+	return os.ReadFile(strings.TrimPrefix(path, "file://"))
 }
 
 // Require serves h only to requests that authenticate against c in realm;
