@@ -92,6 +92,9 @@ func newTestAgentIn(t testing.TB, dir string, cz *fakeContainers, manualAck bool
 		agentID: "agent-1", bootID: "test-boot",
 	}
 	ta.Agent = a
+	// Work handed off (checkpoint removals) ends before the test's
+	// directories are removed: cleanups run last registered first.
+	t.Cleanup(a.background.Wait)
 	a.updates = newUpdateManager(log, time.Hour, time.Hour, ta.forward, a.updateAcknowledged)
 	a.updates.checkpointAck = a.checkpointAck
 	a.updates.Connected(true)
@@ -475,10 +478,13 @@ func TestRunnerHTTPExecutorUpdateAndKill(t *testing.T) {
 	// Nothing left, never subscribed: destroyed, and its end reported.
 	eventually(t, "EXECUTOR_EXITED", func() bool { return len(ta.masterCalls(cluster.Call_EXECUTOR_EXITED)) == 1 })
 	ta.cz.mu.Lock()
-	defer ta.cz.mu.Unlock()
-	if c.term == nil || !c.term.Destroyed {
-		t.Fatalf("executor not destroyed: %+v", c.term)
+	term := c.term
+	ta.cz.mu.Unlock()
+	if term == nil || !term.Destroyed {
+		t.Fatalf("executor not destroyed: %+v", term)
 	}
+	// The acknowledged ends' records go before the work_dir does.
+	eventually(t, "the framework to be forgotten", func() bool { return ta.frameworkGone("fw-1") })
 }
 
 // Tasks sent to an executor that is shutting down are dropped
