@@ -76,7 +76,7 @@ type Agent struct {
 
 // New validates the configuration, builds the containerizer and binds the
 // agent's listener (so Port 0 resolves before registration).
-func New(cfg Config) (*Agent, error) {
+func New(cfg Config) (_ *Agent, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -88,6 +88,11 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--work_dir: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			_ = store.Close()
+		}
+	}()
 	if _, err := store.CurrentBootID(); err != nil {
 		return nil, err
 	}
@@ -185,6 +190,14 @@ func (a *Agent) ID() string {
 // them); the others are destroyed on the way out, and with --recover=cleanup
 // all of them are.
 func (a *Agent) Run(ctx context.Context) error {
+	// Last of all, when nothing writes checkpoints any more: the tree is
+	// made durable and the journal retired, so the next start replays
+	// nothing.
+	defer func() {
+		if err := a.store.Close(); err != nil {
+			a.log.Error("closing the checkpoint store", "err", err)
+		}
+	}()
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 	a.mu.Lock()

@@ -305,12 +305,14 @@ func (a *Agent) findTaskLocked(fwID, taskID string) *task {
 
 // removeCheckpointLocked removes what the framework no longer needs
 // recorded. The decision is taken under the agent's lock; the removal
-// (a rename, a directory fsync and the tree's deletion) runs after it,
+// (a journal record, a rename and the tree's deletion) runs after it,
 // so that the lock is never held over the disk. Order is kept by
-// framework: a framework's removals run one after another in the order
-// they were decided, and a launch of the framework records nothing before
-// the removals decided before it are done (checkpointLaunch), so a removal
-// can never take away what a later launch recorded again.
+// framework: a launch of the framework records nothing before the
+// removals decided before it are done (checkpointLaunch), so a removal can
+// never take away what a later launch recorded again. The removals
+// themselves run side by side — each removes what was already decided
+// gone, whichever ends first — so their journal records share flushes;
+// a removal counts as done once it and every removal before it are.
 func (a *Agent) removeCheckpointLocked(fw *framework, remove func(context.Context) error) {
 	if !fw.info.GetCheckpoint() {
 		return
@@ -319,15 +321,15 @@ func (a *Agent) removeCheckpointLocked(fw *framework, remove func(context.Contex
 	done := make(chan struct{})
 	a.removing[fw.id] = done
 	a.background.Go(func() {
-		if prev != nil {
-			<-prev
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := remove(ctx); err != nil {
 			// Left behind, it is read again at the next recovery, where
 			// finished tasks are recognised and dropped.
 			a.log.Warn("removing checkpoints", "framework", fw.id, "err", err)
+		}
+		if prev != nil {
+			<-prev
 		}
 		a.mu.Lock()
 		if a.removing[fw.id] == done {

@@ -177,6 +177,7 @@ func TestLaunchNotRecordedOnFullDisk(t *testing.T) {
 	}
 	defer a.cz.Close()
 	defer a.ln.Close()
+	defer a.store.Close()
 	var stopped []error
 	a.fail = func(err error) { stopped = append(stopped, err) }
 	a.agentID = "A-1"

@@ -669,10 +669,11 @@ func (a *Agent) forgetEndedLocked(ex *executor) {
 		dropExecutor = dropExecutor && e.id != ex.id
 	}
 	a.removeCheckpointLocked(fw, func(ctx context.Context) error {
-		if err := a.store.RemoveRun(ctx, runKey(ex)); err != nil || !dropExecutor {
-			return err
+		if dropExecutor {
+			// Its runs go with it.
+			return a.store.RemoveExecutor(ctx, runKey(ex))
 		}
-		return a.store.RemoveExecutor(ctx, runKey(ex))
+		return a.store.RemoveRun(ctx, runKey(ex))
 	})
 }
 

@@ -34,8 +34,20 @@ func newStore(tb testing.TB) *testStore {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	closeAtEnd(tb, s)
 	ts.Store = s
 	return ts
+}
+
+// closeAtEnd closes s when the test ends (before its directories go), as
+// an agent does on its way out; a test that reopens the work_dir without
+// closing first is the kill -9 of the agent before.
+func closeAtEnd(tb testing.TB, s *Store) {
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("closing the store: %v", err)
+		}
+	})
 }
 
 func (ts *testStore) setBoot(tb testing.TB, id string) {

@@ -25,11 +25,11 @@ import (
 const (
 	frameMagic  = 0xC7
 	headerSize  = 10
-	kindValue   = 1 // the single record of a whole file
-	kindUpdate  = 2 // a cluster.StatusUpdate
-	kindAck     = 3 // a mesos.v1.UUID acknowledging an update
-	maxKind     = kindAck
-	maxFrameLen = 1 << 30 // sanity bound; real records are kilobytes
+	kindValue   = 1           // the single record of a whole file
+	kindUpdate  = 2           // a cluster.StatusUpdate
+	kindAck     = 3           // a mesos.v1.UUID acknowledging an update
+	maxKind     = kindJournal // journal.go; only in meta/journal
+	maxFrameLen = 1 << 30     // sanity bound; real records are kilobytes
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

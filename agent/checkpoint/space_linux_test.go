@@ -36,6 +36,7 @@ func fullStore(t *testing.T, o Options) (*testStore, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, s)
 	ts.Store = s
 	putTree(t, s, baseKey, 2, 0)
 	if err := s.WriteBootID(context.Background()); err != nil {
@@ -145,6 +146,7 @@ func TestFullDiskRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open on a full disk: %v", err)
 	}
+	closeAtEnd(t, s)
 	st, err := s.Recover(ctx, true)
 	if err != nil || taskOf(st, baseKey) == nil || st.Rebooted {
 		t.Fatalf("Recover on a full disk: %v (rebooted %v)", err, st != nil && st.Rebooted)
@@ -168,6 +170,7 @@ func TestFullDiskRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open on a full disk without reserve: %v", err)
 	}
+	closeAtEnd(t, s)
 	st, err = s.Recover(ctx, true)
 	if err != nil || !st.Rebooted {
 		t.Fatalf("Recover after a reboot on a full disk: %v (rebooted %v)", err, st != nil && st.Rebooted)

@@ -14,12 +14,17 @@
 //	        tasks/<task>/task.info                   TaskRecord
 //	        tasks/<task>/task.updates                append-only StatusUpdate and ack records
 //
-// Every whole file is written to a temporary file in the same directory,
-// fsynced, renamed over the old one and its directory fsynced, so a reader
-// sees the old content or the new, never a mix (the one exception, the boot
-// id on a full disk, is in space.go). Every record is framed with
-// its length and a CRC32C (record.go) so what a crash or a bad disk leaves
-// behind is detected and reported, never trusted.
+//	meta/journal/<seq>                               write-ahead journal of everything below frameworks/ (journal.go)
+//
+// Every whole file is written to a temporary file in the same directory and
+// renamed over the old one, so a reader sees the old content or the new,
+// never a mix (the one exception, the boot id on a full disk, is in
+// space.go). Below frameworks/ — what changes with every task — a change is
+// durable once its record is in the journal, which shares one fdatasync
+// among all the writes that arrive together; the agent-level files are
+// fsynced, renamed and their directory fsynced one by one. Every record is
+// framed with its length and a CRC32C (record.go) so what a crash or a bad
+// disk leaves behind is detected and reported, never trusted.
 package checkpoint
 
 import (
@@ -106,6 +111,11 @@ type Store struct {
 	// reserve is the room kept for writes on a full disk (space.go).
 	reserve   reserve
 	spaceWait time.Duration
+	// journal makes the tree below frameworks/ durable. It is nil when
+	// Open could not start one, or once it was retired because the disk
+	// was full with the reserve spent (commit): then, until the next
+	// Open, every write is synced on its own as the agent-level files are.
+	journal atomic.Pointer[journal]
 }
 
 // Key names a checkpointed entity by its chain of IDs. Each method uses
@@ -165,7 +175,69 @@ func Open(workDir string, o Options) (*Store, error) {
 			"path", s.reserve.path, "held_bytes", s.reserve.held, "want_bytes", s.reserve.target)
 	}
 	s.reserve.mu.Unlock()
+	// Replay comes before anything reads the tree. It needs no new blocks
+	// when the tree already holds what the journal says (a kill -9), and
+	// may free the reserve when it does not (a power cut on a full disk):
+	// its records are end states, so a retry redoes nothing twice.
+	err := s.ensure(context.Background(), filepath.Join(s.dir, journalDir), false, nil, func() error {
+		j, err := openJournal(s.dir, s.log, &s.syncs, s.syncDir)
+		if err == nil {
+			s.journal.Store(j)
+		}
+		return err
+	})
+	if errors.Is(err, errJournalStart) && isNoSpace(err) {
+		s.log.Warn("no space to start the checkpoint journal: syncing every checkpoint on its own until the next start", "err", err)
+	} else if err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// Close makes everything written durable in the tree and retires the
+// journal, so the next Open has nothing to replay. Writes after Close
+// (what a process that ended as the agent stopped reports) are synced one
+// by one.
+func (s *Store) Close() error {
+	if j := s.journal.Swap(nil); j != nil {
+		return j.close()
+	}
+	return nil
+}
+
+// journalFor is the journal a write goes through, or nil for a synced one.
+func (s *Store) journalFor() *journal {
+	if s.noSync {
+		return nil
+	}
+	return s.journal.Load()
+}
+
+// commit logs rec in j. With ok false, j is retired and the caller makes
+// its change durable the synced way instead: the journal needs blocks as
+// it grows, which a full disk may not have when the reserve that would
+// pay for them is spent, and a status update must still be recorded
+// then. Retiring makes everything logged durable in the tree and deletes
+// the segments first, so no record can later be replayed over a change
+// synced after it.
+func (s *Store) commit(j *journal, rec []byte) (done func(), ok bool, err error) {
+	done, err = j.commit(rec)
+	switch {
+	case err == nil:
+		return done, true, nil
+	case errors.Is(err, errJournalClosed):
+	case isNoSpace(err) && s.ReserveHeld() == 0:
+		s.log.Warn("the work_dir is full and the checkpoint reserve spent: retiring the checkpoint journal; "+
+			"every checkpoint is synced on its own until the agent restarts", "err", err)
+	default:
+		// Retried by ensure (which frees space) or fatal to the caller.
+		return nil, true, err
+	}
+	if err := j.close(); err != nil {
+		return nil, true, err
+	}
+	s.journal.CompareAndSwap(j, nil)
+	return nil, false, nil
 }
 
 // Dir is <work_dir>/meta.
@@ -352,6 +424,16 @@ func (s *Store) MarkRunCompleted(ctx context.Context, k Key) error {
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("checkpointing %s: %w", path, err)
 		}
+		if j := s.journalFor(); j != nil {
+			done, ok, err := s.commit(j, encodeRecord(opCreate, s.rel(path), 0, nil))
+			if err != nil {
+				return fmt.Errorf("checkpointing %s: %w", path, err)
+			}
+			if ok {
+				done()
+				return nil
+			}
+		}
 		return s.syncDir(dir)
 	})
 }
@@ -468,9 +550,79 @@ func validID(what, id string) error {
 	return nil
 }
 
-// put writes a record as an admission (space.go).
+// put writes a record below frameworks/ as an admission (space.go).
 func (s *Store) put(ctx context.Context, dir, name string, m proto.Message) error {
-	return s.admit(ctx, filepath.Join(dir, name), func() error { return s.putMessage(dir, name, m) })
+	path := filepath.Join(dir, name)
+	b, err := marshalFrame(kindValue, m)
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	return s.admit(ctx, path, func() error {
+		if j := s.journalFor(); j != nil {
+			if ok, err := s.writeJournaled(j, dir, name, b); ok || err != nil {
+				return err
+			}
+		}
+		return s.writeFile(dir, name, b)
+	})
+}
+
+// rel is path relative to meta/, as journal records name it.
+func (s *Store) rel(path string) string { return path[len(s.dir)+1:] }
+
+// writeJournaled replaces dir/name with data, durably through the journal:
+// the new content goes to the temp file without a sync (on a full disk it
+// fails there, before anything is logged), its record is committed, and
+// only then is it renamed in, so the tree never holds a change the journal
+// does not. A crash at any point leaves the old file or, on replay, the
+// new one. With ok false (the journal was retired) nothing was written
+// and the caller writes the synced way.
+func (s *Store) writeJournaled(j *journal, dir, name string, data []byte) (ok bool, err error) {
+	path := filepath.Join(dir, name)
+	tmp := path + tmpSuffix
+	defer s.lock(tmp).Unlock()
+	if err := s.mkdirsJournaled(j, dir); errors.Is(err, errJournalClosed) {
+		return false, nil // retired
+	} else if err != nil {
+		return true, err
+	}
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		_ = os.Remove(tmp)
+		return true, fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	done, ok, err := s.commit(j, encodeRecord(opWrite, s.rel(path), 0, data))
+	if err != nil || !ok {
+		_ = os.Remove(tmp)
+		if err != nil {
+			err = fmt.Errorf("checkpointing %s: %w", path, err)
+		}
+		return ok, err
+	}
+	defer done()
+	if err := os.Rename(tmp, path); err != nil {
+		// Its directory was removed meanwhile; replay skips the record
+		// for the same reason.
+		return true, fmt.Errorf("checkpointing %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// mkdirsJournaled is mkdirs through the journal: each directory it creates
+// is logged ahead of every record that depends on it (journal.mkdir).
+func (s *Store) mkdirsJournaled(j *journal, dir string) error {
+	err := j.mkdir(dir, s.rel(dir))
+	switch {
+	case err == nil, errors.Is(err, fs.ErrExist):
+		return nil
+	case errors.Is(err, fs.ErrNotExist) && len(dir) > len(s.dir):
+		if err := s.mkdirsJournaled(j, filepath.Dir(dir)); err != nil {
+			return err
+		}
+		return s.mkdirsJournaled(j, dir)
+	case errors.Is(err, errJournalClosed):
+		return err
+	}
+	return fmt.Errorf("checkpoint directory %s: %w", dir, err)
 }
 
 func (s *Store) putMessage(dir, name string, m proto.Message) error {
@@ -607,6 +759,19 @@ func (s *Store) appendOnce(dir, path string, rec []byte) error {
 	if _, err := f.Write(rec); err != nil {
 		return cut(err)
 	}
+	if j := s.journalFor(); j != nil {
+		// The append is in the page cache; its record makes it durable.
+		// (Made first, so a full disk fails the append before anything is
+		// logged.)
+		done, ok, err := s.commit(j, encodeRecord(opAppend, s.rel(path), st.Size(), rec))
+		if err != nil {
+			return cut(err)
+		}
+		if ok {
+			done()
+			return nil
+		}
+	}
 	if !s.noSync {
 		// After a failed fsync the page cache may no longer hold what was
 		// written; the caller must not act on this update (checkpoint
@@ -636,7 +801,8 @@ func (s *Store) lock(path string) *sync.Mutex {
 }
 
 // removeLevel removes an entity's directory. It first renames it into
-// meta/.trash — one atomic, fsynced step — so a crash in the middle of
+// meta/.trash — one atomic step, made durable by its journal record or a
+// directory fsync — so a crash in the middle of
 // deleting a large tree never leaves a half-removed entity that recovery
 // would take for a damaged one; Recover empties the trash. The rename
 // needs no new block, so removals work on a full disk (where they are what
@@ -651,6 +817,23 @@ func (s *Store) removeLevel(ctx context.Context, k Key, lvl level) error {
 	}
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
+	}
+	journaled := false
+	if j := s.journalFor(); j != nil {
+		// Logged first: once the record is durable the removal happens,
+		// if not now then at replay, and nothing below dir logged after it
+		// comes back.
+		var done func()
+		err := s.ensure(ctx, dir, false, nil, func() (err error) {
+			done, journaled, err = s.commit(j, encodeRecord(opRemove, s.rel(dir), 0, nil))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("removing %s: %w", dir, err)
+		}
+		if journaled {
+			defer done()
+		}
 	}
 	trash := filepath.Join(s.dir, trashDir)
 	var held string
@@ -682,8 +865,10 @@ func (s *Store) removeLevel(ctx context.Context, k Key, lvl level) error {
 		}
 		break
 	}
-	if err := s.syncDir(filepath.Dir(dir)); err != nil {
-		return err
+	if !journaled {
+		if err := s.syncDir(filepath.Dir(dir)); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(held); err != nil {
 		// The entity is already gone from the tree; what is left in the
