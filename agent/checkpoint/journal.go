@@ -106,6 +106,10 @@ type journal struct {
 	compacted  sync.WaitGroup
 	closeOnce  sync.Once
 	closeErr   error
+	// dirMu is held shared from a directory's record to its mkdir: a
+	// compaction takes it exclusively before its syncfs, so a directory
+	// logged in a segment it retires exists by then.
+	dirMu sync.RWMutex
 }
 
 type segment struct {
@@ -154,29 +158,34 @@ func openJournal(meta string, log *slog.Logger, syncs *atomic.Uint64, syncDir fu
 		}
 		n, dirty = n+m, dirty || d
 	}
+	// The tree now holds what the segments say; once that is on disk they
+	// are not needed. Always, even with nothing replayed: the page cache a
+	// kill -9 left may hold changes that were never logged (an append or a
+	// directory whose record was not flushed), which this run would
+	// otherwise build on without logging them.
+	if err := j.syncfs(); err != nil {
+		return nil, fmt.Errorf("checkpoint journal: making the replayed tree durable: %w", err)
+	}
 	if dirty {
-		// The tree now holds what the segments say; once that is on disk
-		// they are not needed.
-		if err := j.syncfs(); err != nil {
-			return nil, fmt.Errorf("checkpoint journal: making the replayed tree durable: %w", err)
-		}
 		log.Info("replayed the checkpoint journal", "segments", len(seqs), "records", n)
 	}
 	var seg *segment
 	if len(seqs) > 0 {
+		// The older segments go, durably, before the newest is zeroed: an
+		// older one must never come back without the newer.
 		last := seqs[len(seqs)-1]
 		for _, seq := range seqs[:len(seqs)-1] {
 			if err := os.Remove(j.name(seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("checkpoint journal: %w", err)
 			}
 		}
-		if seg, err = j.recycle(last, dirty); err != nil {
-			return nil, err
-		}
 		if len(seqs) > 1 {
 			if err := syncDir(j.dir); err != nil {
 				return nil, err
 			}
+		}
+		if seg, err = j.recycle(last, dirty); err != nil {
+			return nil, err
 		}
 	} else if seg, err = j.create(1, syncDir); err != nil {
 		return nil, fmt.Errorf("%w: %w", errJournalStart, err)
@@ -477,6 +486,8 @@ func (j *journal) mkdir(path, rel string) error {
 		return fs.ErrExist
 	}
 	rec := encodeRecord(opMkdir, rel, 0, nil)
+	j.dirMu.RLock()
+	defer j.dirMu.RUnlock()
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
@@ -588,6 +599,12 @@ func (j *journal) syncfs() error {
 	return syncfs(j.meta)
 }
 
+// awaitMkdirs returns once every mkdir logged so far has been made.
+func (j *journal) awaitMkdirs() {
+	j.dirMu.Lock()
+	defer j.dirMu.Unlock()
+}
+
 // compact makes the tree durable and deletes the segments rotated out,
 // until none is left. It runs beside new commits.
 func (j *journal) compact() {
@@ -604,6 +621,7 @@ func (j *journal) compact() {
 		for _, seg := range old {
 			seg.unapplied.Wait()
 		}
+		j.awaitMkdirs()
 		if err := j.syncfs(); err != nil {
 			// The segments stay and are replayed by the next Open; the next
 			// rotation tries again.
@@ -613,17 +631,17 @@ func (j *journal) compact() {
 			j.mu.Unlock()
 			return
 		}
+		// Oldest first, each deletion durable before the next: a segment
+		// coming back without the ones after it would replay stale records
+		// over newer state.
 		for _, seg := range old {
 			seg.f.Close()
 			if err := os.Remove(j.name(seg.seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				j.log.Warn("checkpoint journal: deleting a compacted segment", "err", err)
 			}
-		}
-		// The deletions must be durable before a later compaction deletes
-		// newer segments: an old segment coming back alone would replay
-		// stale records over newer state.
-		if err := j.syncDir(j.dir); err != nil {
-			j.log.Error("checkpoint journal", "err", err)
+			if err := j.syncDir(j.dir); err != nil {
+				j.log.Error("checkpoint journal", "err", err)
+			}
 		}
 		j.mu.Lock()
 		j.old = j.old[len(old):]
@@ -655,13 +673,11 @@ func (j *journal) retire() error {
 	for _, seg := range segs {
 		seg.unapplied.Wait()
 	}
+	j.awaitMkdirs()
 	err := j.syncfs()
+	// The older segments go, durably, before the current one is zeroed
+	// (kept with its blocks for the next Open's recycle).
 	cur := segs[len(segs)-1]
-	if err == nil && cur.size > 0 {
-		// Kept with its blocks for the next Open (recycle), zeroed.
-		err = writeZeros(cur.f, 0, max(cur.alloc, cur.size))
-	}
-	cur.f.Close()
 	for _, seg := range segs[:len(segs)-1] {
 		seg.f.Close()
 		if err == nil {
@@ -673,6 +689,10 @@ func (j *journal) retire() error {
 	if err == nil && len(segs) > 1 {
 		err = j.syncDir(j.dir)
 	}
+	if err == nil && cur.size > 0 {
+		err = writeZeros(cur.f, 0, max(cur.alloc, cur.size))
+	}
+	cur.f.Close()
 	if err != nil && !errors.Is(err, syscall.ENOENT) {
 		return fmt.Errorf("closing the checkpoint journal: %w", err)
 	}

@@ -179,7 +179,7 @@ func Open(workDir string, o Options) (*Store, error) {
 	// when the tree already holds what the journal says (a kill -9), and
 	// may free the reserve when it does not (a power cut on a full disk):
 	// its records are end states, so a retry redoes nothing twice.
-	err := s.ensure(context.Background(), filepath.Join(s.dir, journalDir), false, nil, func() error {
+	err := s.ensure(context.Background(), filepath.Join(s.dir, journalDir), true, nil, func() error {
 		j, err := openJournal(s.dir, s.log, &s.syncs, s.syncDir)
 		if err == nil {
 			s.journal.Store(j)
@@ -199,10 +199,15 @@ func Open(workDir string, o Options) (*Store, error) {
 // (what a process that ended as the agent stopped reports) are synced one
 // by one.
 func (s *Store) Close() error {
-	if j := s.journal.Swap(nil); j != nil {
-		return j.close()
+	j := s.journal.Load()
+	if j == nil {
+		return nil
 	}
-	return nil
+	// Retired before it is let go: a synced write must not start while
+	// records it could be replayed under are still in the journal.
+	err := j.close()
+	s.journal.CompareAndSwap(j, nil)
+	return err
 }
 
 // journalFor is the journal a write goes through, or nil for a synced one.
@@ -582,7 +587,11 @@ func (s *Store) writeJournaled(j *journal, dir, name string, data []byte) (ok bo
 	tmp := path + tmpSuffix
 	defer s.lock(tmp).Unlock()
 	if err := s.mkdirsJournaled(j, dir); errors.Is(err, errJournalClosed) {
-		return false, nil // retired
+		// Retired, or being retired: synced writes wait until it is.
+		if err := j.close(); err != nil {
+			return true, err
+		}
+		return false, nil
 	} else if err != nil {
 		return true, err
 	}
@@ -835,35 +844,20 @@ func (s *Store) removeLevel(ctx context.Context, k Key, lvl level) error {
 			defer done()
 		}
 	}
-	trash := filepath.Join(s.dir, trashDir)
-	var held string
-	for try := 0; ; try++ {
-		held = filepath.Join(trash, "rm-"+randomName())
-		err = os.Rename(dir, held)
-		switch {
-		case err == nil:
-		case errors.Is(err, fs.ErrNotExist) && try == 0:
-			// The trash itself may be missing (Open found no room for it).
-			if _, serr := os.Lstat(dir); serr == nil {
-				if merr := s.ensure(ctx, trash, false, nil, func() error { return s.mkdirs(trash) }); merr != nil {
-					return fmt.Errorf("removing %s: %w", dir, merr)
-				}
-				continue
-			}
-			return nil
-		case errors.Is(err, fs.ErrNotExist):
-			return nil
-		case (errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY)) && try < 3:
-			continue // the name was taken
-		case isNoSpace(err):
-			// A trash directory whose blocks are full of entries: room is
-			// made as for any write that must not fail.
-			err = s.ensure(ctx, dir, false, nil, func() error { return os.Rename(dir, held) })
+	held, err := s.moveToTrash(ctx, dir)
+	if err != nil && journaled {
+		// Its record is durable, so it is removed — if not here then at
+		// replay; left in place, a later launch's records below it would
+		// be logged after the removal and skipped by replay. RemoveAll
+		// needs no space.
+		s.log.Warn("removing checkpoints in place", "path", dir, "err", err)
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			return fmt.Errorf("removing %s: %w", dir, rerr)
 		}
-		if err != nil {
-			return fmt.Errorf("removing %s: %w", dir, err)
-		}
-		break
+		return nil
+	}
+	if err != nil || held == "" {
+		return err
 	}
 	if !journaled {
 		if err := s.syncDir(filepath.Dir(dir)); err != nil {
@@ -876,6 +870,42 @@ func (s *Store) removeLevel(ctx context.Context, k Key, lvl level) error {
 		s.log.Warn("emptying checkpoint trash", "path", held, "err", err)
 	}
 	return nil
+}
+
+// moveToTrash renames dir into meta/.trash and returns where it went, ""
+// if dir was gone already.
+func (s *Store) moveToTrash(ctx context.Context, dir string) (string, error) {
+	trash := filepath.Join(s.dir, trashDir)
+	var held string
+	var err error
+	for try := 0; ; try++ {
+		held = filepath.Join(trash, "rm-"+randomName())
+		err = os.Rename(dir, held)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist) && try == 0:
+			// The trash itself may be missing (Open found no room for it).
+			if _, serr := os.Lstat(dir); serr == nil {
+				if merr := s.ensure(ctx, trash, false, nil, func() error { return s.mkdirs(trash) }); merr != nil {
+					return "", fmt.Errorf("removing %s: %w", dir, merr)
+				}
+				continue
+			}
+			return "", nil
+		case errors.Is(err, fs.ErrNotExist):
+			return "", nil
+		case (errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY)) && try < 3:
+			continue // the name was taken
+		case isNoSpace(err):
+			// A trash directory whose blocks are full of entries: room is
+			// made as for any write that must not fail.
+			err = s.ensure(ctx, dir, false, nil, func() error { return os.Rename(dir, held) })
+		}
+		if err != nil {
+			return "", fmt.Errorf("removing %s: %w", dir, err)
+		}
+		return held, nil
+	}
 }
 
 // randomName is a name no other removal takes.
