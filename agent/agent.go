@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/metrics"
 	"github.com/corral/corral/internal/sdnotify"
@@ -110,13 +113,19 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	cfg.Port = ln.Addr().(*net.TCPAddr).Port
+	if cfg.serverTLS != nil {
+		ln = tls.NewListener(ln, cfg.serverTLS)
+	}
+	if cfg.TLS.VerifyPeer && !cfg.AuthenticateHTTPExecutors {
+		cfg.Log.Warn("--tls_verify_peer leaves the executor API to tokens, and without --authenticate_http_executors anyone who reaches the agent can speak for any executor")
+	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Log.With("component", "agent"), total: total, cz: cz, ln: ln, start: time.Now(),
 		frameworks: map[string]*framework{}, removing: map[string]chan struct{}{}, store: store,
 		master: &httpapi.Client{
-			URL:   "http://" + cfg.Master + "/internal/v1/agent",
+			URL:   masterURL(cfg.Master, cfg.TLS.Scheme()) + "/internal/v1/agent",
 			Codec: codec.Protobuf,
-			HTTP:  masterHTTPClient(),
+			HTTP:  masterHTTPClient(cfg.clientTLS),
 		},
 		sendSlots: make(chan struct{}, maxMasterCalls),
 		gc:        collector,
@@ -132,11 +141,21 @@ func New(cfg Config) (_ *Agent, err error) {
 // maxMasterCalls is how many calls to the master may be in flight at once.
 const maxMasterCalls = 16
 
+// masterURL is the base URL of --master: a scheme given there is kept, and
+// a bare host:port is reached with scheme.
+func masterURL(master, scheme string) string {
+	if strings.Contains(master, "://") {
+		return strings.TrimSuffix(master, "/")
+	}
+	return scheme + "://" + master
+}
+
 // masterHTTPClient keeps enough connections to the master alive for
 // maxMasterCalls concurrent calls (the default transport keeps 2) and, like
-// httpapi's default, follows no redirect.
-func masterHTTPClient() *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+// httpapi's default, follows no redirect. tlsCfg (nil: plain HTTP) is what
+// it trusts and presents.
+func masterHTTPClient(tlsCfg *tls.Config) *http.Client {
+	tr := tlsconfig.Transport(tlsCfg)
 	tr.MaxIdleConnsPerHost = maxMasterCalls + 2
 	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
@@ -332,7 +351,14 @@ func (a *Agent) Handler() http.Handler {
 		}
 	}
 	a.registerFiles(mux)
-	return mux
+	if !a.cfg.TLS.VerifyPeer {
+		return mux
+	}
+	// Executors prove who they are with their token, not a certificate
+	// (they are given only the CA); load balancers probe /health.
+	return tlsconfig.RequirePeer(mux, func(path string) bool {
+		return path != "/api/v1/executor" && path != "/health"
+	})
 }
 
 // masterLoop (re-)registers with the master and handles its events, backing
@@ -437,7 +463,7 @@ func (a *Agent) subscribeCall() *cluster.Call {
 		Subscribe: &cluster.Call_Subscribe{
 			AgentInfo: info,
 			Endpoint: &mesos.URL{
-				Scheme:  proto.String("http"),
+				Scheme:  proto.String(a.cfg.TLS.Scheme()),
 				Address: &mesos.Address{Hostname: proto.String(a.cfg.Hostname), Ip: proto.String(a.cfg.IP), Port: proto.Int32(int32(a.cfg.Port))},
 				Path:    proto.String("/slave(1)"),
 			},

@@ -4,6 +4,7 @@
 package agent
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/corral/corral/agent/gc"
 	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/container"
 )
 
@@ -72,6 +74,16 @@ type Config struct {
 	AuthenticateHTTPReadonly bool
 	HTTPCredentialsFile      string
 	readonlyCredentials      auth.Credentials
+	// TLS (--tls_cert_file, --tls_key_file, --tls_ca_file,
+	// --tls_verify_peer): with a certificate the agent serves https, reaches
+	// its master over https presenting the same certificate (the mutual TLS
+	// a master with a CA wants on the agent link), and tells executors to
+	// speak TLS (LIBPROCESS_SSL_*). VerifyPeer wants a client certificate on
+	// every endpoint but the executor API, whose callers prove who they are
+	// with their token.
+	TLS       tlsconfig.Files
+	serverTLS *tls.Config
+	clientTLS *tls.Config
 	// CredentialFile (--credential) holds the principal and secret the
 	// agent authenticates to the master with (a master with
 	// --authenticate_agents).
@@ -209,6 +221,17 @@ func (c *Config) defaults() error {
 	c.WorkDir = abs
 	if c.readonlyCredentials == nil {
 		if c.readonlyCredentials, err = auth.LoadRequired(c.AuthenticateHTTPReadonly, "--authenticate_http_readonly", "--http_credentials", c.HTTPCredentialsFile); err != nil {
+			return err
+		}
+	}
+	if c.serverTLS == nil && c.TLS.Enabled() {
+		if c.serverTLS, err = c.TLS.Server(); err != nil {
+			return err
+		}
+		if c.serverTLS == nil {
+			return fmt.Errorf("--tls_ca_file needs --tls_cert_file and --tls_key_file: the certificate the agent serves")
+		}
+		if c.clientTLS, err = c.TLS.Client(); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/corral/corral/agent"
 	"github.com/corral/corral/agent/gc"
+	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/container"
 )
 
@@ -24,6 +25,7 @@ type agentFlags struct {
 	gcDelay, diskWatchInterval                                                                          time.Duration
 	gcDiskHeadroom, gcInodeThreshold                                                                    float64
 	gcMaxSandboxes, gcParallelism                                                                       int
+	tls                                                                                                 tlsconfig.Files
 	// settings are the launchers' and isolators' own flags.
 	settings container.SettingsSet
 }
@@ -40,6 +42,7 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 		// names.
 		fl.BoolVar(&f.authenticateReadonly, "authenticate_http_readonly", false, "the read-only endpoints (/state, /flags, /metrics/snapshot, /monitor/statistics, /containers, /files) want HTTP basic credentials from --http_credentials")
 		fl.StringVar(&f.httpCredentials, "http_credentials", "", "file of the principals and secrets of the HTTP endpoints (the --credentials format)")
+		bindTLS(fl, &f.tls, "agent")
 	}
 	fl.StringVar(&f.runtimeDir, "runtime_dir", "", "directory for per-container runtime state (default <work_dir>/run)")
 	fl.StringVar(&f.resources, "resources", "", "resources to offer, e.g. 'cpus:4;mem:8192;ports:[31000-32000]' or JSON; what is left out is detected")
@@ -85,7 +88,7 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
 		HostPrivileges: f.hostPrivileges, CgroupsHierarchy: f.cgroupsHierarchy, Settings: f.settings,
 		AuthenticateHTTPExecutors: f.authenticateExecutors, JWTSecretKeyFile: f.jwtSecretKey, CredentialFile: f.credential,
-		AuthenticateHTTPReadonly: f.authenticateReadonly, HTTPCredentialsFile: f.httpCredentials,
+		AuthenticateHTTPReadonly: f.authenticateReadonly, HTTPCredentialsFile: f.httpCredentials, TLS: f.tls,
 		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
 		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
 		Recover: f.recover, NonStrict: !f.strict, ExecutorReregistrationTimeout: f.execReregTimeout,

@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/corral/corral/api/tlsconfig"
 )
 
 // envAnnotation marks, on a flag, the environment variable that set it.
@@ -112,4 +114,13 @@ func newLogger(level string) (*slog.Logger, error) {
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+// bindTLS declares the --tls_* flags of a server (the master, an agent):
+// who names it in the help.
+func bindTLS(fl *pflag.FlagSet, f *tlsconfig.Files, who string) {
+	fl.StringVar(&f.CertFile, "tls_cert_file", "", "PEM certificate (chain) the "+who+" serves https with and presents to its peers; re-read when it changes")
+	fl.StringVar(&f.KeyFile, "tls_key_file", "", "PEM private key of --tls_cert_file")
+	fl.StringVar(&f.CAFile, "tls_ca_file", "", "PEM certificates of the authority that signs the peers: the servers the "+who+" trusts and the client certificates it verifies (the master then wants one from every agent)")
+	fl.BoolVar(&f.VerifyPeer, "tls_verify_peer", false, "want a client certificate signed by --tls_ca_file on every endpoint but /health (and an agent's executor API, whose executors hold tokens)")
 }

@@ -54,6 +54,9 @@ both stop on SIGINT or SIGTERM, the agent destroying its containers first
 			af.master = net.JoinHostPort(mf.ip, strconv.Itoa(mf.port))
 			af.workDir, af.ip, af.port, af.hostname = workDir, mf.ip, agentPort, mf.hostname
 			af.authenticateReadonly, af.httpCredentials = mf.authenticateReadonly, mf.httpCredentials
+			// One certificate for both: the agent serves it and presents
+			// it to the master, which the same CA verifies.
+			af.tls = mf.tls
 			a, err := agent.New(af.config(cmd, log))
 			if err != nil {
 				cancel()
@@ -62,7 +65,8 @@ both stop on SIGINT or SIGTERM, the agent destroying its containers first
 			}
 			agentErr := make(chan error, 1)
 			go func() { agentErr <- a.Run(ctx) }()
-			fmt.Fprintf(os.Stderr, "corral local: master at http://%s, agent at http://%s, work_dir %s\n", af.master, a.Endpoint(), workDir)
+			scheme := mf.tls.Scheme()
+			fmt.Fprintf(os.Stderr, "corral local: master at %s://%s, agent at %s://%s, work_dir %s\n", scheme, af.master, scheme, a.Endpoint(), workDir)
 			err = wait()
 			cancel()
 			if aerr := <-agentErr; err == nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/auth"
+	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/master"
 	"github.com/spf13/cobra"
@@ -32,6 +34,7 @@ type masterFlags struct {
 	credentials                string
 	authenticateReadonly       bool
 	httpCredentials            string
+	tls                        tlsconfig.Files
 }
 
 func (f *masterFlags) bind(cmd *cobra.Command) {
@@ -46,6 +49,7 @@ func (f *masterFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.authenticateAgents, "authenticate_agents", false, "agents must authenticate (HTTP basic, against --credentials) on the agent link; an agent ID can then be subscribed again only by the principal that registered it")
 	cmd.Flags().BoolVar(&f.authenticateReadonly, "authenticate_http_readonly", false, "the read-only endpoints and the operator API (/state, /frameworks, /slaves, /tasks, /roles, /flags, /metrics/snapshot, /api/v1) want HTTP basic credentials from --http_credentials")
 	cmd.Flags().StringVar(&f.httpCredentials, "http_credentials", "", "file of the principals and secrets of the HTTP endpoints (the --credentials format)")
+	bindTLS(cmd.Flags(), &f.tls, "master")
 	cmd.Flags().StringVar(&f.credentials, "credentials", "", `file of the principals and secrets frameworks and agents authenticate with: JSON {"credentials":[{"principal":"...","secret":"..."}]} or "principal secret" lines`)
 }
 
@@ -76,6 +80,10 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 	if err != nil {
 		return master.Config{}, err
 	}
+	serverTLS, err := f.tls.Server()
+	if err != nil {
+		return master.Config{}, err
+	}
 	var frameworkCreds, agentCreds auth.Credentials
 	if frameworks {
 		frameworkCreds = creds
@@ -87,6 +95,7 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 		Address: net.JoinHostPort(f.ip, strconv.Itoa(f.port)), Hostname: f.hostname,
 		HeartbeatInterval: f.heartbeat, AllocationInterval: f.allocation, AgentReregisterTimeout: f.agentReregTimeout,
 		FrameworkCredentials: frameworkCreds, AgentCredentials: agentCreds, ReadonlyCredentials: readonly,
+		TLS: serverTLS, VerifyPeer: f.tls.VerifyPeer,
 		Flags: flagValues(cmd), Log: log,
 	}, nil
 }
@@ -97,12 +106,16 @@ func serveMaster(ctx context.Context, cfg master.Config) (func() error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master listen: %w", err)
 	}
+	scheme := "http"
+	if cfg.TLS != nil {
+		ln, scheme = tls.NewListener(ln, cfg.TLS), "https"
+	}
 	m := master.New(cfg)
 	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go m.Run(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	cfg.Log.Info("master listening", "address", cfg.Address)
+	cfg.Log.Info("master listening", "address", cfg.Address, "scheme", scheme)
 	return func() error {
 		select {
 		case <-ctx.Done():

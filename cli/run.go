@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/api/v1/mesos"
 	sched "github.com/corral/corral/driver/scheduler"
 	"github.com/spf13/cobra"
@@ -42,6 +45,7 @@ type runFlags struct {
 	env                                                             []string
 	killAfter, timeout                                              time.Duration
 	checkpoint                                                      bool
+	tls                                                             tlsconfig.Files
 }
 
 func newRunCommand() *cobra.Command {
@@ -92,6 +96,9 @@ the last lines of its stderr, read through the agent's /files API.`,
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up (killing the task) after this long overall; 0 waits forever")
 	fl.StringVar(&f.logging, "logging_level", "WARNING", "DEBUG, INFO, WARNING or ERROR (logs go to stderr)")
 	fl.StringVar(&f.principal, "principal", "", "principal to authenticate as, to a master with --authenticate_http_frameworks (as mesos-execute)")
+	fl.StringVar(&f.tls.CAFile, "tls_ca_file", "", "PEM certificates of the authority that signs the master's and agents' certificates (https: without it the system's roots are trusted)")
+	fl.StringVar(&f.tls.CertFile, "tls_cert_file", "", "PEM client certificate presented to a master with --tls_verify_peer")
+	fl.StringVar(&f.tls.KeyFile, "tls_key_file", "", "PEM private key of --tls_cert_file")
 	fl.StringVar(&f.secret, "secret", "", "secret of --principal (better given as CORRAL_SECRET: a command line is visible to every user)")
 	return cmd
 }
@@ -101,6 +108,8 @@ func init() { register(newRunCommand) }
 // runOptions is a validated corral run.
 type runOptions struct {
 	master     string
+	http       *http.Client      // to the master and the agents
+	tls        *tls.Config       // nil: plain HTTP
 	credential *mesos.Credential // nil: no authentication
 	framework  *mesos.FrameworkInfo
 	codec      codec.Codec
@@ -127,6 +136,19 @@ func (f *runFlags) options() (*runOptions, error) {
 			return nil, fmt.Errorf("--master %q: want HOST:PORT or a URL: %w", f.master, err)
 		}
 	}
+	master := f.master
+	// Any TLS flag means https; a URL's own scheme is the user's word.
+	if f.tls.Enabled() && !strings.Contains(master, "://") {
+		master = "https://" + master
+	}
+	tlsCfg, err := f.tls.Client()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg == nil && strings.HasPrefix(master, "https://") {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12} // the system's roots
+	}
+	hc := &http.Client{Transport: tlsconfig.Transport(tlsCfg)}
 	want, err := resources.Parse(f.resources)
 	if err != nil {
 		return nil, fmt.Errorf("--resources: %w", err)
@@ -181,7 +203,7 @@ func (f *runFlags) options() (*runOptions, error) {
 	}
 	id := f.name + "-" + randomSuffix()
 	return &runOptions{
-		master: f.master, credential: cred,
+		master: master, http: hc, tls: tlsCfg, credential: cred,
 		framework: &mesos.FrameworkInfo{
 			User: proto.String(username), Name: proto.String(f.frameworkName), Hostname: proto.String(hostname),
 			// Nothing fails over to a finished corral run: if it dies, its
@@ -219,7 +241,7 @@ func (o *runOptions) run(ctx context.Context, out, errOut io.Writer, log *slog.L
 	// plainly, that the master is unreachable (watchMaster).
 	dlog := slog.New(&quietHandler{h: log.Handler(), quiet: rs.quietDriver})
 	d, err := sched.New(sched.Config{
-		Master: o.master, Framework: o.framework, Codec: o.codec, Log: dlog, Credential: o.credential,
+		Master: o.master, HTTPClient: o.http, Framework: o.framework, Codec: o.codec, Log: dlog, Credential: o.credential,
 		// Acknowledged inside StatusUpdate, so the terminal update is
 		// acknowledged before the teardown that follows it.
 		ExplicitAcks: true,
@@ -521,7 +543,7 @@ func (s *runScheduler) lookupSandbox(ctx context.Context, frameworkID string, st
 		return ""
 	}
 	var st agentState
-	if err := getJSON(ctx, base+"/state", 64<<20, &st); err != nil {
+	if err := getJSON(ctx, s.opts.http, base+"/state", 64<<20, &st); err != nil {
 		s.log.Warn("fetching agent state for the sandbox path", "err", err)
 		return ""
 	}

@@ -6,6 +6,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,7 +166,7 @@ func (s *runScheduler) watchMaster(ctx context.Context) {
 			failures = 0
 			continue
 		}
-		err := probe(ctx, addr)
+		err := probe(ctx, addr, s.opts.tls)
 		if err == nil {
 			failures = 0
 			continue
@@ -200,9 +201,17 @@ func masterAddr(master string) string {
 }
 
 // probe checks that something listens at addr.
-func probe(ctx context.Context, addr string) error {
-	d := net.Dialer{Timeout: 2 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", addr)
+func probe(ctx context.Context, addr string, tlsCfg *tls.Config) error {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	var c net.Conn
+	var err error
+	if tlsCfg != nil {
+		// The handshake too: a certificate that does not verify leaves
+		// the master as unreachable as a closed port, and says why.
+		c, err = (&tls.Dialer{NetDialer: d, Config: tlsCfg}).DialContext(ctx, "tcp", addr)
+	} else {
+		c, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Err != nil {
@@ -269,7 +278,7 @@ func (s *runScheduler) printStderrTail(ctx context.Context, frameworkID string, 
 		return
 	}
 	path := strings.TrimRight(dir, "/") + "/stderr"
-	lines, err := readTail(ctx, agent, path, stderrTailBytes, stderrTailLines)
+	lines, err := readTail(ctx, s.opts.http, agent, path, stderrTailBytes, stderrTailLines)
 	if err != nil {
 		s.log.Warn("reading the task's stderr", "agent", agent, "path", path, "err", err)
 		return
@@ -290,13 +299,13 @@ func (s *runScheduler) printStderrTail(ctx context.Context, frameworkID string, 
 
 // readTail reads up to maxBytes from the end of path through base's
 // /files/read and returns its last maxLines whole lines.
-func readTail(ctx context.Context, base, path string, maxBytes int64, maxLines int) ([]string, error) {
-	size, _, err := filesRead(ctx, base, path, -1, 0)
+func readTail(ctx context.Context, hc *http.Client, base, path string, maxBytes int64, maxLines int) ([]string, error) {
+	size, _, err := filesRead(ctx, hc, base, path, -1, 0)
 	if err != nil {
 		return nil, err
 	}
 	offset := max(0, size-maxBytes)
-	_, data, err := filesRead(ctx, base, path, offset, maxBytes)
+	_, data, err := filesRead(ctx, hc, base, path, offset, maxBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +333,7 @@ func tailLines(data string, partial bool, n int) []string {
 
 // filesRead is one GET of Mesos' /files/read: offset -1 asks for the
 // file's size only.
-func filesRead(ctx context.Context, base, path string, offset, length int64) (int64, string, error) {
+func filesRead(ctx context.Context, hc *http.Client, base, path string, offset, length int64) (int64, string, error) {
 	q := url.Values{"path": {path}, "offset": {strconv.FormatInt(offset, 10)}}
 	if offset >= 0 {
 		q.Set("length", strconv.FormatInt(length, 10))
@@ -333,21 +342,21 @@ func filesRead(ctx context.Context, base, path string, offset, length int64) (in
 		Data   string `json:"data"`
 		Offset int64  `json:"offset"`
 	}
-	if err := getJSON(ctx, base+"/files/read?"+q.Encode(), 1<<20, &out); err != nil {
+	if err := getJSON(ctx, hc, base+"/files/read?"+q.Encode(), 1<<20, &out); err != nil {
 		return 0, "", err
 	}
 	return out.Offset, out.Data, nil
 }
 
 // getJSON GETs u and decodes at most limit bytes of its JSON answer.
-func getJSON(ctx context.Context, u string, limit int64, v any) error {
+func getJSON(ctx context.Context, hc *http.Client, u string, limit int64, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, httpTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -401,7 +410,7 @@ func (s *runScheduler) agentBase(ctx context.Context) string {
 			Port     int    `json:"port"`
 		} `json:"slaves"`
 	}
-	if err := getJSON(ctx, mu.Scheme+"://"+mu.Host+"/state", 64<<20, &st); err != nil {
+	if err := getJSON(ctx, s.opts.http, mu.Scheme+"://"+mu.Host+"/state", 64<<20, &st); err != nil {
 		s.log.Warn("looking up the task's agent in the master's state", "err", err)
 		return ""
 	}
@@ -409,11 +418,13 @@ func (s *runScheduler) agentBase(ctx context.Context) string {
 		if a.ID != agentID {
 			continue
 		}
+		// The agents of a TLS master serve TLS too (Mesos' libprocess
+		// speaks one scheme throughout).
 		if _, hp, ok := strings.Cut(a.PID, "@"); ok && hp != "" {
-			return "http://" + hp
+			return mu.Scheme + "://" + hp
 		}
 		if a.Hostname != "" && a.Port != 0 {
-			return "http://" + net.JoinHostPort(a.Hostname, strconv.Itoa(a.Port))
+			return mu.Scheme + "://" + net.JoinHostPort(a.Hostname, strconv.Itoa(a.Port))
 		}
 	}
 	return ""

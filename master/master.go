@@ -5,6 +5,7 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/api/v1/mesos"
 	"github.com/corral/corral/internal/ids"
 	"github.com/corral/corral/internal/version"
@@ -51,6 +53,14 @@ type Config struct {
 	// and the operator API want (--authenticate_http_readonly with
 	// --http_credentials).
 	ReadonlyCredentials auth.Credentials
+	// TLS, when set, is what the master serves (--tls_cert_file,
+	// --tls_key_file); the caller wraps the listener with it. With a CA
+	// (ClientCAs, --tls_ca_file) the agent link wants a client certificate
+	// that CA signed: agents are mutually authenticated.
+	TLS *tls.Config
+	// VerifyPeer (--tls_verify_peer) wants such a certificate on every
+	// endpoint but /health.
+	VerifyPeer bool
 	// Flags are echoed by /flags.
 	Flags map[string]string
 	Log   *slog.Logger
@@ -257,7 +267,15 @@ func (m *Master) Handler() http.Handler {
 	// The operator API answers only GET_* calls so far: read-only.
 	mux.HandleFunc("/api/v1", auth.Require(m.cfg.ReadonlyCredentials, readonlyRealm, m.serveOperator))
 	m.registerEndpoints(mux)
-	return mux
+	if m.cfg.TLS == nil || m.cfg.TLS.ClientCAs == nil {
+		return mux
+	}
+	return tlsconfig.RequirePeer(mux, func(path string) bool {
+		if path == "/internal/v1/agent" {
+			return true
+		}
+		return m.cfg.VerifyPeer && path != "/health"
+	})
 }
 
 // Run allocates until ctx ends.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/duration"
+	"github.com/corral/corral/api/tlsconfig"
 )
 
 // Defaults Mesos uses when the agent leaves a setting out.
@@ -52,6 +53,10 @@ type Config struct {
 	// (json or protobuf) sets it from the environment so tests can run an
 	// unmodified executor in either media type.
 	Codec codec.Codec
+	// TLS is read from LIBPROCESS_SSL_ENABLED, _CA_FILE, _CERT_FILE and
+	// _KEY_FILE: with it on the driver speaks https to the agent, trusting
+	// the CA file (else the system's roots).
+	TLS tlsconfig.Files
 }
 
 // FromEnv reads the Config from the MESOS_* variables the agent sets for an
@@ -135,6 +140,11 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 			return Config{}, err
 		}
 	}
+	tlsFiles, err := tlsconfig.FromEnv(lookup)
+	if err != nil {
+		return Config{}, fmt.Errorf("executor environment: %w", err)
+	}
+	c.TLS = tlsFiles
 	switch v, _ := lookup("CORRAL_EXECUTOR_CODEC"); strings.ToLower(v) {
 	case "", "json", codec.MediaTypeJSON:
 		c.Codec = codec.JSON

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/tlsconfig"
 )
 
 func baseEnv() map[string]string {
@@ -33,6 +34,8 @@ func TestFromEnv(t *testing.T) {
 	env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = "2secs"
 	env["CORRAL_EXECUTOR_CODEC"] = "protobuf"
 	env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"] = "tok"
+	env["LIBPROCESS_SSL_ENABLED"] = "true"
+	env["LIBPROCESS_SSL_CA_FILE"] = "/etc/corral/ca.pem"
 	got, err := configFrom(lookupIn(env))
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +46,7 @@ func TestFromEnv(t *testing.T) {
 		AgentEndpoint: "127.0.0.1:5051", ShutdownGracePeriod: 5 * time.Second,
 		Checkpoint: true, RecoveryTimeout: 15 * time.Minute, SubscriptionBackoffMax: 2 * time.Second,
 		Codec: codec.Protobuf, AuthenticationToken: "tok",
+		TLS: tlsconfig.Files{On: true, CAFile: "/etc/corral/ca.pem"},
 	}
 	if got != want {
 		t.Fatalf("got %+v\nwant %+v", got, want)
@@ -59,7 +63,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Sandbox != got.Directory || got.ShutdownGracePeriod != DefaultShutdownGracePeriod ||
-		got.Checkpoint || got.Codec != codec.JSON || got.RecoveryTimeout != DefaultRecoveryTimeout {
+		got.Checkpoint || got.Codec != codec.JSON || got.RecoveryTimeout != DefaultRecoveryTimeout || got.TLS.Enabled() {
 		t.Fatalf("defaults not applied: %+v", got)
 	}
 }
@@ -83,6 +87,8 @@ func TestFromEnvErrors(t *testing.T) {
 		{name: "checkpoint without recovery timeout", set: map[string]string{"MESOS_CHECKPOINT": "1", "MESOS_SUBSCRIPTION_BACKOFF_MAX": "2secs"}, wantErr: "MESOS_RECOVERY_TIMEOUT is not set"},
 		{name: "checkpoint without backoff", set: map[string]string{"MESOS_CHECKPOINT": "1", "MESOS_RECOVERY_TIMEOUT": "15mins"}, wantErr: "MESOS_SUBSCRIPTION_BACKOFF_MAX is not set"},
 		{name: "bad recovery timeout", set: map[string]string{"MESOS_CHECKPOINT": "1", "MESOS_RECOVERY_TIMEOUT": "soon", "MESOS_SUBSCRIPTION_BACKOFF_MAX": "2secs"}, wantErr: "MESOS_RECOVERY_TIMEOUT: invalid Mesos duration"},
+		{name: "bad TLS switch", set: map[string]string{"LIBPROCESS_SSL_ENABLED": "yes"}, wantErr: `LIBPROCESS_SSL_ENABLED: want true or false, got "yes"`},
+		{name: "TLS certificate without key", set: map[string]string{"LIBPROCESS_SSL_ENABLED": "1", "LIBPROCESS_SSL_CERT_FILE": "/c.pem"}, wantErr: "LIBPROCESS_SSL_CERT_FILE and LIBPROCESS_SSL_KEY_FILE come together"},
 		{name: "bad codec", set: map[string]string{"CORRAL_EXECUTOR_CODEC": "xml"}, wantErr: `CORRAL_EXECUTOR_CODEC: want json or protobuf, got "xml"`},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,7 @@ import (
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/duration"
 	"github.com/corral/corral/api/httpapi"
+	"github.com/corral/corral/api/tlsconfig"
 	executorapi "github.com/corral/corral/api/v1/executor"
 	"github.com/corral/corral/api/v1/mesos"
 )
@@ -102,11 +103,19 @@ func New(exec Executor, cfg Config, opts ...Option) (*HTTPDriver, error) {
 	if cfg.SubscriptionBackoffMax <= 0 {
 		cfg.SubscriptionBackoffMax = DefaultSubscriptionBackoffMax
 	}
+	tlsCfg, err := cfg.TLS.Client()
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	client := &httpapi.Client{URL: cfg.TLS.Scheme() + "://" + cfg.AgentEndpoint + "/api/v1/executor", Header: bearer(cfg.AuthenticationToken)}
+	if tlsCfg != nil {
+		client.HTTP = &http.Client{Transport: tlsconfig.Transport(tlsCfg), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
 	d := &HTTPDriver{
 		cfg:              cfg,
 		exec:             exec,
 		log:              slog.Default(),
-		client:           &httpapi.Client{URL: "http://" + cfg.AgentEndpoint + "/api/v1/executor", Header: bearer(cfg.AuthenticationToken)},
+		client:           client,
 		heartbeatFloor:   5 * time.Second,
 		subscribeTimeout: time.Minute,
 		acked:            make(chan struct{}),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,8 @@ func (p *proc) running() bool {
 // cluster is `corral local`, or `corral master` and `corral agent`.
 type cluster struct {
 	master  string // host:port
+	url     string // scheme://host:port of the master
+	http    *http.Client
 	workDir string
 	cgRoot  string
 	procs   []*proc
@@ -134,6 +137,9 @@ type clusterOpts struct {
 	workDir string    // default a new one
 	port    int       // master port; default a free one
 	extra   []string  // more flags of corral local or corral agent
+	// tls, when set, signs the certificate the master and the agent serve
+	// (and present to each other).
+	tls *testsupport.CA
 }
 
 func startCluster(tb testing.TB, prefix string, o clusterOpts) *cluster {
@@ -151,10 +157,18 @@ func startCluster(tb testing.TB, prefix string, o clusterOpts) *cluster {
 		port = testsupport.FreePort(tb)
 	}
 	c.master = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	c.url, c.http = "http://"+c.master, http.DefaultClient
 	agentArgs := []string{"--work_dir", c.workDir, "--cgroups_root", c.cgRoot, "--resources", "cpus:2;mem:1024;disk:1024",
 		"--logging_level", "INFO"}
+	var tlsFlags []string
+	if o.tls != nil {
+		cert, key := o.tls.Issue(tb, "node")
+		tlsFlags = o.tls.Flags(cert, key)
+		agentArgs = append(agentArgs, tlsFlags...)
+		c.url, c.http = "https://"+c.master, o.tls.HTTPClient(tb, cert, key)
+	}
 	if o.split {
-		c.procs = append(c.procs, start(tb, "corral master", nil, "master", "--port", strconv.Itoa(port)))
+		c.procs = append(c.procs, start(tb, "corral master", nil, append([]string{"master", "--port", strconv.Itoa(port)}, tlsFlags...)...))
 		c.agentArgs = append(append([]string{"agent", "--master", c.master, "--port", "0"}, agentArgs...), o.extra...)
 		c.procs = append(c.procs, start(tb, "corral agent", nil, c.agentArgs...))
 	} else {
@@ -198,7 +212,7 @@ func (c *cluster) waitReady(tb testing.TB) {
 				PID    string `json:"pid"`
 			} `json:"slaves"`
 		}
-		if last = testsupport.GetJSON("http://"+c.master+"/state", &st); last == nil {
+		if last = testsupport.GetJSONWith(c.http, c.url+"/state", &st); last == nil {
 			for _, s := range st.Slaves {
 				if s.Active {
 					return

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/corral/corral/internal/testsupport"
 )
 
 // A task that fails shows why: corral run prints the end of its stderr,
@@ -114,6 +116,36 @@ func TestRunAuthenticates(t *testing.T) {
 		}
 		if r := corral(t, env, args...); r.code == 0 || !strings.Contains(r.stderr, "401") || strings.Contains(r.stdout, "TASK_") {
 			t.Errorf("corral run with %s: want a refusal naming 401 and no task, got %v", name, r)
+		}
+	}
+}
+
+// corral run speaks https to a TLS master and its agent with
+// --tls_ca_file (a failed task's stderr comes through the agent's https
+// /files/read), and gives up on a master whose certificate it cannot
+// verify.
+func TestRunTLS(t *testing.T) {
+	prefix := rootTest(t)
+	ca := testsupport.NewCA(t, prefix+"ca")
+	c := startCluster(t, prefix, clusterOpts{split: true, tls: ca})
+	if r := corral(t, nil, "run", "--master", c.master, "--tls_ca_file", ca.CAFile, "--name", "tls", "--command", "true"); r.code != 0 || !strings.Contains(r.stdout, "TASK_FINISHED") {
+		t.Fatalf("corral run over TLS: want TASK_FINISHED and exit 0, got %v", r)
+	}
+	r := corral(t, nil, "run", "--master", c.master, "--tls_ca_file", ca.CAFile, "--name", "tls-fail", "--command", "echo tls-stderr >&2; exit 2")
+	if r.code != 1 || !strings.Contains(r.stderr, "(through https://") || !strings.Contains(r.stderr, "tls-stderr") {
+		t.Errorf("a failed task over TLS: want exit 1 and its stderr through https, got %v", r)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		says string // in stderr
+	}{
+		"plain http":      {[]string{"--master", "http://" + c.master}, "HTTP request to an HTTPS server"},
+		"unknown CA":      {[]string{"--master", "https://" + c.master}, "failed to verify certificate"},
+		"another CA file": {[]string{"--master", c.master, "--tls_ca_file", testsupport.NewCA(t, prefix+"other").CAFile}, "failed to verify certificate"},
+	} {
+		r := corral(t, nil, append([]string{"run", "--name", "refused", "--command", "true", "--timeout", "8s"}, tc.args...)...)
+		if r.code == 0 || strings.Contains(r.stdout, "TASK_") || !strings.Contains(r.stderr, tc.says) {
+			t.Errorf("corral run with %s: want a refusal saying %q and no task, got %v", name, tc.says, r)
 		}
 	}
 }

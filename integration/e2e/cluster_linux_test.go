@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +131,8 @@ func fileExists(p string) bool {
 // cluster is one `corral local` process: master and agent on loopback.
 type cluster struct {
 	master  string // 127.0.0.1:port
+	scheme  string // http, or https with --tls_* flags
+	http    *http.Client
 	workDir string
 	logPath string
 	cmd     *exec.Cmd
@@ -144,6 +147,22 @@ type cluster struct {
 // runs after the stop.
 func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 	tb.Helper()
+	return launchCluster(tb, prefix, nil, extra)
+}
+
+// startTLSCluster is startCluster serving https with a certificate ca
+// signs, which the agent also presents to the master; the cluster's client
+// trusts ca and presents a certificate of its own.
+func startTLSCluster(tb testing.TB, prefix string, ca *testsupport.CA, extra ...string) *cluster {
+	tb.Helper()
+	cert, key := ca.Issue(tb, "node")
+	clientCert, clientKey := ca.Issue(tb, "operator")
+	return launchCluster(tb, prefix, ca.HTTPClient(tb, clientCert, clientKey), append(ca.Flags(cert, key), extra...))
+}
+
+// launchCluster is startCluster; hc, when set, is a TLS client of it.
+func launchCluster(tb testing.TB, prefix string, hc *http.Client, extra []string) *cluster {
+	tb.Helper()
 	needsRoot(tb)
 	bin := corralBin(tb)
 	dir := tb.TempDir()
@@ -153,10 +172,14 @@ func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 	for attempt := 0; attempt < 5; attempt++ {
 		port := testsupport.FreePort(tb)
 		c := &cluster{
-			master:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			master: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			scheme: "http", http: http.DefaultClient,
 			workDir: workDir,
 			logPath: filepath.Join(dir, fmt.Sprintf("corral-local-%d.log", attempt)),
 			exited:  make(chan struct{}),
+		}
+		if hc != nil {
+			c.scheme, c.http = "https", hc
 		}
 		logf, err := os.Create(c.logPath)
 		if err != nil {
@@ -227,7 +250,12 @@ func (c *cluster) waitReady() error {
 }
 
 func (c *cluster) getJSON(path string, v any) error {
-	return testsupport.GetJSON("http://"+c.master+path, v)
+	return testsupport.GetJSONWith(c.http, c.url(path), v)
+}
+
+// url is path on the master.
+func (c *cluster) url(path string) string {
+	return c.scheme + "://" + c.master + path
 }
 
 // stop sends SIGTERM (the agent destroys its containers on the way out)
@@ -333,7 +361,7 @@ var codecs = []struct {
 func newFramework(tb testing.TB, c *cluster, name string, cdc codec.Codec) *framework {
 	tb.Helper()
 	return subscribeFramework(tb, sched.Config{
-		Master: c.master, Codec: cdc,
+		Master: c.url(""), HTTPClient: c.http, Codec: cdc,
 		Framework: &mesos.FrameworkInfo{
 			User: proto.String("root"), Name: proto.String(name), FailoverTimeout: proto.Float64(0),
 		},

@@ -35,11 +35,14 @@ func FreePorts(tb testing.TB, n int) []int {
 
 // GetJSON decodes the JSON answer of a GET of url (10 s at most); an
 // answer other than 200 is an error.
-func GetJSON(url string, v any) error {
+func GetJSON(url string, v any) error { return GetJSONWith(http.DefaultClient, url, v) }
+
+// GetJSONWith is GetJSON through hc (a TLS client, say).
+func GetJSONWith(hc *http.Client, url string, v any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package mastertest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
+	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/api/v1/mesos"
 	"google.golang.org/protobuf/proto"
 )
@@ -42,6 +44,9 @@ type AgentOptions struct {
 	RunCommands bool
 	// Header goes with every call (credentials).
 	Header http.Header
+	// TLS, when set, makes the agent speak https to the master, trusting
+	// and presenting what it holds.
+	TLS *tls.Config
 }
 
 // FakeAgent speaks the internal agent protocol (api/cluster) to a master:
@@ -90,10 +95,20 @@ func ConnectAgent(tb testing.TB, addr string, o AgentOptions) *FakeAgent {
 	if o.Port == 0 {
 		o.Port = 1
 	}
+	scheme := "http"
+	if o.TLS != nil {
+		scheme = "https"
+	}
+	// As many kept connections as the real agent's calls in flight: calls
+	// side by side do not each pay for a new connection (or handshake).
+	tr := tlsconfig.Transport(o.TLS)
+	tr.MaxIdleConnsPerHost = 32
+	tb.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	fa := &FakeAgent{
 		Endpoint: o.IP + ":" + strconv.Itoa(o.Port),
 		tb:       tb,
-		c:        &httpapi.Client{URL: "http://" + addr + "/internal/v1/agent", Codec: codec.Protobuf, Header: o.Header},
+		c:        &httpapi.Client{URL: scheme + "://" + addr + "/internal/v1/agent", Codec: codec.Protobuf, Header: o.Header, HTTP: hc},
 		events:   make(chan *cluster.Event, 1000),
 		done:     make(chan struct{}),
 		running:  map[string]*fakeTask{},
@@ -204,6 +219,12 @@ func (fa *FakeAgent) UpdateAt(fwID string, ti *mesos.TaskInfo, state mesos.TaskS
 	if err := fa.send(fwID, ti, state, timestamp); err != nil {
 		fa.tb.Fatalf("STATUS_UPDATE: %v", err)
 	}
+}
+
+// TryUpdate is Update that returns its error: for goroutines besides the
+// test's.
+func (fa *FakeAgent) TryUpdate(fwID string, ti *mesos.TaskInfo, state mesos.TaskState) error {
+	return fa.send(fwID, ti, state, 0)
 }
 
 func (fa *FakeAgent) send(fwID string, ti *mesos.TaskInfo, state mesos.TaskState, timestamp float64) error {

@@ -4,6 +4,7 @@ package mastertest
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http/httptest"
 	"testing"
 
@@ -19,6 +20,10 @@ func Start(tb testing.TB, cfg master.Config) (string, *httptest.Server) {
 	cfg.Address = addr
 	m := master.New(cfg)
 	srv.Config.Handler = m.Handler()
+	if cfg.TLS != nil {
+		// Not StartTLS: it would replace the master's certificates.
+		srv.Listener = tls.NewListener(srv.Listener, cfg.TLS)
+	}
 	srv.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
