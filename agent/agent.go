@@ -116,6 +116,9 @@ func New(cfg Config) (_ *Agent, err error) {
 	if cfg.serverTLS != nil {
 		ln = tls.NewListener(ln, cfg.serverTLS)
 	}
+	if cfg.serverTLS != nil && cfg.TLS.CAFile == "" {
+		cfg.Log.Warn("serving TLS without --tls_ca_file: executors verify the agent's certificate against the system's roots, and fail to reach it if no root signed it")
+	}
 	if cfg.TLS.VerifyPeer && !cfg.AuthenticateHTTPExecutors {
 		cfg.Log.Warn("--tls_verify_peer leaves the executor API to tokens, and without --authenticate_http_executors anyone who reaches the agent can speak for any executor")
 	}
@@ -357,7 +360,11 @@ func (a *Agent) Handler() http.Handler {
 	// Executors prove who they are with their token, not a certificate
 	// (they are given only the CA); load balancers probe /health.
 	return tlsconfig.RequirePeer(mux, func(path string) bool {
-		return path != "/api/v1/executor" && path != "/health"
+		switch path {
+		case "/api/v1/executor", "/health", "/health.json", "/slave(1)/health", "/slave(1)/health.json":
+			return false
+		}
+		return true
 	})
 }
 

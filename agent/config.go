@@ -18,6 +18,7 @@ import (
 
 	"github.com/corral/corral/agent/gc"
 	"github.com/corral/corral/api/auth"
+	"github.com/corral/corral/api/authz"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/container"
@@ -81,7 +82,18 @@ type Config struct {
 	// speak TLS (LIBPROCESS_SSL_*). VerifyPeer wants a client certificate on
 	// every endpoint but the executor API, whose callers prove who they are
 	// with their token.
-	TLS       tlsconfig.Files
+	TLS tlsconfig.Files
+	// ExecutorTLSCertFile and ExecutorTLSKeyFile (--executor_tls_cert_file,
+	// --executor_tls_key_file) are a certificate and key for custom
+	// executors (LIBPROCESS_SSL_CERT_FILE, _KEY_FILE): libprocess-based
+	// executors refuse to start with TLS on and no key of their own. Not
+	// the agent's pair: a task could read these.
+	ExecutorTLSCertFile, ExecutorTLSKeyFile string
+	// ACLs (--acls, Mesos' local authorizer JSON or its file) decide whose
+	// sandboxes a principal of --http_credentials may read through /files
+	// (access_sandboxes).
+	ACLs      string
+	acls      *authz.ACLs
 	serverTLS *tls.Config
 	clientTLS *tls.Config
 	// CredentialFile (--credential) holds the principal and secret the
@@ -207,6 +219,35 @@ func (c *Config) isolators() []string {
 	return out
 }
 
+// tlsDefaults checks the --tls_* flags and loads what they name.
+func (c *Config) tlsDefaults() error {
+	var err error
+	if c.serverTLS, err = c.TLS.Server(); err != nil {
+		return err
+	}
+	if c.serverTLS == nil {
+		if c.ExecutorTLSCertFile != "" || c.ExecutorTLSKeyFile != "" {
+			return fmt.Errorf("--executor_tls_cert_file and --executor_tls_key_file need --tls_cert_file and --tls_key_file")
+		}
+		return nil
+	}
+	if strings.HasPrefix(c.Master, "http://") {
+		return fmt.Errorf("--master %s is plain HTTP, and --tls_cert_file wants TLS to the master: give https:// or host:port", c.Master)
+	}
+	if (c.ExecutorTLSCertFile == "") != (c.ExecutorTLSKeyFile == "") {
+		return fmt.Errorf("--executor_tls_cert_file and --executor_tls_key_file come together")
+	}
+	for _, f := range []struct{ flag, path string }{{"--executor_tls_cert_file", c.ExecutorTLSCertFile}, {"--executor_tls_key_file", c.ExecutorTLSKeyFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("%s: %w", f.flag, err)
+			}
+		}
+	}
+	c.clientTLS, err = c.TLS.Client()
+	return err
+}
+
 func (c *Config) defaults() error {
 	if c.Master == "" {
 		return fmt.Errorf("--master is required")
@@ -224,14 +265,13 @@ func (c *Config) defaults() error {
 			return err
 		}
 	}
-	if c.serverTLS == nil && c.TLS.Enabled() {
-		if c.serverTLS, err = c.TLS.Server(); err != nil {
+	if c.acls == nil && c.ACLs != "" {
+		if c.acls, err = authz.Load(c.ACLs); err != nil {
 			return err
 		}
-		if c.serverTLS == nil {
-			return fmt.Errorf("--tls_ca_file needs --tls_cert_file and --tls_key_file: the certificate the agent serves")
-		}
-		if c.clientTLS, err = c.TLS.Client(); err != nil {
+	}
+	if c.serverTLS == nil {
+		if err := c.tlsDefaults(); err != nil {
 			return err
 		}
 	}

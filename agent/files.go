@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/auth"
+	"github.com/corral/corral/api/authz"
 	"github.com/corral/corral/api/httpapi"
 )
 
@@ -60,6 +61,9 @@ func (a *Agent) openSandboxPath(r *http.Request) (*os.File, fs.FileInfo, string,
 		root, rel = filepath.Join(slaves, id), strings.TrimPrefix(clean, "/")
 	default:
 		return nil, nil, "", &httpError{http.StatusNotFound, fmt.Sprintf("%s not found: only sandboxes are served", p)}
+	}
+	if herr := a.authorizeSandbox(r, &root, &rel, p); herr != nil {
+		return nil, nil, "", herr
 	}
 	f, err := openBeneath(root, rel)
 	switch {
@@ -307,4 +311,82 @@ func openChecked(root, rel string) (*os.File, error) {
 		return nil, errOutside
 	}
 	return os.Open(p)
+}
+
+// authorizeSandbox is access_sandboxes (--acls): a path within an
+// executor's sandbox is served to whom the ACLs let see the sandboxes of
+// the user that executor runs as, and is then opened beneath that
+// executor's directory, so that a symbolic link a task planted does not
+// lead into another executor's sandbox. Above the executors (a framework's
+// or the agent's directory) only a principal allowed every sandbox is
+// served. root and rel are narrowed in place.
+func (a *Agent) authorizeSandbox(r *http.Request, root, rel *string, p string) *httpError {
+	acls := a.cfg.acls
+	if acls == nil {
+		return nil
+	}
+	principal := auth.PrincipalOf(r)
+	parts := strings.Split(*rel, "/")
+	// Beneath slaves/ a path starts with the agent ID.
+	i := 0
+	if *root == filepath.Join(a.cfg.WorkDir, "slaves") {
+		i = 1
+	}
+	if len(parts) < i+4 || parts[i] != "frameworks" || parts[i+2] != "executors" {
+		if !acls.AllowedAny(authz.AccessSandbox, principal) {
+			return &httpError{http.StatusForbidden, fmt.Sprintf("Not authorized to access %s: only the sandboxes of single executors are served to principal '%s'", p, principal)}
+		}
+		return nil
+	}
+	fwID, exID := parts[i+1], parts[i+3]
+	exDir := filepath.Join(*root, filepath.Join(parts[:i+4]...))
+	user, known := a.executorUser(fwID, exID)
+	if !known {
+		// An executor that ended is forgotten; its sandbox still belongs to
+		// the user it ran as (the agent gives it to that user).
+		run := "latest"
+		if len(parts) > i+5 && parts[i+4] == "runs" {
+			run = parts[i+5]
+		}
+		user, known = sandboxOwner(filepath.Join(exDir, "runs", run))
+	}
+	allowed := acls.AllowedAny(authz.AccessSandbox, principal)
+	if known {
+		allowed = acls.Allowed(authz.AccessSandbox, principal, user)
+	}
+	if !allowed {
+		return &httpError{http.StatusForbidden, fmt.Sprintf("Not authorized to access the sandbox of executor %s of framework %s", exID, fwID)}
+	}
+	*root = exDir
+	*rel = strings.Join(parts[i+4:], "/")
+	if *rel == "" {
+		*rel = "."
+	}
+	return nil
+}
+
+// executorUser is the user an executor the agent knows runs as (its
+// command's, else its framework's).
+func (a *Agent) executorUser(fwID, exID string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fw := a.frameworks[fwID]
+	if fw == nil {
+		return "", false
+	}
+	ex := fw.executors[exID]
+	if ex == nil {
+		for _, e := range fw.ended {
+			if e.id == exID {
+				ex = e
+			}
+		}
+	}
+	if ex == nil {
+		return "", false
+	}
+	if u := ex.info.GetCommand().GetUser(); u != "" {
+		return u, true
+	}
+	return fw.info.GetUser(), true
 }

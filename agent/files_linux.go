@@ -3,7 +3,9 @@ package agent
 import (
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,4 +46,17 @@ func openBeneath(root, rel string) (*os.File, error) {
 	default:
 		return nil, &os.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err}
 	}
+}
+
+// sandboxOwner is the name of the user that owns dir.
+func sandboxOwner(dir string) (string, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", false
+	}
+	u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10))
+	if err != nil {
+		return "", false
+	}
+	return u.Username, true
 }

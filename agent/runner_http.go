@@ -145,6 +145,10 @@ func (a *Agent) executorEnv(ex *executor) []string {
 		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=" + duration.Format(a.cfg.ExecutorShutdownGracePeriod),
 		"MESOS_HTTP_COMMAND_EXECUTOR=0",
 	}
+	// Only executors talk to the agent: command tasks, which do not, are
+	// not told to speak TLS (a libprocess program among them would refuse
+	// to start without a key).
+	env = append(env, a.cfg.TLS.ExecutorEnv(a.cfg.ExecutorTLSCertFile, a.cfg.ExecutorTLSKeyFile)...)
 	if key := a.cfg.executorKey; key != nil {
 		if token, err := executorToken(key, ex); err == nil {
 			env = append(env, executorTokenEnv+"="+token)

@@ -374,7 +374,6 @@ func (a *Agent) baseEnv(ex *executor, sandbox string) []string {
 		"MESOS_SLAVE_PID=slave(1)@" + a.Endpoint(),
 		"MESOS_CONTAINER_ID=" + ex.containerID,
 	}
-	env = append(env, a.cfg.TLS.ExecutorEnv()...)
 	a.mu.Lock()
 	env = append(env, "MESOS_AGENT_ID="+a.agentID, "MESOS_SLAVE_ID="+a.agentID)
 	a.mu.Unlock()

@@ -26,6 +26,8 @@ type agentFlags struct {
 	gcDiskHeadroom, gcInodeThreshold                                                                    float64
 	gcMaxSandboxes, gcParallelism                                                                       int
 	tls                                                                                                 tlsconfig.Files
+	acls                                                                                                string
+	executorTLSCert, executorTLSKey                                                                     string
 	// settings are the launchers' and isolators' own flags.
 	settings container.SettingsSet
 }
@@ -43,6 +45,7 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 		fl.BoolVar(&f.authenticateReadonly, "authenticate_http_readonly", false, "the read-only endpoints (/state, /flags, /metrics/snapshot, /monitor/statistics, /containers, /files) want HTTP basic credentials from --http_credentials")
 		fl.StringVar(&f.httpCredentials, "http_credentials", "", "file of the principals and secrets of the HTTP endpoints (the --credentials format)")
 		bindTLS(fl, &f.tls, "agent")
+		fl.StringVar(&f.acls, "acls", "", `Mesos' local authorizer ACLs, as JSON or the path of a file holding it (file:// allowed): whose sandboxes each principal of --http_credentials may read through /files (access_sandboxes)`)
 	}
 	fl.StringVar(&f.runtimeDir, "runtime_dir", "", "directory for per-container runtime state (default <work_dir>/run)")
 	fl.StringVar(&f.resources, "resources", "", "resources to offer, e.g. 'cpus:4;mem:8192;ports:[31000-32000]' or JSON; what is left out is detected")
@@ -53,6 +56,8 @@ func (f *agentFlags) bind(cmd *cobra.Command, withMaster bool) {
 	fl.StringVar(&f.cgroupsHierarchy, "cgroups_hierarchy", "/sys/fs/cgroup", "where cgroups are mounted: a cgroup2 mount, or the folder of the v1 hierarchies")
 	fl.BoolVar(&f.switchUser, "switch_user", true, "run tasks as their framework's user when the agent is root")
 	fl.BoolVar(&f.hostPrivileges, "host_privileges", false, "run tasks with the agent's full privileges: no capability bound, no_new_privs, seccomp filter, cgroup namespace or masked /proc, /sys, /dev and work_dir, and a writable host root under filesystem/linux (unsafe; for trusted workloads only)")
+	fl.StringVar(&f.executorTLSCert, "executor_tls_cert_file", "", "with --tls_cert_file: a PEM certificate custom executors get as LIBPROCESS_SSL_CERT_FILE (libprocess-based executors will not start with TLS on and no pair of their own); never the agent's, which a task could read")
+	fl.StringVar(&f.executorTLSKey, "executor_tls_key_file", "", "the key of --executor_tls_cert_file (LIBPROCESS_SSL_KEY_FILE); readable by the executors' users")
 	fl.StringVar(&f.credential, "credential", "", `file of the principal and secret the agent authenticates to the master with: JSON {"principal":"...","secret":"..."} or "principal secret"`)
 	fl.BoolVar(&f.authenticateExecutors, "authenticate_http_executors", false, "custom executors must authenticate on the executor API with the token the agent gives each (MESOS_EXECUTOR_AUTHENTICATION_TOKEN), and may speak only for themselves")
 	fl.StringVar(&f.jwtSecretKey, "jwt_secret_key", "", "file of the key that signs the executors' tokens (HS256); needed by --authenticate_http_executors")
@@ -88,7 +93,8 @@ func (f *agentFlags) config(cmd *cobra.Command, log *slog.Logger) agent.Config {
 		LauncherDir: f.launcherDir, CgroupsRoot: f.cgroupsRoot, SwitchUser: f.switchUser,
 		HostPrivileges: f.hostPrivileges, CgroupsHierarchy: f.cgroupsHierarchy, Settings: f.settings,
 		AuthenticateHTTPExecutors: f.authenticateExecutors, JWTSecretKeyFile: f.jwtSecretKey, CredentialFile: f.credential,
-		AuthenticateHTTPReadonly: f.authenticateReadonly, HTTPCredentialsFile: f.httpCredentials, TLS: f.tls,
+		AuthenticateHTTPReadonly: f.authenticateReadonly, HTTPCredentialsFile: f.httpCredentials, TLS: f.tls, ACLs: f.acls,
+		ExecutorTLSCertFile: f.executorTLSCert, ExecutorTLSKeyFile: f.executorTLSKey,
 		ExecutorRegistrationTimeout: f.execRegTimeout, ExecutorShutdownGracePeriod: f.execGrace,
 		RegistrationBackoffFactor: f.regBackoff, Flags: flagValues(cmd), Log: log,
 		Recover: f.recover, NonStrict: !f.strict, ExecutorReregistrationTimeout: f.execReregTimeout,

@@ -121,6 +121,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 func bindTLS(fl *pflag.FlagSet, f *tlsconfig.Files, who string) {
 	fl.StringVar(&f.CertFile, "tls_cert_file", "", "PEM certificate (chain) the "+who+" serves https with and presents to its peers; re-read when it changes")
 	fl.StringVar(&f.KeyFile, "tls_key_file", "", "PEM private key of --tls_cert_file")
-	fl.StringVar(&f.CAFile, "tls_ca_file", "", "PEM certificates of the authority that signs the peers: the servers the "+who+" trusts and the client certificates it verifies (the master then wants one from every agent)")
+	caHelp := "PEM certificates of the authority that signs the peers: the servers the " + who + " trusts and the client certificates it verifies"
+	if who == "master" {
+		caHelp += " (the master then wants one from every agent)"
+	}
+	fl.StringVar(&f.CAFile, "tls_ca_file", "", caHelp)
 	fl.BoolVar(&f.VerifyPeer, "tls_verify_peer", false, "want a client certificate signed by --tls_ca_file on every endpoint but /health (and an agent's executor API, whose executors hold tokens)")
 }

@@ -57,6 +57,7 @@ both stop on SIGINT or SIGTERM, the agent destroying its containers first
 			// One certificate for both: the agent serves it and presents
 			// it to the master, which the same CA verifies.
 			af.tls = mf.tls
+			af.acls = mf.acls
 			a, err := agent.New(af.config(cmd, log))
 			if err != nil {
 				cancel()

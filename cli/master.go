@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/auth"
+	"github.com/corral/corral/api/authz"
 	"github.com/corral/corral/api/tlsconfig"
 	"github.com/corral/corral/internal/sdnotify"
 	"github.com/corral/corral/master"
@@ -33,8 +34,10 @@ type masterFlags struct {
 	authenticateAgents         bool
 	credentials                string
 	authenticateReadonly       bool
+	authenticateReadwrite      bool
 	httpCredentials            string
 	tls                        tlsconfig.Files
+	acls                       string
 }
 
 func (f *masterFlags) bind(cmd *cobra.Command) {
@@ -48,8 +51,10 @@ func (f *masterFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.authenticateFrameworks, "authenticate_frameworks", false, "the same as --authenticate_http_frameworks (Mesos' name for its older frameworks)")
 	cmd.Flags().BoolVar(&f.authenticateAgents, "authenticate_agents", false, "agents must authenticate (HTTP basic, against --credentials) on the agent link; an agent ID can then be subscribed again only by the principal that registered it")
 	cmd.Flags().BoolVar(&f.authenticateReadonly, "authenticate_http_readonly", false, "the read-only endpoints and the operator API (/state, /frameworks, /slaves, /tasks, /roles, /flags, /metrics/snapshot, /api/v1) want HTTP basic credentials from --http_credentials")
+	cmd.Flags().BoolVar(&f.authenticateReadwrite, "authenticate_http_readwrite", false, "the endpoints that change the cluster (/teardown) want HTTP basic credentials from --http_credentials")
 	cmd.Flags().StringVar(&f.httpCredentials, "http_credentials", "", "file of the principals and secrets of the HTTP endpoints (the --credentials format)")
 	bindTLS(cmd.Flags(), &f.tls, "master")
+	cmd.Flags().StringVar(&f.acls, "acls", "", `Mesos' local authorizer ACLs, as JSON or the path of a file holding it (file:// allowed): which principal may subscribe with which roles (register_frameworks), run tasks as which users (run_tasks) and see which frameworks, tasks, executors and flags (view_*)`)
 	cmd.Flags().StringVar(&f.credentials, "credentials", "", `file of the principals and secrets frameworks and agents authenticate with: JSON {"credentials":[{"principal":"...","secret":"..."}]} or "principal secret" lines`)
 }
 
@@ -80,9 +85,20 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 	if err != nil {
 		return master.Config{}, err
 	}
+	readwrite, err := auth.LoadRequired(f.authenticateReadwrite, "--authenticate_http_readwrite", "--http_credentials", f.httpCredentials)
+	if err != nil {
+		return master.Config{}, err
+	}
 	serverTLS, err := f.tls.Server()
 	if err != nil {
 		return master.Config{}, err
+	}
+	acls, err := authz.Load(f.acls)
+	if err != nil {
+		return master.Config{}, err
+	}
+	if un := acls.Unenforced(); len(un) > 0 {
+		log.Warn("--acls has rules for actions Corral has no operation for yet; they decide nothing", "actions", un)
 	}
 	var frameworkCreds, agentCreds auth.Credentials
 	if frameworks {
@@ -95,7 +111,8 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 		Address: net.JoinHostPort(f.ip, strconv.Itoa(f.port)), Hostname: f.hostname,
 		HeartbeatInterval: f.heartbeat, AllocationInterval: f.allocation, AgentReregisterTimeout: f.agentReregTimeout,
 		FrameworkCredentials: frameworkCreds, AgentCredentials: agentCreds, ReadonlyCredentials: readonly,
-		TLS: serverTLS, VerifyPeer: f.tls.VerifyPeer,
+		ReadwriteCredentials: readwrite,
+		TLS:                  serverTLS, VerifyPeer: f.tls.VerifyPeer, ACLs: acls,
 		Flags: flagValues(cmd), Log: log,
 	}, nil
 }

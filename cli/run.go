@@ -97,7 +97,7 @@ the last lines of its stderr, read through the agent's /files API.`,
 	fl.StringVar(&f.logging, "logging_level", "WARNING", "DEBUG, INFO, WARNING or ERROR (logs go to stderr)")
 	fl.StringVar(&f.principal, "principal", "", "principal to authenticate as, to a master with --authenticate_http_frameworks (as mesos-execute)")
 	fl.StringVar(&f.tls.CAFile, "tls_ca_file", "", "PEM certificates of the authority that signs the master's and agents' certificates (https: without it the system's roots are trusted)")
-	fl.StringVar(&f.tls.CertFile, "tls_cert_file", "", "PEM client certificate presented to a master with --tls_verify_peer")
+	fl.StringVar(&f.tls.CertFile, "tls_cert_file", "", "PEM client certificate presented to the master and the agents (those with --tls_verify_peer want one)")
 	fl.StringVar(&f.tls.KeyFile, "tls_key_file", "", "PEM private key of --tls_cert_file")
 	fl.StringVar(&f.secret, "secret", "", "secret of --principal (better given as CORRAL_SECRET: a command line is visible to every user)")
 	return cmd
@@ -137,9 +137,15 @@ func (f *runFlags) options() (*runOptions, error) {
 		}
 	}
 	master := f.master
-	// Any TLS flag means https; a URL's own scheme is the user's word.
-	if f.tls.Enabled() && !strings.Contains(master, "://") {
-		master = "https://" + master
+	// Any TLS flag means https, and plain HTTP with one is a mistake that
+	// would send --secret in the clear.
+	if f.tls.Enabled() {
+		switch {
+		case strings.HasPrefix(master, "http://"):
+			return nil, fmt.Errorf("--master %s is plain HTTP, and a --tls_* flag wants TLS: give https:// or host:port", master)
+		case !strings.Contains(master, "://"):
+			master = "https://" + master
+		}
 	}
 	tlsCfg, err := f.tls.Client()
 	if err != nil {

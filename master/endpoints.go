@@ -49,6 +49,7 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := &master.Response{}
+	v := m.viewerOf(r)
 	switch call.GetType() {
 	case master.Call_GET_HEALTH:
 		resp.Type = master.Response_GET_HEALTH.Enum()
@@ -57,6 +58,10 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 		resp.Type = master.Response_GET_VERSION.Enum()
 		resp.GetVersion = &master.Response_GetVersion{VersionInfo: &mesos.VersionInfo{Version: proto.String(version.MesosCompat)}}
 	case master.Call_GET_FLAGS:
+		if !v.flags() {
+			httpapi.Error(w, http.StatusForbidden, "Not authorized to view flags")
+			return
+		}
 		resp.Type = master.Response_GET_FLAGS.Enum()
 		resp.GetFlags = &master.Response_GetFlags{}
 		for _, k := range sortedKeys(m.cfg.Flags) {
@@ -65,7 +70,7 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 	case master.Call_GET_STATE:
 		resp.Type = master.Response_GET_STATE.Enum()
 		m.mu.Lock()
-		resp.GetState = &master.Response_GetState{GetTasks: m.getTasks(), GetFrameworks: m.getFrameworks(), GetAgents: m.getAgents(), GetExecutors: m.getExecutors()}
+		resp.GetState = &master.Response_GetState{GetTasks: m.getTasks(v), GetFrameworks: m.getFrameworks(v), GetAgents: m.getAgents(), GetExecutors: m.getExecutors(v)}
 		m.mu.Unlock()
 	case master.Call_GET_AGENTS:
 		resp.Type = master.Response_GET_AGENTS.Enum()
@@ -75,17 +80,17 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 	case master.Call_GET_FRAMEWORKS:
 		resp.Type = master.Response_GET_FRAMEWORKS.Enum()
 		m.mu.Lock()
-		resp.GetFrameworks = m.getFrameworks()
+		resp.GetFrameworks = m.getFrameworks(v)
 		m.mu.Unlock()
 	case master.Call_GET_TASKS:
 		resp.Type = master.Response_GET_TASKS.Enum()
 		m.mu.Lock()
-		resp.GetTasks = m.getTasks()
+		resp.GetTasks = m.getTasks(v)
 		m.mu.Unlock()
 	case master.Call_GET_EXECUTORS:
 		resp.Type = master.Response_GET_EXECUTORS.Enum()
 		m.mu.Lock()
-		resp.GetExecutors = m.getExecutors()
+		resp.GetExecutors = m.getExecutors(v)
 		m.mu.Unlock()
 	default:
 		httpapi.Error(w, http.StatusBadRequest, "Operator call %v is not supported by this master", call.GetType())
@@ -129,13 +134,17 @@ func (m *Master) getAgents() *master.Response_GetAgents {
 	return out
 }
 
-func (m *Master) getFrameworks() *master.Response_GetFrameworks {
+func (m *Master) getFrameworks(v viewer) *master.Response_GetFrameworks {
 	out := &master.Response_GetFrameworks{}
 	for _, fw := range sortedFrameworks(m) {
-		out.Frameworks = append(out.Frameworks, frameworkMessage(fw))
+		if v.framework(fw) {
+			out.Frameworks = append(out.Frameworks, frameworkMessage(fw))
+		}
 	}
 	for _, fw := range m.completedFrameworks {
-		out.CompletedFrameworks = append(out.CompletedFrameworks, frameworkMessage(fw))
+		if v.framework(fw) {
+			out.CompletedFrameworks = append(out.CompletedFrameworks, frameworkMessage(fw))
+		}
 	}
 	return out
 }
@@ -156,14 +165,21 @@ func frameworkMessage(fw *framework) *master.Response_GetFrameworks_Framework {
 // getTasks lists, as Mesos' GET_TASKS does, the tasks of the live and of
 // the completed (torn down) frameworks: the live ones, and the completed
 // ones kept (--max_completed_tasks_per_framework).
-func (m *Master) getTasks() *master.Response_GetTasks {
+func (m *Master) getTasks(v viewer) *master.Response_GetTasks {
 	out := &master.Response_GetTasks{}
 	for _, fw := range m.allFrameworks() {
+		if !v.framework(fw) {
+			continue
+		}
 		for _, t := range sortedTasks(fw.tasks) {
-			out.Tasks = append(out.Tasks, taskMessage(t))
+			if v.task(t) {
+				out.Tasks = append(out.Tasks, taskMessage(t))
+			}
 		}
 		for _, t := range fw.completed {
-			out.CompletedTasks = append(out.CompletedTasks, taskMessage(t))
+			if v.task(t) {
+				out.CompletedTasks = append(out.CompletedTasks, taskMessage(t))
+			}
 		}
 	}
 	return out
@@ -175,10 +191,13 @@ func (m *Master) allFrameworks() []*framework {
 	return append(sortedFrameworks(m), m.completedFrameworks...)
 }
 
-func (m *Master) getExecutors() *master.Response_GetExecutors {
+func (m *Master) getExecutors(v viewer) *master.Response_GetExecutors {
 	out := &master.Response_GetExecutors{}
 	for _, a := range sortedAgents(m) {
 		for _, e := range a.executors {
+			if !v.framework(e.fw) || !v.executor(e) {
+				continue
+			}
 			out.Executors = append(out.Executors, &master.Response_GetExecutors_Executor{
 				ExecutorInfo: e.info, AgentId: &mesos.AgentID{Value: proto.String(a.id)},
 			})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral/corral/api/auth"
+	"github.com/corral/corral/api/authz"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/api/tlsconfig"
@@ -53,6 +54,10 @@ type Config struct {
 	// and the operator API want (--authenticate_http_readonly with
 	// --http_credentials).
 	ReadonlyCredentials auth.Credentials
+	// ReadwriteCredentials, when set, are those the endpoints that change
+	// the cluster want (/teardown; --authenticate_http_readwrite with
+	// --http_credentials).
+	ReadwriteCredentials auth.Credentials
 	// TLS, when set, is what the master serves (--tls_cert_file,
 	// --tls_key_file); the caller wraps the listener with it. With a CA
 	// (ClientCAs, --tls_ca_file) the agent link wants a client certificate
@@ -61,6 +66,10 @@ type Config struct {
 	// VerifyPeer (--tls_verify_peer) wants such a certificate on every
 	// endpoint but /health.
 	VerifyPeer bool
+	// ACLs (--acls) decide which principal may subscribe with which roles,
+	// run tasks as which users and see which frameworks, tasks and
+	// executors; nil allows everything.
+	ACLs *authz.ACLs
 	// Flags are echoed by /flags.
 	Flags map[string]string
 	Log   *slog.Logger
@@ -274,7 +283,7 @@ func (m *Master) Handler() http.Handler {
 		if path == "/internal/v1/agent" {
 			return true
 		}
-		return m.cfg.VerifyPeer && path != "/health"
+		return m.cfg.VerifyPeer && path != "/health" && path != "/master/health"
 	})
 }
 
@@ -335,12 +344,7 @@ func (fw *framework) partitionAware() bool {
 
 // roles lists the framework's roles: FrameworkInfo.roles for multi-role
 // frameworks, else the single (deprecated) role.
-func (fw *framework) roles() []string {
-	if fw.hasCapability(mesos.FrameworkInfo_Capability_MULTI_ROLE) {
-		return fw.info.GetRoles()
-	}
-	return []string{fw.info.GetRole()}
-}
+func (fw *framework) roles() []string { return frameworkRoles(fw.info) }
 
 func taskKey(fwID, taskID string) string { return fwID + "/" + taskID }
 

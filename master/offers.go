@@ -221,6 +221,10 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 		switch op.GetType() {
 		case mesos.Offer_Operation_LAUNCH:
 			for _, ti := range op.GetLaunch().GetTaskInfos() {
+				if err := m.authorizeTask(fw, ti, ti.GetExecutor()); err != nil {
+					fw.send(updateEvent(rejection(ti, mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_UNAUTHORIZED, err.Error())))
+					continue
+				}
 				used, err := m.validateTask(fw, a, ti, pool, nil)
 				if err != nil {
 					fw.send(updateEvent(rejection(ti, mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_INVALID, err.Error())))
@@ -233,6 +237,18 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) error {
 			}
 		case mesos.Offer_Operation_LAUNCH_GROUP:
 			lg := op.GetLaunchGroup()
+			var denied error
+			for _, ti := range lg.GetTaskGroup().GetTasks() {
+				if err := m.authorizeTask(fw, ti, lg.GetExecutor()); err != nil && denied == nil {
+					denied = err
+				}
+			}
+			if denied != nil {
+				for _, ti := range lg.GetTaskGroup().GetTasks() {
+					fw.send(updateEvent(rejection(ti, mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_GROUP_UNAUTHORIZED, denied.Error())))
+				}
+				continue
+			}
 			used, err := m.validateGroup(fw, a, lg, pool)
 			if err != nil {
 				for _, ti := range lg.GetTaskGroup().GetTasks() {

@@ -237,6 +237,9 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 		m.log.Warn("framework tried to (re)subscribe with another principal", "framework", id,
 			"principal", old.info.GetPrincipal(), "new_principal", info.GetPrincipal())
 		refuse = errPrincipalChanged.Error()
+	} else if err := m.authorizeRoles(info); err != nil {
+		m.log.Warn("framework refused by --acls", "framework", id, "principal", info.GetPrincipal(), "err", err)
+		refuse = err.Error()
 	}
 	if refuse != "" {
 		m.mu.Unlock()
@@ -465,6 +468,9 @@ func (m *Master) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewor
 	}
 	if principalChanged(fw.info, info) {
 		return errPrincipalChanged
+	}
+	if err := m.authorizeRoles(info); err != nil {
+		return err
 	}
 	fw.info = proto.Clone(info).(*mesos.FrameworkInfo)
 	// Refusals of roles the framework left go with them (Mesos'

@@ -41,7 +41,7 @@ func (m *Master) registerEndpoints(mux *http.ServeMux) {
 	// delegate, without the prefix too.
 	for path, h := range map[string]http.HandlerFunc{
 		"/health":        httpapi.Health,
-		"/flags":         readonly(httpapi.Flags(flagsOrEmpty(m.cfg.Flags))),
+		"/flags":         readonly(m.serveFlags),
 		"/state":         readonly(m.serveState),
 		"/state.json":    readonly(m.serveState),
 		"/state-summary": readonly(m.serveStateSummary),
@@ -50,6 +50,7 @@ func (m *Master) registerEndpoints(mux *http.ServeMux) {
 		"/tasks":         readonly(m.serveTasks),
 		"/roles":         readonly(m.serveRoles),
 		"/redirect":      m.serveRedirect,
+		"/teardown":      auth.Require(m.cfg.ReadwriteCredentials, readwriteRealm, m.serveTeardown),
 	} {
 		mux.HandleFunc(path, h)
 		mux.HandleFunc("/master"+path, h)
@@ -58,12 +59,26 @@ func (m *Master) registerEndpoints(mux *http.ServeMux) {
 	mux.HandleFunc("/metrics/snapshot", readonly(m.serveMetrics))
 }
 
+// serveFlags is /flags, for whom view_flags allows.
+func (m *Master) serveFlags(w http.ResponseWriter, r *http.Request) {
+	if !m.viewerOf(r).flags() {
+		httpapi.Error(w, http.StatusForbidden, "Not authorized to view flags")
+		return
+	}
+	httpapi.Flags(flagsOrEmpty(m.cfg.Flags))(w, r)
+}
+
+// readwriteRealm is the realm of the master's endpoints that change the
+// cluster (Mesos' READWRITE_HTTP_AUTHENTICATION_REALM).
+const readwriteRealm = "mesos-master-readwrite"
+
 // readonlyRealm is the realm of the master's read-only endpoints (Mesos'
 // READONLY_HTTP_AUTHENTICATION_REALM).
 const readonlyRealm = "mesos-master-readonly"
 
 // serveState is Mesos' /state: the whole cluster as one JSON document.
-func (m *Master) serveState(w http.ResponseWriter, _ *http.Request) {
+func (m *Master) serveState(w http.ResponseWriter, r *http.Request) {
+	v := m.viewerOf(r)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	slaves := []map[string]any{}
@@ -72,11 +87,15 @@ func (m *Master) serveState(w http.ResponseWriter, _ *http.Request) {
 	}
 	frameworks := []map[string]any{}
 	for _, fw := range sortedFrameworks(m) {
-		frameworks = append(frameworks, m.frameworkJSON(fw))
+		if v.framework(fw) {
+			frameworks = append(frameworks, m.frameworkJSON(fw, v))
+		}
 	}
 	completed := []map[string]any{}
 	for _, fw := range m.completedFrameworks {
-		completed = append(completed, m.frameworkJSON(fw))
+		if v.framework(fw) {
+			completed = append(completed, m.frameworkJSON(fw, v))
+		}
 	}
 	b := version.Build()
 	active, inactive := m.agentCounts()
@@ -98,13 +117,16 @@ func (m *Master) serveState(w http.ResponseWriter, _ *http.Request) {
 		// The master is always the leader: Corral runs one.
 		"leader":                  m.info.GetPid(),
 		"leader_info":             infoJSON(m.info),
-		"flags":                   flagsOrEmpty(m.cfg.Flags),
 		"slaves":                  slaves,
 		"recovered_slaves":        []any{},
 		"frameworks":              frameworks,
 		"completed_frameworks":    completed,
 		"orphan_tasks":            []any{},
 		"unregistered_frameworks": []any{},
+	}
+	// Mesos leaves the flags out for whom view_flags denies them.
+	if v.flags() {
+		st["flags"] = flagsOrEmpty(m.cfg.Flags)
 	}
 	if b.GitSHA != "" {
 		st["git_sha"] = b.GitSHA
@@ -122,16 +144,25 @@ func (m *Master) serveState(w http.ResponseWriter, _ *http.Request) {
 
 // serveStateSummary is Mesos' /state-summary: agents and frameworks with
 // task counts per state and which agents run which frameworks.
-func (m *Master) serveStateSummary(w http.ResponseWriter, _ *http.Request) {
+func (m *Master) serveStateSummary(w http.ResponseWriter, r *http.Request) {
+	v := m.viewerOf(r)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	live := sortedFrameworks(m)
+	var live []*framework
+	for _, fw := range sortedFrameworks(m) {
+		if v.framework(fw) {
+			live = append(live, fw)
+		}
+	}
 	byAgent := map[string]taskCounts{}
 	byFramework := map[string]taskCounts{}
 	agentFrameworks := map[string]map[string]bool{}
 	frameworkAgents := map[string]map[string]bool{}
 	for _, fw := range live {
 		for _, t := range fw.allTasks() {
+			if !v.task(t) {
+				continue
+			}
 			aid := t.agentID()
 			count(byAgent, aid, t.state)
 			count(byFramework, fw.id, t.state)
@@ -163,17 +194,18 @@ func (m *Master) serveStateSummary(w http.ResponseWriter, _ *http.Request) {
 // serveFrameworks is Mesos' /frameworks, optionally for one ?framework_id.
 func (m *Master) serveFrameworks(w http.ResponseWriter, r *http.Request) {
 	want := r.URL.Query().Get("framework_id")
+	v := m.viewerOf(r)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	frameworks, completed := []map[string]any{}, []map[string]any{}
 	for _, fw := range sortedFrameworks(m) {
-		if want == "" || fw.id == want {
-			frameworks = append(frameworks, m.frameworkJSON(fw))
+		if (want == "" || fw.id == want) && v.framework(fw) {
+			frameworks = append(frameworks, m.frameworkJSON(fw, v))
 		}
 	}
 	for _, fw := range m.completedFrameworks {
-		if want == "" || fw.id == want {
-			completed = append(completed, m.frameworkJSON(fw))
+		if (want == "" || fw.id == want) && v.framework(fw) {
+			completed = append(completed, m.frameworkJSON(fw, v))
 		}
 	}
 	httpapi.WriteJSON(w, map[string]any{
@@ -233,16 +265,17 @@ func (m *Master) serveTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fwID, taskID := q.Get("framework_id"), q.Get("task_id")
+	v := m.viewerOf(r)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var tasks []*task
 	for _, fw := range m.allFrameworks() {
-		if fwID != "" && fw.id != fwID {
+		if fwID != "" && fw.id != fwID || !v.framework(fw) {
 			continue
 		}
 		for _, t := range fw.allTasks() {
-			if taskID == "" || t.id == taskID {
+			if (taskID == "" || t.id == taskID) && v.task(t) {
 				tasks = append(tasks, t)
 			}
 		}
@@ -424,7 +457,7 @@ func frameworkSummaryJSON(fw *framework) map[string]any {
 }
 
 // frameworkJSON is one framework as Mesos' FullFrameworkWriter writes it.
-func (m *Master) frameworkJSON(fw *framework) map[string]any {
+func (m *Master) frameworkJSON(fw *framework, v viewer) map[string]any {
 	j := frameworkSummaryJSON(fw)
 	used, offered := fw.usedResources(), fw.offeredResources()
 	j["user"] = fw.info.GetUser()
@@ -447,6 +480,9 @@ func (m *Master) frameworkJSON(fw *framework) map[string]any {
 	}
 	tasks, unreachable, done := []map[string]any{}, []map[string]any{}, []map[string]any{}
 	for _, t := range sortedTasks(fw.tasks) {
+		if !v.task(t) {
+			continue
+		}
 		if t.state == mesos.TaskState_TASK_UNREACHABLE {
 			unreachable = append(unreachable, taskJSON(t))
 		} else {
@@ -454,7 +490,9 @@ func (m *Master) frameworkJSON(fw *framework) map[string]any {
 		}
 	}
 	for _, t := range fw.completed {
-		done = append(done, taskJSON(t))
+		if v.task(t) {
+			done = append(done, taskJSON(t))
+		}
 	}
 	j["tasks"], j["unreachable_tasks"], j["completed_tasks"] = tasks, unreachable, done
 	offers := []map[string]any{}
@@ -471,7 +509,9 @@ func (m *Master) frameworkJSON(fw *framework) map[string]any {
 	j["offers"] = offers
 	executors := []map[string]any{}
 	for _, key := range sortedKeysOf(fw.executors) {
-		executors = append(executors, executorJSON(fw.executors[key]))
+		if e := fw.executors[key]; v.executor(e) {
+			executors = append(executors, executorJSON(e))
+		}
 	}
 	j["executors"] = executors
 	if l := fw.info.GetLabels(); l != nil {

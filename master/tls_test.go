@@ -44,6 +44,8 @@ func TestTLSPeers(t *testing.T) {
 		{"state, no certificate, verify_peer", true, anonymous, "/state", forbidden},
 		{"state, certificate, verify_peer", true, good, "/state", passed},
 		{"health, no certificate, verify_peer", true, anonymous, "/health", passed},
+		{"master/health, no certificate, verify_peer", true, anonymous, "/master/health", passed},
+		{"master/state, no certificate, verify_peer", true, anonymous, "/master/state", forbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			server, err := tlsconfig.Files{CertFile: cert, KeyFile: key, CAFile: ca.CAFile, VerifyPeer: tc.verifyPeer}.Server()
@@ -69,6 +71,9 @@ func TestTLSPeers(t *testing.T) {
 					resp.Body.Close()
 					t.Fatalf("a certificate of another CA got an answer: %s", resp.Status)
 				}
+				if !strings.Contains(err.Error(), "certificate") {
+					t.Fatalf("refused for another reason than the certificate: %v", err)
+				}
 				return
 			}
 			if err != nil {
@@ -84,6 +89,8 @@ func TestTLSPeers(t *testing.T) {
 				t.Fatalf("got %s (%s), want 403 for the missing certificate", resp.Status, body)
 			case tc.want == passed && byCert:
 				t.Fatalf("refused: %s", body)
+			case tc.want == passed && method == http.MethodGet && resp.StatusCode != http.StatusOK:
+				t.Fatalf("got %s (%s), want 200", resp.Status, body)
 			}
 		})
 	}
@@ -91,10 +98,11 @@ func TestTLSPeers(t *testing.T) {
 	server, _ := tlsconfig.Files{CertFile: cert, KeyFile: key}.Server()
 	addr, _ := mastertest.Start(t, master.Config{TLS: server, Log: quietLog()})
 	resp, err := http.Get("http://" + addr + "/state")
-	if err == nil {
-		defer resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatalf("plain HTTP got /state from a TLS master")
-		}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("plain HTTP to a TLS master: %s, want 400", resp.Status)
 	}
 }

@@ -4,6 +4,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -179,10 +180,21 @@ func Require(c Credentials, realm string, h http.HandlerFunc) http.HandlerFunc {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := c.Authenticate(r); !ok {
+		principal, ok := c.Authenticate(r)
+		if !ok {
 			Unauthorized(w, realm)
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal)))
 	}
+}
+
+type principalKey struct{}
+
+// PrincipalOf is the principal a request served through Require
+// authenticated as; "" when it did not authenticate (no credentials
+// configured).
+func PrincipalOf(r *http.Request) string {
+	p, _ := r.Context().Value(principalKey{}).(string)
+	return p
 }

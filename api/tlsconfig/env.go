@@ -16,15 +16,20 @@ const (
 // reach it: TLS on, and the authority that signs the agent's certificate
 // (a Mesos executor verifies it with VERIFY_CERT). Never the agent's own
 // certificate and key: a task could read them and pass for the agent. The
-// executor API does not need a client certificate; executors prove who
-// they are with their token (--authenticate_http_executors).
-func (f Files) ExecutorEnv() []string {
+// executor API does not need a client certificate (executors prove who
+// they are with their token, --authenticate_http_executors), but
+// libprocess insists on a key of its own: certFile and keyFile, when
+// given, are a pair for executors alone.
+func (f Files) ExecutorEnv(certFile, keyFile string) []string {
 	if !f.Serving() {
 		return nil
 	}
 	env := []string{EnvEnabled + "=true", EnvVerifyCert + "=true"}
 	if f.CAFile != "" {
 		env = append(env, EnvCAFile+"="+f.CAFile)
+	}
+	if certFile != "" {
+		env = append(env, EnvCertFile+"="+certFile, EnvKeyFile+"="+keyFile)
 	}
 	return env
 }

@@ -13,9 +13,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -171,8 +173,18 @@ type keyPair struct {
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
-	stamp   [2]time.Time
+	stamp   [2]fileStamp
 	checked time.Time
+	// failed is the stamp of a change that did not load, logged once.
+	failed [2]fileStamp
+}
+
+// fileStamp tells a file's versions apart: a file renamed into place has
+// another inode, one rewritten in place another size or time (times alone
+// miss a copy that keeps them, as cp -p and rsync -t do).
+type fileStamp struct {
+	ino, size int64
+	mtime     time.Time
 }
 
 // keyPairRecheck bounds how often the files are looked at.
@@ -187,7 +199,7 @@ func loadKeyPair(certPath, keyPath string) (*keyPair, error) {
 }
 
 // get returns the current pair. A pair that fails to load after a change
-// (a rotation half done) leaves the last good one in use.
+// (a rotation half done) leaves the last good one in use, and says so once.
 func (kp *keyPair) get() (*tls.Certificate, error) {
 	kp.mu.Lock()
 	defer kp.mu.Unlock()
@@ -196,27 +208,40 @@ func (kp *keyPair) get() (*tls.Certificate, error) {
 		return kp.cert, nil
 	}
 	kp.checked = now
-	var stamp [2]time.Time
+	var stamp [2]fileStamp
 	for i, p := range []string{kp.certPath, kp.keyPath} {
 		st, err := os.Stat(p)
 		if err != nil {
-			if kp.cert != nil {
-				return kp.cert, nil
-			}
-			return nil, fmt.Errorf("--tls_cert_file/--tls_key_file: %w", err)
+			return kp.keep(stamp, fmt.Errorf("--tls_cert_file/--tls_key_file: %w", err))
 		}
-		stamp[i] = st.ModTime()
+		stamp[i] = fileStamp{size: st.Size(), mtime: st.ModTime()}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			stamp[i].ino = int64(sys.Ino)
+		}
 	}
 	if kp.cert != nil && stamp == kp.stamp {
 		return kp.cert, nil
 	}
 	cert, err := tls.LoadX509KeyPair(kp.certPath, kp.keyPath)
 	if err != nil {
-		if kp.cert != nil {
-			return kp.cert, nil
-		}
-		return nil, fmt.Errorf("--tls_cert_file %s / --tls_key_file %s: %w", kp.certPath, kp.keyPath, err)
+		return kp.keep(stamp, fmt.Errorf("--tls_cert_file %s / --tls_key_file %s: %w", kp.certPath, kp.keyPath, err))
+	}
+	if kp.cert != nil {
+		slog.Info("TLS certificate reloaded", "cert", kp.certPath)
 	}
 	kp.cert, kp.stamp = &cert, stamp
+	return kp.cert, nil
+}
+
+// keep answers a failed (re)load: the last good pair when there is one,
+// the error at start.
+func (kp *keyPair) keep(stamp [2]fileStamp, err error) (*tls.Certificate, error) {
+	if kp.cert == nil {
+		return nil, err
+	}
+	if stamp != kp.failed {
+		kp.failed = stamp
+		slog.Warn("the changed TLS certificate or key does not load; serving the last good pair", "err", err)
+	}
 	return kp.cert, nil
 }

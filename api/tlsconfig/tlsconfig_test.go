@@ -213,8 +213,15 @@ func TestFromEnv(t *testing.T) {
 		})
 	}
 	agent := Files{CertFile: "/agent.pem", KeyFile: "/agent-key.pem", CAFile: "/ca.pem"}
-	env := strings.Join(agent.ExecutorEnv(), " ")
-	if !strings.Contains(env, EnvEnabled+"=true") || !strings.Contains(env, EnvCAFile+"=/ca.pem") || strings.Contains(env, "agent") {
+	env := strings.Join(agent.ExecutorEnv("", ""), " ")
+	if !strings.Contains(env, EnvEnabled+"=true") || !strings.Contains(env, EnvCAFile+"=/ca.pem") || strings.Contains(env, "agent") || strings.Contains(env, EnvKeyFile) {
 		t.Fatalf("executor environment %q: want TLS on and the CA, never the agent's certificate or key", env)
+	}
+	env = strings.Join(agent.ExecutorEnv("/executor.pem", "/executor-key.pem"), " ")
+	if !strings.Contains(env, EnvCertFile+"=/executor.pem") || !strings.Contains(env, EnvKeyFile+"=/executor-key.pem") || strings.Contains(env, "agent") {
+		t.Fatalf("executor environment %q: want the executors' own pair, never the agent's", env)
+	}
+	if env := (Files{}).ExecutorEnv("/executor.pem", "/executor-key.pem"); env != nil {
+		t.Fatalf("a plain agent's executors get %q", env)
 	}
 }

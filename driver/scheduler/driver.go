@@ -231,7 +231,12 @@ func (d *HTTPDriver) Run(ctx context.Context) error {
 		if fatal := (*FatalError)(nil); errors.As(err, &fatal) {
 			return err
 		}
-		if r := (*redirectError)(nil); errors.As(err, &r) && redirects < maxRedirects {
+		if r := (*redirectError)(nil); errors.As(err, &r) && strings.HasPrefix(d.url, "https://") && strings.HasPrefix(r.location, "http://") {
+			// Credentials and tasks must not follow a redirect to plain
+			// HTTP; the configured master is asked again.
+			d.log.Warn("refusing a redirect from https to plain HTTP", "from", d.url, "to", r.location)
+			err = fmt.Errorf("redirect from %s to %s refused: plain HTTP", d.url, r.location)
+		} else if errors.As(err, &r) && redirects < maxRedirects {
 			// A non-leading master names the leader: go there at once.
 			redirects++
 			d.log.Info("master redirected to the leading master", "from", d.url, "to", r.location)

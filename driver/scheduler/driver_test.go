@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -522,5 +523,33 @@ func TestCredential(t *testing.T) {
 				t.Fatalf("framework %s not torn down by its authenticated TEARDOWN", id)
 			}
 		})
+	}
+}
+
+// A redirect from an https master to a plain-HTTP address is not
+// followed: the credentials would go in the clear.
+func TestRedirectToPlainHTTPRefused(t *testing.T) {
+	var plain atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { plain.Add(1) }))
+	t.Cleanup(target.Close)
+	follower := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", target.URL+"/api/v1/scheduler")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(follower.Close)
+	d, err := New(Config{
+		Master: follower.URL, HTTPClient: follower.Client(), Framework: frameworkInfo("tls"), Log: testLogger(t),
+		Credential: &mesos.Credential{Principal: proto.String("p"), Secret: proto.String("s")},
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, GiveUpAfter: 200 * time.Millisecond,
+	}, BaseScheduler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = waitErr(t, runDriver(t, d))
+	if err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+		t.Fatalf("Run = %v, want the redirect to plain HTTP refused", err)
+	}
+	if n := plain.Load(); n != 0 {
+		t.Fatalf("the plain-HTTP address got %d requests", n)
 	}
 }

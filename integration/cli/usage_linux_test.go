@@ -60,6 +60,12 @@ func TestUsage(t *testing.T) {
 			stderr: []string{"--tls_cert_file", "/nonexistent/c.pem"}},
 		{name: "missing CA run", args: []string{"run", "--master", "127.0.0.1:1", "--name", "x", "--command", "true", "--tls_ca_file", "/nonexistent/ca.pem"}, code: 2,
 			stderr: []string{"--tls_ca_file", "/nonexistent/ca.pem"}},
+		{name: "verify peer alone agent", args: []string{"agent", "--master", "127.0.0.1:1", "--work_dir", "/nonexistent", "--tls_verify_peer"}, code: 2,
+			stderr: []string{"--tls_verify_peer needs --tls_ca_file"}},
+		{name: "executor pair without TLS", args: []string{"agent", "--master", "127.0.0.1:1", "--work_dir", "/nonexistent", "--executor_tls_cert_file", "/e.pem", "--executor_tls_key_file", "/k.pem"}, code: 2,
+			stderr: []string{"--executor_tls_cert_file and --executor_tls_key_file need --tls_cert_file"}},
+		{name: "plain master with TLS run", args: []string{"run", "--master", "http://127.0.0.1:1", "--name", "x", "--command", "true", "--tls_ca_file", "/nonexistent/ca.pem"}, code: 2,
+			stderr: []string{"--master http://127.0.0.1:1 is plain HTTP"}},
 		// Environment values: the error names the variable.
 		{name: "env logging level master", env: []string{"CORRAL_LOGGING_LEVEL=bogus"}, args: []string{"master"}, code: 2,
 			stderr: []string{"CORRAL_LOGGING_LEVEL", "--logging_level"}},

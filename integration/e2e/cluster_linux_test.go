@@ -147,7 +147,7 @@ type cluster struct {
 // runs after the stop.
 func startCluster(tb testing.TB, prefix string, extra ...string) *cluster {
 	tb.Helper()
-	return launchCluster(tb, prefix, nil, extra)
+	return launchCluster(tb, prefix, "http", http.DefaultClient, extra)
 }
 
 // startTLSCluster is startCluster serving https with a certificate ca
@@ -157,11 +157,11 @@ func startTLSCluster(tb testing.TB, prefix string, ca *testsupport.CA, extra ...
 	tb.Helper()
 	cert, key := ca.Issue(tb, "node")
 	clientCert, clientKey := ca.Issue(tb, "operator")
-	return launchCluster(tb, prefix, ca.HTTPClient(tb, clientCert, clientKey), append(ca.Flags(cert, key), extra...))
+	return launchCluster(tb, prefix, "https", ca.HTTPClient(tb, clientCert, clientKey), append(ca.Flags(cert, key), extra...))
 }
 
-// launchCluster is startCluster; hc, when set, is a TLS client of it.
-func launchCluster(tb testing.TB, prefix string, hc *http.Client, extra []string) *cluster {
+// launchCluster is startCluster reached with hc over scheme.
+func launchCluster(tb testing.TB, prefix, scheme string, hc *http.Client, extra []string) *cluster {
 	tb.Helper()
 	needsRoot(tb)
 	bin := corralBin(tb)
@@ -173,13 +173,10 @@ func launchCluster(tb testing.TB, prefix string, hc *http.Client, extra []string
 		port := testsupport.FreePort(tb)
 		c := &cluster{
 			master: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			scheme: "http", http: http.DefaultClient,
+			scheme: scheme, http: hc,
 			workDir: workDir,
 			logPath: filepath.Join(dir, fmt.Sprintf("corral-local-%d.log", attempt)),
 			exited:  make(chan struct{}),
-		}
-		if hc != nil {
-			c.scheme, c.http = "https", hc
 		}
 		logf, err := os.Create(c.logPath)
 		if err != nil {
@@ -250,11 +247,18 @@ func (c *cluster) waitReady() error {
 }
 
 func (c *cluster) getJSON(path string, v any) error {
-	return testsupport.GetJSONWith(c.http, c.url(path), v)
+	hc := c.http
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return testsupport.GetJSONWith(hc, c.url(path), v)
 }
 
 // url is path on the master.
 func (c *cluster) url(path string) string {
+	if c.scheme == "" {
+		return "http://" + c.master + path
+	}
 	return c.scheme + "://" + c.master + path
 }
 

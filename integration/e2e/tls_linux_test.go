@@ -26,7 +26,10 @@ func TestTLS(t *testing.T) {
 	prefix := rootTest(t)
 	bin := testExecutorBin(t)
 	ca := testsupport.NewCA(t, prefix+"ca")
-	c := startTLSCluster(t, prefix, ca, "--tls_verify_peer")
+	// libprocess-based executors want a pair of their own: the agent hands
+	// out this one, never its own.
+	exCert, exKey := ca.Issue(t, "executors")
+	c := startTLSCluster(t, prefix, ca, "--tls_verify_peer", "--executor_tls_cert_file", exCert, "--executor_tls_key_file", exKey)
 
 	f := newFramework(t, c, "e2e-tls", codec.JSON)
 	exec := &mesos.ExecutorInfo{
@@ -38,28 +41,31 @@ func TestTLS(t *testing.T) {
 	custom, env := prefix+"tls-custom", prefix+"tls-env"
 	f.launch(&mesos.TaskInfo{
 		Name: proto.String(custom), TaskId: &mesos.TaskID{Value: proto.String(custom)},
-		Resources: mustResources(t, "cpus:0.1;mem:32"), Executor: exec, Data: []byte("echo over-tls"),
+		Resources: mustResources(t, "cpus:0.1;mem:32"), Executor: exec, Data: []byte("echo over-tls; env"),
 	}, commandTask(t, env, "env"))
 	for id, h := range f.awaitTerminal(t, custom, env) {
 		if h.last.GetState() != mesos.TaskState_TASK_FINISHED {
 			t.Errorf("%s went %v %q, want TASK_FINISHED", id, h, h.last.GetMessage())
 		}
 	}
-	if out := readFile(t, filepath.Join(c.sandbox(t, prefix+"tls-executor"), "stdout")); !strings.Contains(out, "over-tls") {
-		t.Errorf("the custom executor's task did not run: stdout %q", out)
+	executorEnv := readFile(t, filepath.Join(c.sandbox(t, prefix+"tls-executor"), "stdout"))
+	if !strings.Contains(executorEnv, "over-tls") {
+		t.Errorf("the custom executor's task did not run: stdout %q", executorEnv)
 	}
-	// A task learns the CA, never the agent's certificate or key: it could
-	// pass for the agent with them.
-	taskEnv := readFile(t, filepath.Join(c.sandbox(t, env), "stdout"))
-	for _, want := range []string{"LIBPROCESS_SSL_ENABLED=true", "LIBPROCESS_SSL_CA_FILE=" + ca.CAFile} {
-		if !strings.Contains(taskEnv, want) {
-			t.Errorf("the task's environment lacks %s:\n%s", want, taskEnv)
+	// An executor learns the CA and the executors' pair, never the agent's
+	// certificate or key: a task could pass for the agent with them.
+	for _, want := range []string{"LIBPROCESS_SSL_ENABLED=true", "LIBPROCESS_SSL_CA_FILE=" + ca.CAFile, "LIBPROCESS_SSL_CERT_FILE=" + exCert, "LIBPROCESS_SSL_KEY_FILE=" + exKey} {
+		if !strings.Contains(executorEnv, want) {
+			t.Errorf("the executor's environment lacks %s:\n%s", want, executorEnv)
 		}
 	}
-	for _, leak := range []string{"LIBPROCESS_SSL_KEY_FILE", "LIBPROCESS_SSL_CERT_FILE", "node-key.pem", "node.pem"} {
-		if strings.Contains(taskEnv, leak) {
-			t.Errorf("the task's environment names the agent's %s:\n%s", leak, taskEnv)
-		}
+	if strings.Contains(executorEnv, "node.pem") || strings.Contains(executorEnv, "node-key.pem") {
+		t.Errorf("the executor's environment names the agent's certificate or key:\n%s", executorEnv)
+	}
+	// A command task does not talk to the agent and is not told to speak
+	// TLS (a libprocess program among its processes would not start).
+	if taskEnv := readFile(t, filepath.Join(c.sandbox(t, env), "stdout")); strings.Contains(taskEnv, "LIBPROCESS_SSL") {
+		t.Errorf("a command task's environment has LIBPROCESS_SSL_*:\n%s", taskEnv)
 	}
 
 	var st struct {
@@ -94,6 +100,8 @@ func TestTLS(t *testing.T) {
 		{"no certificate, agent state", anonymous, "https://" + agentAddr + "/state", http.StatusForbidden},
 		{"no certificate, agent files", anonymous, "https://" + agentAddr + "/files/browse?path=/", http.StatusForbidden},
 		{"no certificate, master health", anonymous, c.url("/health"), http.StatusOK},
+		{"no certificate, agent health", anonymous, "https://" + agentAddr + "/slave(1)/health", http.StatusOK},
+		{"no certificate, agent slave(1)/state", anonymous, "https://" + agentAddr + "/slave(1)/state", http.StatusForbidden},
 		{"another CA's certificate, master", forged, c.url("/state"), 0},
 		{"another CA's certificate, agent", forged, "https://" + agentAddr + "/state", 0},
 		{"trusting another CA, master", other.HTTPClient(t, "", ""), c.url("/health"), 0},
@@ -103,6 +111,10 @@ func TestTLS(t *testing.T) {
 			got, err := status(tc.client, tc.url)
 			if got != tc.want {
 				t.Errorf("GET %s: got %d (%v), want %d", tc.url, got, err, tc.want)
+			}
+			// Refused for the certificate, not by some other layer.
+			if tc.want == http.StatusForbidden && !strings.Contains(fmt.Sprint(err), "client certificate") {
+				t.Errorf("GET %s: refused with %v, want the certificate named", tc.url, err)
 			}
 		})
 	}

@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/corral/corral/api/codec"
+	"github.com/corral/corral/api/v1/mesos"
+)
+
+// basicAuth adds a principal's HTTP basic credentials to every request.
+type basicAuth struct{ principal, secret string }
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(b.principal, b.secret)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestSandboxACLs: with --acls, /files serves a sandbox only to whom
+// access_sandboxes lets see the sandboxes of the user its executor runs
+// as; a path above the executors only to whom may see them all; and a
+// symbolic link a task plants in a sandbox it may read does not lead into
+// another's.
+func TestSandboxACLs(t *testing.T) {
+	prefix := rootTest(t)
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "http-credentials")
+	if err := os.WriteFile(creds, []byte(`{"credentials":[{"principal":"ops","secret":"o"},{"principal":"alice","secret":"a"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const acls = `{"access_sandboxes": [
+	  {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+	  {"principals": {"values": ["alice"]}, "users": {"values": ["nobody"]}},
+	  {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}
+	]}`
+	c := launchCluster(t, prefix, "http", &http.Client{Transport: basicAuth{"ops", "o"}},
+		[]string{"--authenticate_http_readonly", "--http_credentials", creds, "--acls", acls})
+	// The test's temporary folders are 0700: nobody must reach its sandbox.
+	for d := filepath.Dir(c.workDir); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A task as root keeps a secret; one as nobody plants a link to it.
+	root := newFramework(t, c, "acl-root", codec.JSON)
+	secret, planter := prefix+"secret", prefix+"planter"
+	root.launch(commandTask(t, secret, "echo root-secret-"+prefix+" > secret"))
+	root.awaitTerminal(t, secret)
+	rootBox := c.sandbox(t, secret)
+	link := fmt.Sprintf("ln -s ../../../%s/runs/latest/secret leak && echo planted", secret)
+	plant := commandTask(t, planter, link)
+	plant.Command.User = proto.String("nobody")
+	root.launch(plant)
+	if h := root.awaitTerminal(t, planter)[planter]; h.last.GetState() != mesos.TaskState_TASK_FINISHED {
+		t.Fatalf("the planting task went %v %q", h, h.last.GetMessage())
+	}
+	nobodyBox := c.sandbox(t, planter)
+
+	var st struct {
+		Slaves []struct {
+			PID string `json:"pid"`
+		} `json:"slaves"`
+	}
+	if err := c.getJSON("/state", &st); err != nil || len(st.Slaves) != 1 {
+		t.Fatalf("master /state: %v %+v", err, st)
+	}
+	_, agentAddr, _ := strings.Cut(st.Slaves[0].PID, "@")
+	read := func(principal, secret, path string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+"/files/read?"+url.Values{"path": {path}, "offset": {"0"}}.Encode(), nil)
+		req.SetBasicAuth(principal, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name, principal, secret, path string
+		code                          int
+		says                          string
+	}{
+		{"ops reads root's sandbox", "ops", "o", rootBox + "/secret", http.StatusOK, "root-secret-" + prefix},
+		{"alice reads nobody's sandbox", "alice", "a", nobodyBox + "/stdout", http.StatusOK, "planted"},
+		{"alice reads root's sandbox", "alice", "a", rootBox + "/secret", http.StatusForbidden, "Not authorized to access the sandbox"},
+		{"alice through the planted link", "alice", "a", nobodyBox + "/leak", http.StatusForbidden, "leads out of the sandboxes"},
+		{"alice above the executors", "alice", "a", filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(rootBox)))), http.StatusForbidden, "only the sandboxes of single executors"},
+		{"ops above the executors", "ops", "o", filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(rootBox)))), http.StatusBadRequest, "directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := read(tc.principal, tc.secret, tc.path)
+			if code != tc.code || !strings.Contains(body, tc.says) {
+				t.Errorf("GET /files/read %s as %s: %d %q, want %d with %q", tc.path, tc.principal, code, body, tc.code, tc.says)
+			}
+		})
+	}
+}
