@@ -85,6 +85,8 @@ type journal struct {
 	meta  string // meta/: what syncfs is called on
 	log   *slog.Logger
 	syncs *atomic.Uint64
+	// syncDir fsyncs a directory: the store's, which counts it.
+	syncDir func(string) error
 	// compactAt is the constant of that name; tests lower it.
 	compactAt int64
 
@@ -137,7 +139,7 @@ type batch struct {
 // openJournal replays the segments a previous run left in meta/journal,
 // makes the result durable and starts an empty segment.
 func openJournal(meta string, log *slog.Logger, syncs *atomic.Uint64, syncDir func(string) error) (*journal, error) {
-	j := &journal{dir: filepath.Join(meta, journalDir), meta: meta, log: log, syncs: syncs, compactAt: compactAt}
+	j := &journal{dir: filepath.Join(meta, journalDir), meta: meta, log: log, syncs: syncs, syncDir: syncDir, compactAt: compactAt}
 	j.cond.L = &j.mu
 	if err := os.Mkdir(j.dir, 0o755); err == nil {
 		if err := syncDir(meta); err != nil {
@@ -187,7 +189,7 @@ func openJournal(meta string, log *slog.Logger, syncs *atomic.Uint64, syncDir fu
 		if seg, err = j.recycle(last, dirty); err != nil {
 			return nil, err
 		}
-	} else if seg, err = j.create(1, syncDir); err != nil {
+	} else if seg, err = j.create(1); err != nil {
 		return nil, fmt.Errorf("%w: %w", errJournalStart, err)
 	}
 	j.seg = seg
@@ -225,7 +227,7 @@ func (j *journal) segments() ([]uint64, error) {
 // fallocated (unwritten) blocks does. Where allocating fails the segment
 // grows as it is written. Its directory entry is durable before any
 // record in it counts.
-func (j *journal) create(seq uint64, syncDir func(string) error) (*segment, error) {
+func (j *journal) create(seq uint64) (*segment, error) {
 	f, err := os.OpenFile(j.name(seq), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint journal: %w", err)
@@ -239,7 +241,7 @@ func (j *journal) create(seq uint64, syncDir func(string) error) (*segment, erro
 			return nil, fmt.Errorf("checkpoint journal: %w", err)
 		}
 	}
-	if err := syncDir(j.dir); err != nil {
+	if err := j.syncDir(j.dir); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -573,25 +575,12 @@ func (seg *segment) cut(err error, n int) error {
 // rotate starts the segment after seg; on failure seg goes on growing and
 // the next flush tries again.
 func (j *journal) rotate(seg *segment) *segment {
-	next, err := j.create(seg.seq+1, j.syncDir)
+	next, err := j.create(seg.seq + 1)
 	if err != nil {
 		j.log.Warn("checkpoint journal: starting a new segment", "err", err)
 		return nil
 	}
 	return next
-}
-
-func (j *journal) syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	j.syncs.Add(1)
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 func (j *journal) syncfs() error {
@@ -658,7 +647,9 @@ func (j *journal) close() error {
 	return j.closeErr
 }
 
-func (j *journal) retire() error {
+// stop lets the flush and the compaction under way end and takes no new
+// records.
+func (j *journal) stop() {
 	j.mu.Lock()
 	for j.flushing {
 		j.cond.Wait()
@@ -666,6 +657,10 @@ func (j *journal) retire() error {
 	j.closed = true
 	j.mu.Unlock()
 	j.compacted.Wait()
+}
+
+func (j *journal) retire() error {
+	j.stop()
 	j.mu.Lock()
 	segs := append(j.old, j.seg)
 	j.old, j.seg = nil, nil

@@ -26,13 +26,7 @@ func crash(tb testing.TB, ts *testStore) {
 		tb.Fatal("the store has no journal")
 	}
 	j.closeOnce.Do(func() {
-		j.mu.Lock()
-		for j.flushing {
-			j.cond.Wait()
-		}
-		j.closed = true
-		j.mu.Unlock()
-		j.compacted.Wait()
+		j.stop()
 		for _, seg := range append(j.old, j.seg) {
 			seg.f.Close()
 		}

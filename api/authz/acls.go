@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -176,7 +177,7 @@ func Parse(b []byte) (*ACLs, error) {
 		return nil, fmt.Errorf("ACLs: %w", err)
 	}
 	a := &ACLs{permissive: true, rules: map[Action][]rule{}}
-	for _, key := range sortedKeys(raw) {
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
 		v := raw[key]
 		if key == "permissive" {
 			if err := json.Unmarshal(v, &a.permissive); err != nil {
@@ -281,13 +282,4 @@ func (a *ACLs) Unenforced() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

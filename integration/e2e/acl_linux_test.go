@@ -66,15 +66,7 @@ func TestSandboxACLs(t *testing.T) {
 	}
 	nobodyBox := c.sandbox(t, planter)
 
-	var st struct {
-		Slaves []struct {
-			PID string `json:"pid"`
-		} `json:"slaves"`
-	}
-	if err := c.getJSON("/state", &st); err != nil || len(st.Slaves) != 1 {
-		t.Fatalf("master /state: %v %+v", err, st)
-	}
-	_, agentAddr, _ := strings.Cut(st.Slaves[0].PID, "@")
+	agentAddr := c.agentAddr(t)
 	read := func(principal, secret, path string) (int, string) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+"/files/read?"+url.Values{"path": {path}, "offset": {"0"}}.Encode(), nil)
 		req.SetBasicAuth(principal, secret)

@@ -254,6 +254,22 @@ func (c *cluster) getJSON(path string, v any) error {
 	return testsupport.GetJSONWith(hc, c.url(path), v)
 }
 
+// agentAddr is host:port of the cluster's one agent, from the master's
+// /state (slaves[].pid, "slave(1)@host:port").
+func (c *cluster) agentAddr(tb testing.TB) string {
+	tb.Helper()
+	var st struct {
+		Slaves []struct {
+			PID string `json:"pid"`
+		} `json:"slaves"`
+	}
+	if err := c.getJSON("/state", &st); err != nil || len(st.Slaves) != 1 {
+		tb.Fatalf("master /state: %v %+v", err, st)
+	}
+	_, addr, _ := strings.Cut(st.Slaves[0].PID, "@")
+	return addr
+}
+
 // url is path on the master.
 func (c *cluster) url(path string) string {
 	if c.scheme == "" {

@@ -68,15 +68,7 @@ func TestTLS(t *testing.T) {
 		t.Errorf("a command task's environment has LIBPROCESS_SSL_*:\n%s", taskEnv)
 	}
 
-	var st struct {
-		Slaves []struct {
-			PID string `json:"pid"`
-		} `json:"slaves"`
-	}
-	if err := c.getJSON("/state", &st); err != nil || len(st.Slaves) != 1 {
-		t.Fatalf("master /state: %v %+v", err, st)
-	}
-	_, agentAddr, _ := strings.Cut(st.Slaves[0].PID, "@")
+	agentAddr := c.agentAddr(t)
 	other := testsupport.NewCA(t, prefix+"intruder")
 	otherCert, otherKey := other.Issue(t, "intruder")
 	anonymous := ca.HTTPClient(t, "", "")
