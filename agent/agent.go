@@ -343,7 +343,7 @@ func (a *Agent) Handler() http.Handler {
 	// root, where tools written for Corral look.
 	for name, h := range map[string]http.HandlerFunc{
 		"state":              readonly(a.serveState),
-		"flags":              readonly(httpapi.Flags(a.cfg.Flags)),
+		"flags":              readonly(a.serveFlags),
 		"health":             httpapi.Health,
 		"monitor/statistics": readonly(a.serveStatistics),
 		"containers":         readonly(a.serveContainers),
@@ -366,6 +366,15 @@ func (a *Agent) Handler() http.Handler {
 		}
 		return true
 	})
+}
+
+// serveFlags is /flags, for whom view_flags allows.
+func (a *Agent) serveFlags(w http.ResponseWriter, r *http.Request) {
+	if !a.viewerOf(r).flags() {
+		httpapi.Error(w, http.StatusForbidden, "Not authorized to view flags")
+		return
+	}
+	httpapi.Flags(a.cfg.Flags)(w, r)
 }
 
 // masterLoop (re-)registers with the master and handles its events, backing

@@ -385,8 +385,44 @@ func (a *Agent) executorUser(fwID, exID string) (string, bool) {
 	if ex == nil {
 		return "", false
 	}
-	if u := ex.info.GetCommand().GetUser(); u != "" {
-		return u, true
-	}
-	return fw.info.GetUser(), true
+	return ex.runsAs(), true
 }
+
+// runsAs is the user the executor runs as, as the ACLs judge it: its
+// command's, else its framework's.
+func (ex *executor) runsAs() string {
+	if u := ex.info.GetCommand().GetUser(); u != "" {
+		return u
+	}
+	return ex.fw.info.GetUser()
+}
+
+// viewer is who reads the agent's /state: the principal of
+// --http_credentials the request authenticated as, judged by --acls
+// (view_frameworks, view_executors, view_tasks, view_flags).
+type viewer struct {
+	acls      *authz.ACLs
+	principal string
+}
+
+func (a *Agent) viewerOf(r *http.Request) viewer {
+	return viewer{acls: a.cfg.acls, principal: auth.PrincipalOf(r)}
+}
+
+func (v viewer) framework(fw *framework) bool {
+	return v.acls.Allowed(authz.ViewFramework, v.principal, fw.info.GetUser())
+}
+
+func (v viewer) executor(ex *executor) bool {
+	return v.acls.Allowed(authz.ViewExecutor, v.principal, ex.runsAs())
+}
+
+func (v viewer) task(ex *executor, t *task) bool {
+	user := ex.runsAs()
+	if u := t.info.GetCommand().GetUser(); u != "" {
+		user = u
+	}
+	return v.acls.Allowed(authz.ViewTask, v.principal, user)
+}
+
+func (v viewer) flags() bool { return v.acls.AllowedAny(authz.ViewFlags, v.principal) }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/corral/corral/api/authz"
 	"github.com/corral/corral/api/httpapi"
 	"github.com/corral/corral/api/resources"
 	"github.com/corral/corral/container"
@@ -21,6 +22,7 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	// Usage is read before the agent's lock is taken: it reads cgroup files
 	// and must not hold up task updates.
 	usage := a.containerUsage(r.Context())
+	v := a.viewerOf(r)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	frameworks := []map[string]any{}
@@ -31,13 +33,20 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	sort.Strings(fwIDs)
 	for _, id := range fwIDs {
 		fw := a.frameworks[id]
+		if !v.framework(fw) {
+			continue
+		}
 		executors := []map[string]any{}
 		for _, ex := range fw.executors {
-			executors = append(executors, a.executorJSON(ex, usage))
+			if v.executor(ex) {
+				executors = append(executors, a.executorJSON(ex, usage, v))
+			}
 		}
 		completed := []map[string]any{}
 		for _, ex := range fw.ended {
-			completed = append(completed, a.executorJSON(ex, nil))
+			if v.executor(ex) {
+				completed = append(completed, a.executorJSON(ex, nil, v))
+			}
 		}
 		frameworks = append(frameworks, map[string]any{
 			"id": fw.id, "name": fw.info.GetName(), "user": fw.info.GetUser(), "hostname": fw.info.GetHostname(),
@@ -48,13 +57,15 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	}
 	completedExecutors := []map[string]any{}
 	for _, ex := range a.completed {
-		completedExecutors = append(completedExecutors, a.executorJSON(ex, nil))
+		if v.framework(ex.fw) && v.executor(ex) {
+			completedExecutors = append(completedExecutors, a.executorJSON(ex, nil, v))
+		}
 	}
 	masterHost := ""
 	if a.masterInfo != nil {
 		masterHost = a.masterInfo.GetHostname()
 	}
-	httpapi.WriteJSON(w, map[string]any{
+	st := map[string]any{
 		"version":                    version.MesosCompat,
 		"corral_version":             version.Version,
 		"id":                         a.agentID,
@@ -65,22 +76,33 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 		"unreserved_resources":       a.total.StateJSON(),
 		"attributes":                 map[string]any{},
 		"master_hostname":            masterHost,
-		"flags":                      a.cfg.Flags,
 		"frameworks":                 frameworks,
 		"completed_frameworks":       []any{},
 		"completed_executors_recent": completedExecutors,
 		// Not in Mesos' /state: what start-up recovery found and did, and
 		// the status updates still waiting for their acknowledgement.
-		"recovery":       a.recovery.json(),
-		"status_updates": updatesJSON(a.updates),
-	})
+		"recovery": a.recovery.json(),
+	}
+	// The pending updates name every framework's tasks: only for whom may
+	// see the tasks of any user.
+	if v.acls.AllowedAny(authz.ViewTask, v.principal) {
+		st["status_updates"] = updatesJSON(a.updates)
+	}
+	// As the master's: the flags only for whom view_flags allows.
+	if v.flags() {
+		st["flags"] = a.cfg.Flags
+	}
+	httpapi.WriteJSON(w, st)
 }
 
-func (a *Agent) executorJSON(ex *executor, usage map[string]map[string]any) map[string]any {
+func (a *Agent) executorJSON(ex *executor, usage map[string]map[string]any, v viewer) map[string]any {
 	var tasks, queued, done []map[string]any
 	var used resources.Resources
 	_, registering := ex.runner.phaseLocked()
 	for _, t := range ex.tasks {
+		if !v.task(ex, t) {
+			continue
+		}
 		r, _ := resources.New(t.info.GetResources())
 		j := map[string]any{
 			"id": t.info.GetTaskId().GetValue(), "name": t.info.GetName(), "framework_id": ex.fw.id,

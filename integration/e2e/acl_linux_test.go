@@ -25,7 +25,8 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// TestSandboxACLs: with --acls, /files serves a sandbox only to whom
+// TestSandboxACLs: with --acls, the agent's and the master's /state show a
+// principal only the executors and tasks it may see, and /files serves a sandbox only to whom
 // access_sandboxes lets see the sandboxes of the user its executor runs
 // as; a path above the executors only to whom may see them all; and a
 // symbolic link a task plants in a sandbox it may read does not lead into
@@ -37,11 +38,14 @@ func TestSandboxACLs(t *testing.T) {
 	if err := os.WriteFile(creds, []byte(`{"credentials":[{"principal":"ops","secret":"o"},{"principal":"alice","secret":"a"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	const acls = `{"access_sandboxes": [
+	// ops sees everything, alice only what runs as nobody, no one else
+	// anything.
+	rules := `[
 	  {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
 	  {"principals": {"values": ["alice"]}, "users": {"values": ["nobody"]}},
 	  {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}
-	]}`
+	]`
+	acls := `{"access_sandboxes": ` + rules + `, "view_executors": ` + rules + `, "view_tasks": ` + rules + `}`
 	c := launchCluster(t, prefix, "http", &http.Client{Transport: basicAuth{"ops", "o"}},
 		[]string{"--authenticate_http_readonly", "--http_credentials", creds, "--acls", acls})
 	// The test's temporary folders are 0700: nobody must reach its sandbox.
@@ -77,6 +81,28 @@ func TestSandboxACLs(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		return resp.StatusCode, string(b)
+	}
+	get := func(principal, secret, url string) string {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.SetBasicAuth(principal, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s as %s: %s %s", url, principal, resp.Status, b)
+		}
+		return string(b)
+	}
+	for _, where := range []string{"http://" + agentAddr + "/state", c.url("/state"), c.url("/tasks")} {
+		if body := get("ops", "o", where); !strings.Contains(body, `"`+secret+`"`) || !strings.Contains(body, `"`+planter+`"`) {
+			t.Errorf("%s as ops lacks a task", where)
+		}
+		if body := get("alice", "a", where); strings.Contains(body, `"`+secret+`"`) || !strings.Contains(body, `"`+planter+`"`) {
+			t.Errorf("%s as alice: want nobody's task and not root's", where)
+		}
 	}
 	for _, tc := range []struct {
 		name, principal, secret, path string
