@@ -116,6 +116,9 @@ func New(cfg Config) (_ *Agent, err error) {
 	if cfg.serverTLS != nil {
 		ln = tls.NewListener(ln, cfg.serverTLS)
 	}
+	if w := exposure(cfg); w != "" {
+		cfg.Log.Warn("the agent listens beyond loopback: "+w, "ip", cfg.IP)
+	}
 	if cfg.serverTLS != nil && cfg.TLS.CAFile == "" {
 		cfg.Log.Warn("serving TLS without --tls_ca_file: executors verify the agent's certificate against the system's roots, and fail to reach it if no root signed it")
 	}
@@ -344,7 +347,7 @@ func (a *Agent) Handler() http.Handler {
 	for name, h := range map[string]http.HandlerFunc{
 		"state":              readonly(a.serveState),
 		"flags":              readonly(a.serveFlags),
-		"health":             httpapi.Health,
+		"health":             httpapi.HealthWarning(exposure(a.cfg)),
 		"monitor/statistics": readonly(a.serveStatistics),
 		"containers":         readonly(a.serveContainers),
 	} {
@@ -366,6 +369,15 @@ func (a *Agent) Handler() http.Handler {
 		}
 		return true
 	})
+}
+
+// exposure says, when the agent listens beyond loopback without
+// authenticating executors, that anyone can speak for them ("" else).
+func exposure(cfg Config) string {
+	if ip := net.ParseIP(cfg.IP); (ip != nil && ip.IsLoopback()) || cfg.AuthenticateHTTPExecutors {
+		return ""
+	}
+	return "unauthenticated: anyone who reaches this agent can speak for any executor (--authenticate_http_executors)"
 }
 
 // serveFlags is /flags, for whom view_flags allows.

@@ -77,10 +77,6 @@ func (f *masterFlags) config(cmd *cobra.Command, log *slog.Logger) (master.Confi
 	if err != nil {
 		return master.Config{}, err
 	}
-	if ip := net.ParseIP(f.ip); !ip.IsLoopback() && (!frameworks || !f.authenticateAgents) {
-		log.Warn("the master listens beyond loopback and does not authenticate frameworks or agents: anyone who reaches it can act as one (see --authenticate_http_frameworks, --authenticate_agents)",
-			"ip", f.ip, "frameworks_authenticate", frameworks, "agents_authenticate", f.authenticateAgents)
-	}
 	readonly, err := auth.LoadRequired(f.authenticateReadonly, "--authenticate_http_readonly", "--http_credentials", f.httpCredentials)
 	if err != nil {
 		return master.Config{}, err

@@ -3,6 +3,7 @@ package master_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -309,5 +310,30 @@ func TestACLTeardown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /teardown: %s, want 405", resp.Status)
+	}
+}
+
+// A master beyond loopback that does not authenticate frameworks and
+// agents says so on /health (a Warning header; the body stays empty).
+func TestHealthSaysUnauthenticated(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     master.Config
+		warning string
+	}{
+		{"loopback", master.Config{Address: "127.0.0.1:5050"}, ""},
+		{"open", master.Config{Address: "10.1.2.3:5050"}, "any framework (--authenticate_http_frameworks) or agent (--authenticate_agents)"},
+		{"frameworks authenticate", master.Config{Address: "10.1.2.3:5050", FrameworkCredentials: auth.Credentials{"a": "b"}}, "any agent (--authenticate_agents)"},
+		{"both authenticate", master.Config{Address: "0.0.0.0:5050", FrameworkCredentials: auth.Credentials{"a": "b"}, AgentCredentials: auth.Credentials{"c": "d"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Log = quietLog()
+			w := httptest.NewRecorder()
+			master.New(tc.cfg).Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/health", nil))
+			got := w.Header().Get("Warning")
+			if w.Code != http.StatusOK || w.Body.Len() != 0 || (tc.warning == "") != (got == "") || !strings.Contains(got, tc.warning) {
+				t.Fatalf("/health: %d %q, Warning %q; want 200, no body and a warning with %q", w.Code, w.Body.String(), got, tc.warning)
+			}
+		})
 	}
 }

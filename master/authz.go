@@ -3,8 +3,10 @@ package master
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/corral/corral/api/auth"
 	"github.com/corral/corral/api/authz"
@@ -156,4 +158,25 @@ func (m *Master) serveTeardown(w http.ResponseWriter, r *http.Request) {
 	m.teardown(fw)
 	m.requestAllocation()
 	w.WriteHeader(http.StatusOK)
+}
+
+// exposure says, when the master listens beyond loopback without
+// authenticating frameworks or agents, who can then act as one ("" when
+// it does not, or authenticates both).
+func (m *Master) exposure() string {
+	host, _, _ := net.SplitHostPort(m.cfg.Address)
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return ""
+	}
+	var open []string
+	if m.cfg.FrameworkCredentials == nil {
+		open = append(open, "framework (--authenticate_http_frameworks)")
+	}
+	if m.cfg.AgentCredentials == nil {
+		open = append(open, "agent (--authenticate_agents)")
+	}
+	if len(open) == 0 {
+		return ""
+	}
+	return "unauthenticated: anyone who reaches this master can act as any " + strings.Join(open, " or ")
 }

@@ -237,6 +237,9 @@ func New(cfg Config) *Master {
 		unreachable:  map[string]time.Time{},
 	}
 	m.info = masterInfo(id, cfg.Address, cfg.Hostname)
+	if w := m.exposure(); w != "" {
+		m.log.Warn("the master listens beyond loopback: "+w, "address", cfg.Address)
+	}
 	return m
 }
 

@@ -40,7 +40,7 @@ func (m *Master) registerEndpoints(mux *http.ServeMux) {
 	// Mesos serves these under /master/ and, the master being libprocess'
 	// delegate, without the prefix too.
 	for path, h := range map[string]http.HandlerFunc{
-		"/health":        httpapi.Health,
+		"/health":        httpapi.HealthWarning(m.exposure()),
 		"/flags":         readonly(m.serveFlags),
 		"/state":         readonly(m.serveState),
 		"/state.json":    readonly(m.serveState),

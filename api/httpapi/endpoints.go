@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/corral/corral/internal/version"
@@ -21,6 +22,21 @@ func WriteJSON(w http.ResponseWriter, v any) {
 
 // Health answers /health as Mesos does: 200 with an empty body.
 func Health(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+
+// HealthWarning is Health that carries warning, when there is one, in a
+// Warning header (code 199, "miscellaneous"): a health check that shows
+// headers learns that the server is open to anyone, and the body stays
+// Mesos' empty one.
+func HealthWarning(warning string) http.HandlerFunc {
+	if warning == "" {
+		return Health
+	}
+	value := `199 - "` + strings.ReplaceAll(warning, `"`, `'`) + `"`
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Warning", value)
+		w.WriteHeader(http.StatusOK)
+	}
+}
 
 // Version answers /version in Mesos' shape; "version" is the Mesos API level
 // Corral follows, since clients compare it with Mesos releases.
