@@ -154,7 +154,13 @@ func (f *runFlags) options() (*runOptions, error) {
 	if tlsCfg == nil && strings.HasPrefix(master, "https://") {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12} // the system's roots
 	}
-	hc := &http.Client{Transport: tlsconfig.Transport(tlsCfg)}
+	var rt http.RoundTripper = tlsconfig.Transport(tlsCfg)
+	if f.principal != "" && f.secret != "" {
+		// The master's /state and the agent's /files may want credentials
+		// (--authenticate_http_readonly): the framework's go there too.
+		rt = withBasicAuth{rt, f.principal, f.secret}
+	}
+	hc := &http.Client{Transport: rt}
 	want, err := resources.Parse(f.resources)
 	if err != nil {
 		return nil, fmt.Errorf("--resources: %w", err)
@@ -226,6 +232,21 @@ func (f *runFlags) options() (*runOptions, error) {
 		killAfter: f.killAfter,
 		timeout:   f.timeout,
 	}, nil
+}
+
+// withBasicAuth sends a principal's credentials with every request that
+// carries none.
+type withBasicAuth struct {
+	http.RoundTripper
+	principal, secret string
+}
+
+func (b withBasicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth(b.principal, b.secret)
+	}
+	return b.RoundTripper.RoundTrip(r)
 }
 
 func randomSuffix() string {

@@ -140,6 +140,17 @@ type clusterOpts struct {
 	// tls, when set, signs the certificate the master and the agent serve
 	// (and present to each other).
 	tls *testsupport.CA
+	// http reaches the master (default: plain, without credentials).
+	http *http.Client
+}
+
+// basicAuth adds a principal's HTTP basic credentials to every request.
+type basicAuth struct{ principal, secret string }
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(b.principal, b.secret)
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 func startCluster(tb testing.TB, prefix string, o clusterOpts) *cluster {
@@ -158,6 +169,9 @@ func startCluster(tb testing.TB, prefix string, o clusterOpts) *cluster {
 	}
 	c.master = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	c.url, c.http = "http://"+c.master, http.DefaultClient
+	if o.http != nil {
+		c.http = o.http
+	}
 	agentArgs := []string{"--work_dir", c.workDir, "--cgroups_root", c.cgRoot, "--resources", "cpus:2;mem:1024;disk:1024",
 		"--logging_level", "INFO"}
 	var tlsFlags []string

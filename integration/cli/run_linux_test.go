@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -105,9 +106,15 @@ func TestRunAuthenticates(t *testing.T) {
 	if err := os.WriteFile(agentCred, []byte("agent a-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := startCluster(t, prefix, clusterOpts{extra: []string{"--authenticate_http_frameworks", "--authenticate_agents", "--credentials", creds, "--credential", agentCred}})
+	c := startCluster(t, prefix, clusterOpts{extra: []string{"--authenticate_http_frameworks", "--authenticate_agents", "--credentials", creds, "--credential", agentCred,
+		"--authenticate_http_readonly", "--http_credentials", creds}, http: &http.Client{Transport: basicAuth{"runner", "s3cret"}}})
 	if r := corral(t, []string{"CORRAL_SECRET=s3cret"}, "run", "--master", c.master, "--name", "authed", "--principal", "runner", "--command", "true"); r.code != 0 || !strings.Contains(r.stdout, "TASK_FINISHED") {
 		t.Fatalf("corral run with credentials: want TASK_FINISHED and exit 0, got %v", r)
+	}
+	// The agent's /files wants credentials too: corral run sends the
+	// framework's to show a failed task's stderr.
+	if r := corral(t, []string{"CORRAL_SECRET=s3cret"}, "run", "--master", c.master, "--name", "authed-fail", "--principal", "runner", "--command", "echo authed-stderr >&2; exit 3"); r.code != 1 || !strings.Contains(r.stderr, "authed-stderr") {
+		t.Errorf("a failed task with credentials: want exit 1 and its stderr shown, got %v", r)
 	}
 	for name, env := range map[string][]string{"no credentials": nil, "wrong secret": {"CORRAL_SECRET=wrong"}} {
 		args := []string{"run", "--master", c.master, "--name", "refused", "--command", "true", "--timeout", "20s"}
