@@ -245,7 +245,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	// Removals under way finish before Run returns.
 	defer func() { <-gcDone }()
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// The server's own complaints (a TLS handshake a port scan or a plain
+	// TCP health check broke off) are debug noise, not errors.
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(a.ln) }()
 	// Recovered executors re-subscribe from now on, within their timeout.

@@ -124,7 +124,9 @@ func serveMaster(ctx context.Context, cfg master.Config) (func() error, error) {
 		ln, scheme = tls.NewListener(ln, cfg.TLS), "https"
 	}
 	m := master.New(cfg)
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Broken-off TLS handshakes (port scans, TCP health checks) are debug
+	// noise.
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug)}
 	go m.Run(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

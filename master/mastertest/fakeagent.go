@@ -115,7 +115,7 @@ func ConnectAgent(tb testing.TB, addr string, o AgentOptions) *FakeAgent {
 	}
 	call := &cluster.Call{Type: cluster.Call_SUBSCRIBE.Enum(), Subscribe: &cluster.Call_Subscribe{
 		AgentInfo: &mesos.AgentInfo{Hostname: proto.String(o.Hostname), Port: proto.Int32(int32(o.Port)), Resources: res},
-		Endpoint: &mesos.URL{Scheme: proto.String("http"), Path: proto.String("/slave(1)"),
+		Endpoint: &mesos.URL{Scheme: proto.String(scheme), Path: proto.String("/slave(1)"),
 			Address: &mesos.Address{Hostname: proto.String(o.Hostname), Ip: proto.String(o.IP), Port: proto.Int32(int32(o.Port))}},
 		Tasks: o.Tasks, Frameworks: o.Frameworks, Executors: o.Executors,
 	}}
