@@ -342,7 +342,9 @@ func (a *Agent) Handler() http.Handler {
 	}
 	mux.HandleFunc("/api/v1/executor", a.serveExecutor)
 	mux.HandleFunc("/version", httpapi.Version)
-	mux.HandleFunc("/metrics/snapshot", readonly(metrics.Handler(a.metrics)))
+	// get_endpoints (--acls) guards what Mesos guards with it.
+	endpoint := a.cfg.acls.Endpoint
+	mux.HandleFunc("/metrics/snapshot", readonly(endpoint(metrics.Handler(a.metrics))))
 	// The agent process's endpoints where Mesos serves them (under its
 	// process name slave(1), with libprocess' .json aliases), and at the
 	// root, where tools written for Corral look.
@@ -350,8 +352,8 @@ func (a *Agent) Handler() http.Handler {
 		"state":              readonly(a.serveState),
 		"flags":              readonly(a.serveFlags),
 		"health":             httpapi.HealthWarning(exposure(a.cfg)),
-		"monitor/statistics": readonly(a.serveStatistics),
-		"containers":         readonly(a.serveContainers),
+		"monitor/statistics": readonly(endpoint(a.serveStatistics)),
+		"containers":         readonly(endpoint(a.serveContainers)),
 	} {
 		for _, prefix := range []string{"/", "/slave(1)/"} {
 			mux.HandleFunc(prefix+name, h)

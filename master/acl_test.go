@@ -50,6 +50,9 @@ const aclMatrix = `{
     {"principals": {"values": ["ops"]}, "framework_principals": {"type": "ANY"}},
     {"principals": {"values": ["alice"]}, "framework_principals": {"values": ["alice"]}}
   ],
+  "get_endpoints": [
+    {"principals": {"values": ["ops"]}, "paths": {"values": ["/metrics/snapshot"]}}
+  ],
   "view_flags": [
     {"principals": {"values": ["ops"]}, "flags": {"type": "ANY"}}
   ]
@@ -205,10 +208,13 @@ func TestACLRunTasks(t *testing.T) {
 			if strings.Join(listed, ",") != strings.Join(tc.tasks, ",") {
 				t.Errorf("/tasks running: %v, want %v", listed, tc.tasks)
 			}
-			resp := getAs(t, tm, "/flags", tc.viewer, tc.secret)
-			resp.Body.Close()
-			if want := map[bool]int{true: http.StatusOK, false: http.StatusForbidden}[tc.flags]; resp.StatusCode != want {
-				t.Errorf("/flags: %s, want %d", resp.Status, want)
+			// ops alone may see the flags and get the metrics.
+			for _, path := range []string{"/flags", "/metrics/snapshot"} {
+				resp := getAs(t, tm, path, tc.viewer, tc.secret)
+				resp.Body.Close()
+				if want := map[bool]int{true: http.StatusOK, false: http.StatusForbidden}[tc.flags]; resp.StatusCode != want {
+					t.Errorf("%s: %s, want %d", path, resp.Status, want)
+				}
 			}
 			// The operator API filters the same way.
 			body := []byte(`{"type":"GET_FRAMEWORKS"}`)

@@ -56,7 +56,8 @@ func (m *Master) registerEndpoints(mux *http.ServeMux) {
 		mux.HandleFunc("/master"+path, h)
 	}
 	mux.HandleFunc("/version", httpapi.Version)
-	mux.HandleFunc("/metrics/snapshot", readonly(m.serveMetrics))
+	// get_endpoints (--acls) guards what Mesos guards with it.
+	mux.HandleFunc("/metrics/snapshot", readonly(m.cfg.ACLs.Endpoint(m.serveMetrics)))
 }
 
 // serveFlags is /flags, for whom view_flags allows.

@@ -34,6 +34,7 @@ const (
 	ViewExecutor      Action = "view_executors"      // object: the executor's user
 	AccessSandbox     Action = "access_sandboxes"    // object: the executor's user
 	ViewFlags         Action = "view_flags"          // object: ANY
+	GetEndpoint       Action = "get_endpoints"       // object: the endpoint's path
 )
 
 // objectKeys are Mesos' actions with the key of their object. The ones
@@ -45,7 +46,7 @@ var objectKeys = map[Action]string{
 	ViewFramework: "users", ViewTask: "users", ViewExecutor: "users", AccessSandbox: "users", ViewFlags: "flags",
 	"reserve_resources": "roles", "unreserve_resources": "reserver_principals", "create_volumes": "roles",
 	"destroy_volumes": "creator_principals", "resize_volumes": "roles", "update_weights": "roles",
-	"get_endpoints": "paths", "get_quotas": "roles", "update_quotas": "roles", "view_roles": "roles",
+	GetEndpoint: "paths", "get_quotas": "roles", "update_quotas": "roles", "view_roles": "roles",
 	"access_mesos_logs": "logs", "set_log_level": "level", "register_agents": "agents",
 	"launch_nested_containers": "users", "launch_nested_containers_under_parent_with_user": "users",
 	"kill_nested_containers": "users", "wait_nested_containers": "users", "remove_nested_containers": "users",
@@ -65,7 +66,7 @@ var objectKeys = map[Action]string{
 // Enforced says whether Corral checks action anywhere.
 func Enforced(a Action) bool {
 	switch a {
-	case RegisterFramework, RunTask, TeardownFramework, ViewFramework, ViewTask, ViewExecutor, AccessSandbox, ViewFlags:
+	case RegisterFramework, RunTask, TeardownFramework, ViewFramework, ViewTask, ViewExecutor, AccessSandbox, ViewFlags, GetEndpoint:
 		return true
 	}
 	return false

@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,5 +117,43 @@ func TestLoad(t *testing.T) {
 	}
 	if a, err := Load(""); a != nil || err != nil {
 		t.Errorf(`Load("") = %v, %v; want no ACLs`, a, err)
+	}
+}
+
+// get_endpoints judges an endpoint by Mesos' name of it, whatever alias
+// the request used.
+func TestEndpoint(t *testing.T) {
+	a, err := Parse([]byte(`{"get_endpoints": [
+	  {"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}},
+	  {"principals": {"type": "ANY"}, "paths": {"values": ["/monitor/statistics", "/metrics/snapshot"]}}
+	]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse([]byte(`{"get_endpoints": [{"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	denyAll, _ := Parse([]byte(`{"get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}, {"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]}`))
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	for _, tc := range []struct {
+		acls *ACLs
+		path string
+		want int
+	}{
+		{a, "/slave(1)/monitor/statistics.json", http.StatusOK},
+		{a, "/containers", http.StatusOK}, // permissive: no rule matches
+		{denyAll, "/containers", http.StatusForbidden},
+		{denyAll, "/slave(1)/containers.json", http.StatusForbidden},
+		{denyAll, "/master/metrics/snapshot", http.StatusForbidden},
+		{nil, "/containers", http.StatusOK},
+	} {
+		w := httptest.NewRecorder()
+		tc.acls.Endpoint(ok)(w, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if w.Code != tc.want {
+			t.Errorf("GET %s: %d, want %d", tc.path, w.Code, tc.want)
+		}
+	}
+	if got := EndpointPath("/master/state.json"); got != "/state" {
+		t.Errorf("EndpointPath = %q", got)
 	}
 }

@@ -45,7 +45,8 @@ func TestSandboxACLs(t *testing.T) {
 	  {"principals": {"values": ["alice"]}, "users": {"values": ["nobody"]}},
 	  {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}
 	]`
-	acls := `{"access_sandboxes": ` + rules + `, "view_executors": ` + rules + `, "view_tasks": ` + rules + `}`
+	acls := `{"access_sandboxes": ` + rules + `, "view_executors": ` + rules + `, "view_tasks": ` + rules + `,
+	  "get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}, {"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]}`
 	c := launchCluster(t, prefix, "http", &http.Client{Transport: basicAuth{"ops", "o"}},
 		[]string{"--authenticate_http_readonly", "--http_credentials", creds, "--acls", acls})
 	// The test's temporary folders are 0700: nobody must reach its sandbox.
@@ -102,6 +103,20 @@ func TestSandboxACLs(t *testing.T) {
 		}
 		if body := get("alice", "a", where); strings.Contains(body, `"`+secret+`"`) || !strings.Contains(body, `"`+planter+`"`) {
 			t.Errorf("%s as alice: want nobody's task and not root's", where)
+		}
+	}
+	// get_endpoints: ops alone gets the agent's containers and statistics.
+	for _, path := range []string{"/containers", "/slave(1)/monitor/statistics.json"} {
+		get("ops", "o", "http://"+agentAddr+path)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+path, nil)
+		req.SetBasicAuth("alice", "a")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET %s as alice: %s, want 403", path, resp.Status)
 		}
 	}
 	for _, tc := range []struct {

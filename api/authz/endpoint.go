@@ -1,0 +1,35 @@
+package authz
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/corral/corral/api/auth"
+)
+
+// Endpoint serves h to whom get_endpoints lets get the endpoint, by its
+// path as Mesos names it: without the process prefix (/master, /slave(1))
+// and the .json alias, so one rule covers every spelling. The principal is
+// the one auth.Require found.
+func (a *ACLs) Endpoint(h http.HandlerFunc) http.HandlerFunc {
+	if a == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.Allowed(GetEndpoint, auth.PrincipalOf(r), EndpointPath(r.URL.Path)) {
+			http.Error(w, "Not authorized to GET "+EndpointPath(r.URL.Path), http.StatusForbidden)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// EndpointPath is path without a process prefix and a .json suffix.
+func EndpointPath(path string) string {
+	for _, prefix := range []string{"/master/", "/slave(1)/"} {
+		if strings.HasPrefix(path, prefix) {
+			path = path[len(prefix)-1:]
+		}
+	}
+	return strings.TrimSuffix(path, ".json")
+}
