@@ -116,6 +116,9 @@ func New(cfg Config) (_ *Agent, err error) {
 	if cfg.serverTLS != nil {
 		ln = tls.NewListener(ln, cfg.serverTLS)
 	}
+	if un := cfg.acls.Unenforced(); len(un) > 0 {
+		cfg.Log.Warn("--acls has rules for actions the agent does not check; they decide nothing here", "actions", un)
+	}
 	if w := exposure(cfg); w != "" {
 		cfg.Log.Warn("the agent listens beyond loopback: "+w, "ip", cfg.IP)
 	}

@@ -340,14 +340,20 @@ func (a *Agent) authorizeSandbox(r *http.Request, root, rel *string, p string) *
 	}
 	fwID, exID := parts[i+1], parts[i+3]
 	exDir := filepath.Join(*root, filepath.Join(parts[:i+4]...))
-	user, known := a.executorUser(fwID, exID)
+	run := "latest"
+	if len(parts) > i+5 && parts[i+4] == "runs" {
+		run = parts[i+5]
+	}
+	// The executor the agent knows is judged by the user it runs as, but
+	// only for its own run: an earlier run of the same executor ID (under
+	// this agent ID or an older one) may have run as someone else.
+	user, dir, known := a.executorUser(fwID, exID)
+	if known && run != "latest" && filepath.Join(exDir, "runs", run) != dir {
+		known = false
+	}
 	if !known {
 		// An executor that ended is forgotten; its sandbox still belongs to
 		// the user it ran as (the agent gives it to that user).
-		run := "latest"
-		if len(parts) > i+5 && parts[i+4] == "runs" {
-			run = parts[i+5]
-		}
 		user, known = sandboxOwner(filepath.Join(exDir, "runs", run))
 	}
 	allowed := acls.AllowedAny(authz.AccessSandbox, principal)
@@ -366,13 +372,13 @@ func (a *Agent) authorizeSandbox(r *http.Request, root, rel *string, p string) *
 }
 
 // executorUser is the user an executor the agent knows runs as (its
-// command's, else its framework's).
-func (a *Agent) executorUser(fwID, exID string) (string, bool) {
+// command's, else its framework's) and its run's sandbox.
+func (a *Agent) executorUser(fwID, exID string) (user, dir string, known bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	fw := a.frameworks[fwID]
 	if fw == nil {
-		return "", false
+		return "", "", false
 	}
 	ex := fw.executors[exID]
 	if ex == nil {
@@ -383,9 +389,9 @@ func (a *Agent) executorUser(fwID, exID string) (string, bool) {
 		}
 	}
 	if ex == nil {
-		return "", false
+		return "", "", false
 	}
-	return ex.runsAs(), true
+	return ex.runsAs(), ex.directory, true
 }
 
 // runsAs is the user the executor runs as, as the ACLs judge it: its

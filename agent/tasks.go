@@ -142,6 +142,13 @@ func (t *task) message(agentID, fwID string, ex *executor) *mesos.Task {
 		Container:   t.info.GetContainer(),
 		ExecutorId:  ex.executorID(),
 	}
+	// As Mesos' createTask: the user it runs as, which a restarted master
+	// judges view_tasks by.
+	if u := t.info.GetCommand().GetUser(); u != "" {
+		mt.User = proto.String(u)
+	} else if u := ex.runsAs(); u != "" {
+		mt.User = proto.String(u)
+	}
 	return mt
 }
 

@@ -157,10 +157,15 @@ func (f *runFlags) options() (*runOptions, error) {
 	var rt http.RoundTripper = tlsconfig.Transport(tlsCfg)
 	if f.principal != "" && f.secret != "" {
 		// The master's /state and the agent's /files may want credentials
-		// (--authenticate_http_readonly): the framework's go there too.
-		rt = withBasicAuth{rt, f.principal, f.secret}
+		// (--authenticate_http_readonly): the framework's go there too, but
+		// only to the master's host or over TLS: an agent's address comes
+		// from its own registration, and a rogue agent must not collect the
+		// secret over plain HTTP.
+		rt = withBasicAuth{rt, f.principal, f.secret, masterHost(master)}
 	}
-	hc := &http.Client{Transport: rt}
+	// No redirect is followed (the scheduler driver follows the master's
+	// itself): one could carry the credentials elsewhere.
+	hc := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	want, err := resources.Parse(f.resources)
 	if err != nil {
 		return nil, fmt.Errorf("--resources: %w", err)
@@ -234,19 +239,29 @@ func (f *runFlags) options() (*runOptions, error) {
 	}, nil
 }
 
-// withBasicAuth sends a principal's credentials with every request that
-// carries none.
+// withBasicAuth sends a principal's credentials with the requests that
+// carry none, to the master's host or over TLS.
 type withBasicAuth struct {
 	http.RoundTripper
 	principal, secret string
+	masterHost        string
 }
 
 func (b withBasicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("Authorization") == "" {
+	if r.Header.Get("Authorization") == "" && (r.URL.Scheme == "https" || r.URL.Hostname() == b.masterHost) {
 		r = r.Clone(r.Context())
 		r.SetBasicAuth(b.principal, b.secret)
 	}
 	return b.RoundTripper.RoundTrip(r)
+}
+
+// masterHost is the host --master names.
+func masterHost(master string) string {
+	host, _, err := net.SplitHostPort(masterAddr(master))
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 func randomSuffix() string {

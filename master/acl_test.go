@@ -104,12 +104,22 @@ func TestACLRegisterFrameworks(t *testing.T) {
 			}
 		})
 	}
+	// UPDATE_FRAMEWORK to a role the principal may not use: 403, as Mesos.
+	info := &mesos.FrameworkInfo{User: proto.String("alice"), Name: proto.String("acl-update"), Role: proto.String("analytics")}
+	s := subscribeAs(t, tm, codec.JSON, &scheduler.Call_Subscribe{FrameworkInfo: info}, auth.BasicHeader("alice", "a"))
+	updated := proto.Clone(info).(*mesos.FrameworkInfo)
+	updated.Id, updated.Principal, updated.Role = &mesos.FrameworkID{Value: proto.String(s.id)}, proto.String("alice"), proto.String("*")
+	err := s.call(&scheduler.Call{FrameworkId: updated.Id, Type: scheduler.Call_UPDATE_FRAMEWORK.Enum(),
+		UpdateFramework: &scheduler.Call_UpdateFramework{FrameworkInfo: updated}})
+	if statusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), "for role '*'") {
+		t.Errorf("UPDATE_FRAMEWORK to role *: %v, want 403", err)
+	}
 	// Nothing of the refused subscriptions is kept.
 	st := getMapAs(t, tm, "/state", "ops", "o")
 	live, _ := st["frameworks"].([]any)
 	done, _ := st["completed_frameworks"].([]any)
-	if len(live)+len(done) != 2 {
-		t.Errorf("/state has %d frameworks, want the 2 allowed", len(live)+len(done))
+	if len(live)+len(done) != 3 {
+		t.Errorf("/state has %d frameworks, want the 3 allowed", len(live)+len(done))
 	}
 }
 
@@ -161,13 +171,17 @@ func TestACLRunTasks(t *testing.T) {
 		}
 	}
 
-	// bob may run as anyone, root included.
+	// bob may run as anyone, root included: his framework runs as alice,
+	// one of its tasks as root.
 	bob := subscribeAs(t, tm, codec.JSON, &scheduler.Call_Subscribe{FrameworkInfo: &mesos.FrameworkInfo{
-		User: proto.String("root"), Name: proto.String("acl-bob"),
+		User: proto.String("alice"), Name: proto.String("acl-bob"),
 	}}, auth.BasicHeader("bob", "b"))
 	o = bob.offer(10 * time.Second)
-	bob.launch(o, task("", "bob-as-root", o, "cpus:0.1;mem:32", "sleep 60"))
+	bobRoot := task("", "bob-as-root", o, "cpus:0.1;mem:32", "sleep 60")
+	bobRoot.Command.User = proto.String("root")
+	bob.launch(o, bobRoot, task("", "bob-as-alice", o, "cpus:0.1;mem:32", "sleep 60"))
 	bob.update("bob-as-root", 10*time.Second, mesos.TaskState_TASK_RUNNING)
+	bob.update("bob-as-alice", 10*time.Second, mesos.TaskState_TASK_RUNNING)
 
 	// What each viewer sees: ops everything, alice what runs as alice,
 	// carol (no rule, not permissive) nothing.
@@ -177,8 +191,8 @@ func TestACLRunTasks(t *testing.T) {
 		tasks          []string
 		flags          bool
 	}{
-		{"ops", "o", []string{"alice", "root"}, []string{"as-alice", "bob-as-root"}, true},
-		{"alice", "a", []string{"alice"}, []string{"as-alice"}, false},
+		{"ops", "o", []string{"alice", "alice"}, []string{"as-alice", "bob-as-alice", "bob-as-root"}, true},
+		{"alice", "a", []string{"alice", "alice"}, []string{"as-alice", "bob-as-alice"}, false},
 		{"carol", "c", nil, nil, false},
 	} {
 		t.Run("view as "+tc.viewer, func(t *testing.T) {
@@ -192,6 +206,7 @@ func TestACLRunTasks(t *testing.T) {
 					tasks = append(tasks, tk.(map[string]any)["id"].(string))
 				}
 			}
+			slices.Sort(tasks)
 			if strings.Join(users, ",") != strings.Join(tc.frameworks, ",") || strings.Join(tasks, ",") != strings.Join(tc.tasks, ",") {
 				t.Errorf("/state shows frameworks of %v with tasks %v, want %v with %v", users, tasks, tc.frameworks, tc.tasks)
 			}
@@ -240,6 +255,27 @@ func TestACLRunTasks(t *testing.T) {
 			}
 			if strings.Join(users, ",") != strings.Join(tc.frameworks, ",") {
 				t.Errorf("GET_FRAMEWORKS shows %v, want %v", users, tc.frameworks)
+			}
+			code, got, _ = rawPostHeader(t, tm.url("/api/v1"), h, []byte(`{"type":"GET_TASKS"}`))
+			var gt struct {
+				GetTasks struct {
+					Tasks []struct {
+						TaskID struct {
+							Value string `json:"value"`
+						} `json:"task_id"`
+					} `json:"tasks"`
+				} `json:"get_tasks"`
+			}
+			if err := json.Unmarshal([]byte(got), &gt); code != http.StatusOK || err != nil {
+				t.Fatalf("GET_TASKS: %d %q %v", code, got, err)
+			}
+			var ids []string
+			for _, tk := range gt.GetTasks.Tasks {
+				ids = append(ids, tk.TaskID.Value)
+			}
+			slices.Sort(ids)
+			if strings.Join(ids, ",") != strings.Join(tc.tasks, ",") {
+				t.Errorf("GET_TASKS shows %v, want %v", ids, tc.tasks)
 			}
 		})
 	}
@@ -328,9 +364,10 @@ func TestHealthSaysUnauthenticated(t *testing.T) {
 		warning string
 	}{
 		{"loopback", master.Config{Address: "127.0.0.1:5050"}, ""},
-		{"open", master.Config{Address: "10.1.2.3:5050"}, "any framework (--authenticate_http_frameworks) or agent (--authenticate_agents)"},
-		{"frameworks authenticate", master.Config{Address: "10.1.2.3:5050", FrameworkCredentials: auth.Credentials{"a": "b"}}, "any agent (--authenticate_agents)"},
-		{"both authenticate", master.Config{Address: "0.0.0.0:5050", FrameworkCredentials: auth.Credentials{"a": "b"}, AgentCredentials: auth.Credentials{"c": "d"}}, ""},
+		{"open", master.Config{Address: "10.1.2.3:5050"}, "act as any framework (--authenticate_http_frameworks), act as any agent (--authenticate_agents), tear down any framework"},
+		{"frameworks authenticate", master.Config{Address: "10.1.2.3:5050", FrameworkCredentials: auth.Credentials{"a": "b"}}, "act as any agent (--authenticate_agents)"},
+		{"all authenticate", master.Config{Address: "0.0.0.0:5050", FrameworkCredentials: auth.Credentials{"a": "b"}, AgentCredentials: auth.Credentials{"c": "d"}, ReadwriteCredentials: auth.Credentials{"e": "f"}}, ""},
+		{"teardown open", master.Config{Address: "0.0.0.0:5050", FrameworkCredentials: auth.Credentials{"a": "b"}, AgentCredentials: auth.Credentials{"c": "d"}}, "tear down any framework (--authenticate_http_readwrite)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Log = quietLog()
@@ -342,4 +379,30 @@ func TestHealthSaysUnauthenticated(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A known framework cannot change the user its tasks were authorized and
+// run as, nor its checkpointing, as Mesos refuses (validateUpdate).
+func TestFrameworkUserIsImmutable(t *testing.T) {
+	tm := startMaster(t)
+	info := &mesos.FrameworkInfo{User: proto.String("alice"), Name: proto.String("immutable"), FailoverTimeout: proto.Float64(60)}
+	s := subscribe(t, tm, codec.JSON, func(fi *mesos.FrameworkInfo) { proto.Merge(fi, info) })
+	changed := proto.Clone(info).(*mesos.FrameworkInfo)
+	changed.Name = proto.String(t.Name())
+	changed.Id = &mesos.FrameworkID{Value: proto.String(s.id)}
+	changed.User = proto.String("root")
+	err := s.call(&scheduler.Call{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(s.id)}, Type: scheduler.Call_UPDATE_FRAMEWORK.Enum(),
+		UpdateFramework: &scheduler.Call_UpdateFramework{FrameworkInfo: changed},
+	})
+	if err == nil || !strings.Contains(err.Error(), "Updating 'FrameworkInfo.user' is unsupported") {
+		t.Fatalf("UPDATE_FRAMEWORK to user root: %v, want it refused", err)
+	}
+	changed.User, changed.Checkpoint = info.User, proto.Bool(true)
+	body, _ := proto.Marshal(&scheduler.Call{FrameworkId: changed.Id, Type: scheduler.Call_SUBSCRIBE.Enum(), Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: changed}})
+	code, got := rawPost(t, tm.url("/api/v1/scheduler"), map[string]string{"Content-Type": "application/x-protobuf", "Accept": "application/json"}, body)
+	if code != http.StatusOK || !strings.Contains(got, "Updating 'FrameworkInfo.checkpoint' is unsupported") {
+		t.Fatalf("re-SUBSCRIBE with checkpointing: %d %q, want an ERROR event", code, got)
+	}
+	s.noEvent(scheduler.Event_ERROR, 100*time.Millisecond)
 }

@@ -232,6 +232,11 @@ func (m *Master) reconcileAgent(a *agent, sub *cluster.Call_Subscribe) (removedF
 			info:      &mesos.TaskInfo{Name: rt.Name, TaskId: rt.TaskId, AgentId: &mesos.AgentID{Value: proto.String(a.id)}, Resources: rt.GetResources(), Labels: rt.Labels},
 			resources: res, state: rt.GetState(), statuses: keptStatuses(rt.GetStatuses()),
 		}
+		// The user the agent runs it as: what view_tasks judges it by (and
+		// /state shows) when it is not the framework's.
+		if u := rt.GetUser(); u != "" && u != fw.info.GetUser() {
+			t.info.Command = &mesos.CommandInfo{User: proto.String(u)}
+		}
 		fw.tasks[t.id] = t
 		a.tasks[key] = t
 		if !t.state.IsTerminal() {

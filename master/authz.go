@@ -1,6 +1,7 @@
 package master
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -28,13 +29,21 @@ func frameworkRoles(info *mesos.FrameworkInfo) []string {
 // authorizeRoles is register_frameworks: the framework's principal may
 // subscribe with each of its roles.
 func (m *Master) authorizeRoles(info *mesos.FrameworkInfo) error {
-	for _, role := range frameworkRoles(info) {
+	roles := frameworkRoles(info)
+	if len(roles) == 0 && !m.cfg.ACLs.AllowedAny(authz.RegisterFramework, info.GetPrincipal()) {
+		// No role to judge: as Mesos, the request for any role decides.
+		return fmt.Errorf("%w to register framework with principal '%s' without roles", errNotAuthorized, info.GetPrincipal())
+	}
+	for _, role := range roles {
 		if !m.cfg.ACLs.Allowed(authz.RegisterFramework, info.GetPrincipal(), role) {
-			return fmt.Errorf("Not authorized to register framework with principal '%s' for role '%s'", info.GetPrincipal(), role)
+			return fmt.Errorf("%w to register framework with principal '%s' for role '%s'", errNotAuthorized, info.GetPrincipal(), role)
 		}
 	}
 	return nil
 }
+
+// errNotAuthorized is what a call the ACLs refuse wraps: 403, as Mesos.
+var errNotAuthorized = errors.New("Not authorized")
 
 // commandUser is the user a command runs as: its own, else the
 // framework's (the agent's choice, with --switch_user).
@@ -170,13 +179,17 @@ func (m *Master) exposure() string {
 	}
 	var open []string
 	if m.cfg.FrameworkCredentials == nil {
-		open = append(open, "framework (--authenticate_http_frameworks)")
+		open = append(open, "act as any framework (--authenticate_http_frameworks)")
 	}
-	if m.cfg.AgentCredentials == nil {
-		open = append(open, "agent (--authenticate_agents)")
+	// A CA on the agent link authenticates agents by certificate.
+	if m.cfg.AgentCredentials == nil && (m.cfg.TLS == nil || m.cfg.TLS.ClientCAs == nil) {
+		open = append(open, "act as any agent (--authenticate_agents)")
+	}
+	if m.cfg.ReadwriteCredentials == nil {
+		open = append(open, "tear down any framework (--authenticate_http_readwrite)")
 	}
 	if len(open) == 0 {
 		return ""
 	}
-	return "unauthenticated: anyone who reaches this master can act as any " + strings.Join(open, " or ")
+	return "unauthenticated: anyone who reaches this master can " + strings.Join(open, ", ")
 }

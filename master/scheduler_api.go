@@ -86,7 +86,11 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := m.handleFrameworkCall(fw, call); err != nil {
-		httpapi.Error(w, http.StatusBadRequest, "%v", err)
+		code := http.StatusBadRequest
+		if errors.Is(err, errNotAuthorized) {
+			code = http.StatusForbidden
+		}
+		httpapi.Error(w, code, "%v", err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
@@ -110,6 +114,23 @@ var errPrincipalChanged = errors.New("Changing framework's principal is not allo
 // principalChanged: the two name different principals (or one names none).
 func principalChanged(old, updated *mesos.FrameworkInfo) bool {
 	return (old.Principal == nil) != (updated.Principal == nil) || old.GetPrincipal() != updated.GetPrincipal()
+}
+
+// immutableChanged refuses, as Mesos' validateUpdate, a FrameworkInfo that
+// changes what a known framework's tasks were authorized and run as (its
+// user) or how its agents keep them (checkpoint).
+func immutableChanged(fw *framework, updated *mesos.FrameworkInfo) error {
+	switch {
+	case fw == nil || fw.recovered:
+		// A framework known only from its agents' reports may hold a
+		// stand-in FrameworkInfo: the subscriber's is taken.
+		return nil
+	case updated.GetUser() != fw.info.GetUser():
+		return fmt.Errorf("Updating 'FrameworkInfo.user' is unsupported; attempted to update from '%s' to '%s'", fw.info.GetUser(), updated.GetUser())
+	case updated.GetCheckpoint() != fw.info.GetCheckpoint():
+		return fmt.Errorf("Updating 'FrameworkInfo.checkpoint' is unsupported; attempted to update from '%v' to '%v'", fw.info.GetCheckpoint(), updated.GetCheckpoint())
+	}
+	return nil
 }
 
 // streamIDHeader returns the Mesos-Stream-Id header and whether the request
@@ -237,6 +258,8 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 		m.log.Warn("framework tried to (re)subscribe with another principal", "framework", id,
 			"principal", old.info.GetPrincipal(), "new_principal", info.GetPrincipal())
 		refuse = errPrincipalChanged.Error()
+	} else if err := immutableChanged(old, info); err != nil {
+		refuse = err.Error()
 	} else if err := m.authorizeRoles(info); err != nil {
 		m.log.Warn("framework refused by --acls", "framework", id, "principal", info.GetPrincipal(), "err", err)
 		refuse = err.Error()
@@ -468,6 +491,9 @@ func (m *Master) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewor
 	}
 	if principalChanged(fw.info, info) {
 		return errPrincipalChanged
+	}
+	if err := immutableChanged(fw, info); err != nil {
+		return err
 	}
 	if err := m.authorizeRoles(info); err != nil {
 		return err

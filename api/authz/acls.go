@@ -13,6 +13,7 @@ package authz
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -48,9 +49,9 @@ var objectKeys = map[Action]string{
 	"destroy_volumes": "creator_principals", "resize_volumes": "roles", "update_weights": "roles",
 	GetEndpoint: "paths", "get_quotas": "roles", "update_quotas": "roles", "view_roles": "roles",
 	"access_mesos_logs": "logs", "set_log_level": "level", "register_agents": "agents",
-	"launch_nested_containers": "users", "launch_nested_containers_under_parent_with_user": "users",
+	"launch_nested_containers_as_user": "users", "launch_nested_containers_under_parent_with_user": "users",
 	"kill_nested_containers": "users", "wait_nested_containers": "users", "remove_nested_containers": "users",
-	"launch_nested_container_sessions": "users", "launch_nested_container_sessions_under_parent_with_user": "users",
+	"launch_nested_container_sessions_as_user": "users", "launch_nested_container_sessions_under_parent_with_user": "users",
 	"attach_containers_input": "users", "attach_containers_output": "users", "view_containers": "users",
 	"update_maintenance_schedules": "machines", "get_maintenance_schedules": "machines",
 	"start_maintenances": "machines", "stop_maintenances": "machines", "get_maintenance_statuses": "machines",
@@ -162,6 +163,20 @@ func (e entity) allows(req entity) bool {
 
 type rule struct {
 	principals, objects entity
+	// recursive: objects is the one role "parent/%", which stands for
+	// every role below parent (Mesos' hierarchical role ACLs).
+	recursive bool
+}
+
+// authorizableEndpoints are the paths get_endpoints may name, as Mesos'
+// AUTHORIZABLE_ENDPOINTS (Corral serves the first three).
+var authorizableEndpoints = []string{"/metrics/snapshot", "/monitor/statistics", "/containers", "/containerizer/debug", "/files/debug", "/logging/toggle"}
+
+// anyOrNone are the actions whose object may only be ANY or NONE, as
+// Mesos' validation wants.
+var anyOrNone = map[Action]bool{
+	ViewFlags: true, "set_log_level": true, "register_agents": true, "update_maintenance_schedules": true,
+	"get_maintenance_schedules": true, "start_maintenances": true, "stop_maintenances": true, "get_maintenance_statuses": true,
 }
 
 // ACLs are the parsed --acls. A nil *ACLs allows everything (no --acls).
@@ -170,8 +185,10 @@ type ACLs struct {
 	rules      map[Action][]rule
 }
 
-// Parse reads Mesos' ACLs JSON. Unknown actions and fields are errors (a
-// misspelt rule must not leave a hole), as they are to Mesos' parser.
+// Parse reads Mesos' ACLs JSON and checks it as Mesos' local authorizer
+// does (objects that must be ANY or NONE, get_endpoints' paths). Unknown
+// actions and fields are errors too, where Mesos' parser ignores them: a
+// misspelt rule must not leave a hole.
 func Parse(b []byte) (*ACLs, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
@@ -216,10 +233,55 @@ func Parse(b []byte) (*ACLs, error) {
 					return nil, fmt.Errorf("ACLs: %s[%d]: %s is required", key, i, need)
 				}
 			}
+			if err := validate(action, parsed.objects); err != nil {
+				return nil, fmt.Errorf("ACLs: %s[%d].%s: %w", key, i, objectKey, err)
+			}
+			if objectKey == "roles" {
+				a.rules[action] = append(a.rules[action], splitRecursive(parsed)...)
+				continue
+			}
 			a.rules[action] = append(a.rules[action], parsed)
 		}
 	}
 	return a, nil
+}
+
+func validate(action Action, objects entity) error {
+	if objects.kind != some {
+		return nil
+	}
+	if anyOrNone[action] {
+		return errors.New("must be ANY or NONE")
+	}
+	if action == GetEndpoint {
+		for _, p := range objects.values {
+			if !slices.Contains(authorizableEndpoints, p) {
+				return fmt.Errorf("%q is not an authorizable path (%s)", p, strings.Join(authorizableEndpoints, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+// splitRecursive gives each "parent/%" role of r a rule of its own, before
+// the rule for the rest, as Mesos does: the order of the decisions stays.
+func splitRecursive(r rule) []rule {
+	if r.objects.kind != some {
+		return []rule{r}
+	}
+	var out []rule
+	var rest []string
+	for _, v := range r.objects.values {
+		if strings.HasSuffix(v, "/%") {
+			out = append(out, rule{principals: r.principals, objects: entity{kind: some, values: []string{v}}, recursive: true})
+		} else {
+			rest = append(rest, v)
+		}
+	}
+	if len(rest) > 0 {
+		out = append(out, rule{principals: r.principals, objects: entity{kind: some, values: rest}})
+	}
+	return out
 }
 
 // Load reads --acls: inline JSON, or the path of a file holding it
@@ -262,6 +324,15 @@ func (a *ACLs) allowed(action Action, principal string, object entity) bool {
 		subject = entity{kind: some, values: []string{principal}}
 	}
 	for _, r := range a.rules[action] {
+		if r.recursive {
+			// A role below the rule's parent matches as if the rule
+			// named ANY role; other roles pass the rule by.
+			parent := strings.TrimSuffix(r.objects.values[0], "%")
+			if object.kind == some && strings.HasPrefix(object.values[0], parent) && r.principals.matches(subject) {
+				return r.principals.allows(subject)
+			}
+			continue
+		}
 		if r.principals.matches(subject) && r.objects.matches(object) {
 			return r.principals.allows(subject) && r.objects.allows(object)
 		}

@@ -82,6 +82,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad type", `{"run_tasks": [{"principals": {"type": "ALL"}, "users": {"type": "ANY"}}]}`, `type "ALL": want SOME, ANY or NONE`},
 		{"unknown entity field", `{"run_tasks": [{"principals": {"value": ["a"]}, "users": {"type": "ANY"}}]}`, `unknown field "value"`},
 		{"bad permissive", `{"permissive": "no"}`, "permissive"},
+		{"listed flags", `{"view_flags": [{"principals": {"type": "ANY"}, "flags": {"values": ["acls"]}}]}`, "view_flags[0].flags: must be ANY or NONE"},
+		{"unguarded endpoint", `{"get_endpoints": [{"principals": {"type": "ANY"}, "paths": {"values": ["/state"]}}]}`, `"/state" is not an authorizable path`},
+		{"Mesos' older nested-container name", `{"launch_nested_containers": []}`, `unknown action "launch_nested_containers"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.acls))
@@ -120,31 +123,58 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// get_endpoints judges an endpoint by Mesos' name of it, whatever alias
-// the request used.
-func TestEndpoint(t *testing.T) {
-	a, err := Parse([]byte(`{"get_endpoints": [
-	  {"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}},
-	  {"principals": {"type": "ANY"}, "paths": {"values": ["/monitor/statistics", "/metrics/snapshot"]}}
+// Mesos' hierarchical role rules: "eng/%" stands for every role below
+// eng, not eng itself, and keeps its place among the rules.
+func TestHierarchicalRoles(t *testing.T) {
+	a, err := Parse([]byte(`{"permissive": false, "register_frameworks": [
+	  {"principals": {"type": "NONE"}, "roles": {"values": ["prod/%"]}},
+	  {"principals": {"values": ["eng"]}, "roles": {"values": ["eng/%", "eng"]}},
+	  {"principals": {"type": "ANY"}, "roles": {"type": "ANY"}}
 	]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Parse([]byte(`{"get_endpoints": [{"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]}`)); err != nil {
+	for _, tc := range []struct {
+		principal, role string
+		want            bool
+	}{
+		{"alice", "prod/web", false}, // NONE for everything below prod
+		{"alice", "prod", true},      // prod itself is not below prod
+		{"eng", "eng/dev", true},
+		{"eng", "eng/dev/ci", true},
+		{"eng", "eng", true},
+		{"eng", "prod/db", false},
+		{"alice", "eng/dev", true}, // the eng rule is eng's; ANY decides
+	} {
+		if got := a.Allowed(RegisterFramework, tc.principal, tc.role); got != tc.want {
+			t.Errorf("Allowed(%q, %q) = %v, want %v", tc.principal, tc.role, got, tc.want)
+		}
+	}
+}
+
+// get_endpoints judges an endpoint by Mesos' name of it, whatever alias
+// the request used.
+func TestEndpoint(t *testing.T) {
+	a, err := Parse([]byte(`{"permissive": false, "get_endpoints": [
+	  {"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}},
+	  {"principals": {"type": "ANY"}, "paths": {"values": ["/monitor/statistics"]}}
+	]}`))
+	if err != nil {
 		t.Fatal(err)
 	}
-	denyAll, _ := Parse([]byte(`{"get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}, {"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]}`))
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	for _, tc := range []struct {
 		acls *ACLs
 		path string
 		want int
 	}{
+		{a, "/monitor/statistics", http.StatusOK},
+		{a, "/monitor/statistics.json", http.StatusOK},
+		{a, "/slave(1)/monitor/statistics", http.StatusOK},
 		{a, "/slave(1)/monitor/statistics.json", http.StatusOK},
-		{a, "/containers", http.StatusOK}, // permissive: no rule matches
-		{denyAll, "/containers", http.StatusForbidden},
-		{denyAll, "/slave(1)/containers.json", http.StatusForbidden},
-		{denyAll, "/master/metrics/snapshot", http.StatusForbidden},
+		{a, "/containers", http.StatusForbidden},
+		{a, "/slave(1)/containers.json", http.StatusForbidden},
+		{a, "/master/metrics/snapshot", http.StatusForbidden},
 		{nil, "/containers", http.StatusOK},
 	} {
 		w := httptest.NewRecorder()
