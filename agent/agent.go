@@ -389,7 +389,7 @@ func exposure(cfg Config) string {
 
 // serveFlags is /flags, for whom view_flags allows.
 func (a *Agent) serveFlags(w http.ResponseWriter, r *http.Request) {
-	if !a.viewerOf(r).flags() {
+	if !a.viewerOf(r).Flags() {
 		httpapi.Error(w, http.StatusForbidden, "Not authorized to view flags")
 		return
 	}

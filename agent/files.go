@@ -403,32 +403,20 @@ func (ex *executor) runsAs() string {
 	return ex.fw.info.GetUser()
 }
 
-// viewer is who reads the agent's /state: the principal of
-// --http_credentials the request authenticated as, judged by --acls
-// (view_frameworks, view_executors, view_tasks, view_flags).
-type viewer struct {
-	acls      *authz.ACLs
-	principal string
-}
+// viewer judges what a reader of the agent's /state may see (--acls).
+type viewer struct{ authz.Viewer }
 
-func (a *Agent) viewerOf(r *http.Request) viewer {
-	return viewer{acls: a.cfg.acls, principal: auth.PrincipalOf(r)}
-}
+func (a *Agent) viewerOf(r *http.Request) viewer { return viewer{a.cfg.acls.ViewerOf(r)} }
 
-func (v viewer) framework(fw *framework) bool {
-	return v.acls.Allowed(authz.ViewFramework, v.principal, fw.info.GetUser())
-}
+func (v viewer) framework(fw *framework) bool { return v.Sees(authz.ViewFramework, fw.info.GetUser()) }
 
-func (v viewer) executor(ex *executor) bool {
-	return v.acls.Allowed(authz.ViewExecutor, v.principal, ex.runsAs())
-}
+func (v viewer) executor(ex *executor) bool { return v.Sees(authz.ViewExecutor, ex.runsAs()) }
 
+// task judges a task by its command's user, else its executor's.
 func (v viewer) task(ex *executor, t *task) bool {
 	user := ex.runsAs()
 	if u := t.info.GetCommand().GetUser(); u != "" {
 		user = u
 	}
-	return v.acls.Allowed(authz.ViewTask, v.principal, user)
+	return v.Sees(authz.ViewTask, user)
 }
-
-func (v viewer) flags() bool { return v.acls.AllowedAny(authz.ViewFlags, v.principal) }

@@ -85,11 +85,11 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	}
 	// The pending updates name every framework's tasks: only for whom may
 	// see the tasks of any user.
-	if v.acls.AllowedAny(authz.ViewTask, v.principal) {
+	if v.SeesAll(authz.ViewTask) {
 		st["status_updates"] = updatesJSON(a.updates)
 	}
 	// As the master's: the flags only for whom view_flags allows.
-	if v.flags() {
+	if v.Flags() {
 		st["flags"] = a.cfg.Flags
 	}
 	httpapi.WriteJSON(w, st)

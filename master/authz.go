@@ -84,22 +84,12 @@ func (m *Master) authorizeTask(fw *framework, ti *mesos.TaskInfo, ex *mesos.Exec
 	return nil
 }
 
-// viewer is who reads the cluster's state: the principal the request
-// authenticated as (none without --authenticate_http_readonly), judged by
-// --acls (view_frameworks, view_tasks, view_executors, view_flags). What
-// it may not see is left out, as Mesos filters /state.
-type viewer struct {
-	acls      *authz.ACLs
-	principal string
-}
+// viewer judges what a reader of the master's state may see (--acls).
+type viewer struct{ authz.Viewer }
 
-func (m *Master) viewerOf(r *http.Request) viewer {
-	return viewer{acls: m.cfg.ACLs, principal: auth.PrincipalOf(r)}
-}
+func (m *Master) viewerOf(r *http.Request) viewer { return viewer{m.cfg.ACLs.ViewerOf(r)} }
 
-func (v viewer) framework(fw *framework) bool {
-	return v.acls.Allowed(authz.ViewFramework, v.principal, fw.info.GetUser())
-}
+func (v viewer) framework(fw *framework) bool { return v.Sees(authz.ViewFramework, fw.info.GetUser()) }
 
 // task judges a task by the user it runs as: its command's, else its
 // executor's, else its framework's, as Mesos' view_tasks does.
@@ -111,14 +101,12 @@ func (v viewer) task(t *task) bool {
 	case t.info.GetExecutor().GetCommand().GetUser() != "":
 		user = t.info.GetExecutor().GetCommand().GetUser()
 	}
-	return v.acls.Allowed(authz.ViewTask, v.principal, user)
+	return v.Sees(authz.ViewTask, user)
 }
 
 func (v viewer) executor(e *executor) bool {
-	return v.acls.Allowed(authz.ViewExecutor, v.principal, commandUser(e.fw.info, e.info.GetCommand()))
+	return v.Sees(authz.ViewExecutor, commandUser(e.fw.info, e.info.GetCommand()))
 }
-
-func (v viewer) flags() bool { return v.acls.AllowedAny(authz.ViewFlags, v.principal) }
 
 // serveTeardown is Mesos' /teardown: an operator removes a framework
 // (POST, frameworkId=ID in the form body) when teardown_frameworks lets

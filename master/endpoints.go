@@ -58,7 +58,7 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 		resp.Type = master.Response_GET_VERSION.Enum()
 		resp.GetVersion = &master.Response_GetVersion{VersionInfo: &mesos.VersionInfo{Version: proto.String(version.MesosCompat)}}
 	case master.Call_GET_FLAGS:
-		if !v.flags() {
+		if !v.Flags() {
 			httpapi.Error(w, http.StatusForbidden, "Not authorized to view flags")
 			return
 		}

@@ -62,7 +62,7 @@ func (m *Master) registerEndpoints(mux *http.ServeMux) {
 
 // serveFlags is /flags, for whom view_flags allows.
 func (m *Master) serveFlags(w http.ResponseWriter, r *http.Request) {
-	if !m.viewerOf(r).flags() {
+	if !m.viewerOf(r).Flags() {
 		httpapi.Error(w, http.StatusForbidden, "Not authorized to view flags")
 		return
 	}
@@ -126,7 +126,7 @@ func (m *Master) serveState(w http.ResponseWriter, r *http.Request) {
 		"unregistered_frameworks": []any{},
 	}
 	// Mesos leaves the flags out for whom view_flags denies them.
-	if v.flags() {
+	if v.Flags() {
 		st["flags"] = flagsOrEmpty(m.cfg.Flags)
 	}
 	if b.GitSHA != "" {

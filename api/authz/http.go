@@ -33,3 +33,29 @@ func EndpointPath(path string) string {
 	}
 	return strings.TrimSuffix(path, ".json")
 }
+
+// Viewer is who reads a server's state: the principal the request
+// authenticated as (auth.Require; none without authentication), judged
+// by the view_* actions. What it may not see is left out, as Mesos
+// filters /state.
+type Viewer struct {
+	acls      *ACLs
+	principal string
+}
+
+// ViewerOf is the viewer of r under a.
+func (a *ACLs) ViewerOf(r *http.Request) Viewer {
+	return Viewer{acls: a, principal: auth.PrincipalOf(r)}
+}
+
+// Sees says whether the viewer may see, under action, what runs as user.
+func (v Viewer) Sees(action Action, user string) bool {
+	return v.acls.Allowed(action, v.principal, user)
+}
+
+// SeesAll says whether the viewer may see, under action, what runs as any
+// user.
+func (v Viewer) SeesAll(action Action) bool { return v.acls.AllowedAny(action, v.principal) }
+
+// Flags says whether the viewer may see the flags (view_flags).
+func (v Viewer) Flags() bool { return v.acls.AllowedAny(ViewFlags, v.principal) }
