@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -132,7 +131,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		cfg: cfg, log: cfg.Log.With("component", "agent"), total: total, cz: cz, ln: ln, start: time.Now(),
 		frameworks: map[string]*framework{}, removing: map[string]chan struct{}{}, store: store,
 		master: &httpapi.Client{
-			URL:   masterURL(cfg.Master, cfg.TLS.Scheme()) + "/internal/v1/agent",
+			URL:   cfg.masterURL + "/internal/v1/agent",
 			Codec: codec.Protobuf,
 			HTTP:  masterHTTPClient(cfg.clientTLS),
 		},
@@ -149,15 +148,6 @@ func New(cfg Config) (_ *Agent, err error) {
 
 // maxMasterCalls is how many calls to the master may be in flight at once.
 const maxMasterCalls = 16
-
-// masterURL is the base URL of --master: a scheme given there is kept, and
-// a bare host:port is reached with scheme.
-func masterURL(master, scheme string) string {
-	if strings.Contains(master, "://") {
-		return strings.TrimSuffix(master, "/")
-	}
-	return scheme + "://" + master
-}
 
 // masterHTTPClient keeps enough connections to the master alive for
 // maxMasterCalls concurrent calls (the default transport keeps 2) and, like

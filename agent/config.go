@@ -96,6 +96,8 @@ type Config struct {
 	acls      *authz.ACLs
 	serverTLS *tls.Config
 	clientTLS *tls.Config
+	// masterURL is --master as a base URL, with the scheme TLS wants.
+	masterURL string
 	// CredentialFile (--credential) holds the principal and secret the
 	// agent authenticates to the master with (a master with
 	// --authenticate_agents).
@@ -231,9 +233,6 @@ func (c *Config) tlsDefaults() error {
 		}
 		return nil
 	}
-	if strings.HasPrefix(c.Master, "http://") {
-		return fmt.Errorf("--master %s is plain HTTP, and --tls_cert_file wants TLS to the master: give https:// or host:port", c.Master)
-	}
 	if (c.ExecutorTLSCertFile == "") != (c.ExecutorTLSKeyFile == "") {
 		return fmt.Errorf("--executor_tls_cert_file and --executor_tls_key_file come together")
 	}
@@ -274,6 +273,9 @@ func (c *Config) defaults() error {
 		if err := c.tlsDefaults(); err != nil {
 			return err
 		}
+	}
+	if c.masterURL, err = c.TLS.URL("--master", c.Master); err != nil {
+		return err
 	}
 	if c.CredentialFile != "" && c.credential == nil {
 		cred, err := auth.LoadCredential(c.CredentialFile)

@@ -412,11 +412,13 @@ func (v viewer) framework(fw *framework) bool { return v.Sees(authz.ViewFramewor
 
 func (v viewer) executor(ex *executor) bool { return v.Sees(authz.ViewExecutor, ex.runsAs()) }
 
-// task judges a task by its command's user, else its executor's.
-func (v viewer) task(ex *executor, t *task) bool {
-	user := ex.runsAs()
+func (v viewer) task(ex *executor, t *task) bool { return v.Sees(authz.ViewTask, t.runsAs(ex)) }
+
+// runsAs is the user the task runs as, as the ACLs judge it and Mesos'
+// Task.user says: its command's, else its executor's.
+func (t *task) runsAs(ex *executor) string {
 	if u := t.info.GetCommand().GetUser(); u != "" {
-		user = u
+		return u
 	}
-	return v.Sees(authz.ViewTask, user)
+	return ex.runsAs()
 }

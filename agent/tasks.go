@@ -144,9 +144,7 @@ func (t *task) message(agentID, fwID string, ex *executor) *mesos.Task {
 	}
 	// As Mesos' createTask: the user it runs as, which a restarted master
 	// judges view_tasks by.
-	if u := t.info.GetCommand().GetUser(); u != "" {
-		mt.User = proto.String(u)
-	} else if u := ex.runsAs(); u != "" {
+	if u := t.runsAs(ex); u != "" {
 		mt.User = proto.String(u)
 	}
 	return mt

@@ -136,23 +136,20 @@ func (f *runFlags) options() (*runOptions, error) {
 			return nil, fmt.Errorf("--master %q: want HOST:PORT or a URL: %w", f.master, err)
 		}
 	}
-	master := f.master
-	// Any TLS flag means https, and plain HTTP with one is a mistake that
-	// would send --secret in the clear.
-	if f.tls.Enabled() {
-		switch {
-		case strings.HasPrefix(master, "http://"):
-			return nil, fmt.Errorf("--master %s is plain HTTP, and a --tls_* flag wants TLS: give https:// or host:port", master)
-		case !strings.Contains(master, "://"):
-			master = "https://" + master
+	// Any TLS flag means https; a bare --master stays as given otherwise,
+	// as the user wrote it in what corral run says.
+	master, files := f.master, f.tls
+	if files.Enabled() {
+		var err error
+		if master, err = files.URL("--master", master); err != nil {
+			return nil, err
 		}
 	}
-	tlsCfg, err := f.tls.Client()
+	// An https --master without TLS flags trusts the system's roots.
+	files.On = files.On || strings.HasPrefix(master, "https://")
+	tlsCfg, err := files.Client()
 	if err != nil {
 		return nil, err
-	}
-	if tlsCfg == nil && strings.HasPrefix(master, "https://") {
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12} // the system's roots
 	}
 	var rt http.RoundTripper = tlsconfig.Transport(tlsCfg)
 	if f.principal != "" && f.secret != "" {

@@ -29,6 +29,9 @@ func frameworkRoles(info *mesos.FrameworkInfo) []string {
 // authorizeRoles is register_frameworks: the framework's principal may
 // subscribe with each of its roles.
 func (m *Master) authorizeRoles(info *mesos.FrameworkInfo) error {
+	if m.cfg.ACLs == nil {
+		return nil
+	}
 	roles := frameworkRoles(info)
 	if len(roles) == 0 && !m.cfg.ACLs.AllowedAny(authz.RegisterFramework, info.GetPrincipal()) {
 		// No role to judge: as Mesos, the request for any role decides.
@@ -76,6 +79,9 @@ func runUsers(fw *mesos.FrameworkInfo, ti *mesos.TaskInfo, ex *mesos.ExecutorInf
 // authorizeTask is run_tasks: the framework's principal may run what
 // launching ti runs, as the users it runs as.
 func (m *Master) authorizeTask(fw *framework, ti *mesos.TaskInfo, ex *mesos.ExecutorInfo) error {
+	if m.cfg.ACLs == nil {
+		return nil // nothing to judge on the launch path
+	}
 	for _, u := range runUsers(fw.info, ti, ex) {
 		if !m.cfg.ACLs.Allowed(authz.RunTask, fw.info.GetPrincipal(), u) {
 			return fmt.Errorf("Task '%s' is not authorized to launch as user '%s' (principal '%s')", ti.GetTaskId().GetValue(), u, fw.info.GetPrincipal())
@@ -94,12 +100,9 @@ func (v viewer) framework(fw *framework) bool { return v.Sees(authz.ViewFramewor
 // task judges a task by the user it runs as: its command's, else its
 // executor's, else its framework's, as Mesos' view_tasks does.
 func (v viewer) task(t *task) bool {
-	user := t.fw.info.GetUser()
-	switch {
-	case t.info.GetCommand().GetUser() != "":
-		user = t.info.GetCommand().GetUser()
-	case t.info.GetExecutor().GetCommand().GetUser() != "":
-		user = t.info.GetExecutor().GetCommand().GetUser()
+	user := t.info.GetCommand().GetUser()
+	if user == "" {
+		user = commandUser(t.fw.info, t.info.GetExecutor().GetCommand())
 	}
 	return v.Sees(authz.ViewTask, user)
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -125,6 +126,20 @@ func (f Files) Scheme() string {
 		return "https"
 	}
 	return "http"
+}
+
+// URL is the base URL a client with these files reaches addr (host:port
+// or a URL, named by flag in errors) at: a bare address with Scheme, a
+// URL as given, but never plain HTTP once a TLS flag is set, which would
+// send credentials in the clear.
+func (f Files) URL(flag, addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		return f.Scheme() + "://" + addr, nil
+	}
+	if f.Enabled() && strings.HasPrefix(addr, "http://") {
+		return "", fmt.Errorf("%s %s is plain HTTP, and a --tls_* flag wants TLS: give https:// or host:port", flag, addr)
+	}
+	return strings.TrimSuffix(addr, "/"), nil
 }
 
 // Transport is a clone of http.DefaultTransport speaking cfg (nil: plain).

@@ -225,3 +225,22 @@ func TestFromEnv(t *testing.T) {
 		t.Fatalf("a plain agent's executors get %q", env)
 	}
 }
+
+func TestURL(t *testing.T) {
+	on := Files{CAFile: "/ca.pem"}
+	for _, tc := range []struct {
+		files               Files
+		addr, want, wantErr string
+	}{
+		{Files{}, "127.0.0.1:5050", "http://127.0.0.1:5050", ""},
+		{on, "127.0.0.1:5050", "https://127.0.0.1:5050", ""},
+		{on, "https://m:5050/", "https://m:5050", ""},
+		{Files{}, "http://m:5050", "http://m:5050", ""},
+		{on, "http://m:5050", "", "--master http://m:5050 is plain HTTP"},
+	} {
+		got, err := tc.files.URL("--master", tc.addr)
+		if got != tc.want || (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("URL(%q) with %+v = %q, %v; want %q, %q", tc.addr, tc.files, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
