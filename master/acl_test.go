@@ -75,6 +75,7 @@ func aclMaster(t *testing.T) *testMaster {
 // principal may use; a refusal is an ERROR event and leaves nothing.
 func TestACLRegisterFrameworks(t *testing.T) {
 	tm := aclMaster(t)
+	secrets := map[string]string{"alice": "a", "bob": "b", "carol": "c"}
 	for _, tc := range []struct {
 		principal, role string
 		allowed         bool
@@ -87,17 +88,17 @@ func TestACLRegisterFrameworks(t *testing.T) {
 	} {
 		t.Run(tc.principal+"/"+tc.role, func(t *testing.T) {
 			info := &mesos.FrameworkInfo{User: proto.String(tc.principal), Name: proto.String("acl"), Role: proto.String(tc.role)}
-			body, _ := proto.Marshal(&scheduler.Call{Type: scheduler.Call_SUBSCRIBE.Enum(), Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: info}})
-			h := auth.BasicHeader(tc.principal, map[string]string{"alice": "a", "bob": "b", "carol": "c"}[tc.principal])
-			h.Set("Content-Type", "application/x-protobuf")
-			h.Set("Accept", "application/json")
 			if tc.allowed {
-				s := subscribeAs(t, tm, codec.JSON, &scheduler.Call_Subscribe{FrameworkInfo: info}, auth.BasicHeader(tc.principal, map[string]string{"alice": "a", "bob": "b"}[tc.principal]))
+				s := subscribeAs(t, tm, codec.JSON, &scheduler.Call_Subscribe{FrameworkInfo: info}, auth.BasicHeader(tc.principal, secrets[tc.principal]))
 				if s.id == "" {
 					t.Fatal("no framework ID")
 				}
 				return
 			}
+			body, _ := proto.Marshal(&scheduler.Call{Type: scheduler.Call_SUBSCRIBE.Enum(), Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: info}})
+			h := auth.BasicHeader(tc.principal, secrets[tc.principal])
+			h.Set("Content-Type", "application/x-protobuf")
+			h.Set("Accept", "application/json")
 			code, got, _ := rawPostHeader(t, tm.url("/api/v1/scheduler"), h, body)
 			if code != http.StatusOK || !strings.Contains(got, `"ERROR"`) || !strings.Contains(got, "Not authorized to register framework with principal '"+tc.principal+"' for role '"+tc.role+"'") {
 				t.Fatalf("SUBSCRIBE as %s with role %s: %d %q, want an ERROR event saying why", tc.principal, tc.role, code, got)

@@ -144,15 +144,6 @@ type clusterOpts struct {
 	http *http.Client
 }
 
-// basicAuth adds a principal's HTTP basic credentials to every request.
-type basicAuth struct{ principal, secret string }
-
-func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.SetBasicAuth(b.principal, b.secret)
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 func startCluster(tb testing.TB, prefix string, o clusterOpts) *cluster {
 	tb.Helper()
 	c := &cluster{workDir: o.workDir}

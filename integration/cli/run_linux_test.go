@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -107,7 +106,7 @@ func TestRunAuthenticates(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startCluster(t, prefix, clusterOpts{extra: []string{"--authenticate_http_frameworks", "--authenticate_agents", "--credentials", creds, "--credential", agentCred,
-		"--authenticate_http_readonly", "--http_credentials", creds}, http: &http.Client{Transport: basicAuth{"runner", "s3cret"}}})
+		"--authenticate_http_readonly", "--http_credentials", creds}, http: testsupport.AsPrincipal("runner", "s3cret")})
 	if r := corral(t, []string{"CORRAL_SECRET=s3cret"}, "run", "--master", c.master, "--name", "authed", "--principal", "runner", "--command", "true"); r.code != 0 || !strings.Contains(r.stdout, "TASK_FINISHED") {
 		t.Fatalf("corral run with credentials: want TASK_FINISHED and exit 0, got %v", r)
 	}

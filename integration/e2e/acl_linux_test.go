@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,16 +13,8 @@ import (
 
 	"github.com/corral/corral/api/codec"
 	"github.com/corral/corral/api/v1/mesos"
+	"github.com/corral/corral/internal/testsupport"
 )
-
-// basicAuth adds a principal's HTTP basic credentials to every request.
-type basicAuth struct{ principal, secret string }
-
-func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.SetBasicAuth(b.principal, b.secret)
-	return http.DefaultTransport.RoundTrip(r)
-}
 
 // TestSandboxACLs: with --acls, the agent's and the master's /state show a
 // principal only the executors and tasks it may see, and /files serves a sandbox only to whom
@@ -47,7 +38,8 @@ func TestSandboxACLs(t *testing.T) {
 	]`
 	acls := `{"access_sandboxes": ` + rules + `, "view_executors": ` + rules + `, "view_tasks": ` + rules + `,
 	  "get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}, {"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]}`
-	c := launchCluster(t, prefix, "http", &http.Client{Transport: basicAuth{"ops", "o"}},
+	ops, alice := testsupport.AsPrincipal("ops", "o"), testsupport.AsPrincipal("alice", "a")
+	c := launchCluster(t, prefix, "http", ops,
 		[]string{"--authenticate_http_readonly", "--http_credentials", creds, "--acls", acls})
 	// The test's temporary folders are 0700: nobody must reach its sandbox.
 	for d := filepath.Dir(c.workDir); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
@@ -72,69 +64,48 @@ func TestSandboxACLs(t *testing.T) {
 	nobodyBox := c.sandbox(t, planter)
 
 	agentAddr := c.agentAddr(t)
-	read := func(principal, secret, path string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+"/files/read?"+url.Values{"path": {path}, "offset": {"0"}}.Encode(), nil)
-		req.SetBasicAuth(principal, secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	files := "http://" + agentAddr + "/files/read?"
+	get := func(hc *http.Client, url string) string {
+		code, body := testsupport.Get(t, hc, url)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", url, code, body)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		return resp.StatusCode, string(b)
-	}
-	get := func(principal, secret, url string) string {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		req.SetBasicAuth(principal, secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s as %s: %s %s", url, principal, resp.Status, b)
-		}
-		return string(b)
+		return body
 	}
 	for _, where := range []string{"http://" + agentAddr + "/state", c.url("/state"), c.url("/tasks")} {
-		if body := get("ops", "o", where); !strings.Contains(body, `"`+secret+`"`) || !strings.Contains(body, `"`+planter+`"`) {
+		if body := get(ops, where); !strings.Contains(body, `"`+secret+`"`) || !strings.Contains(body, `"`+planter+`"`) {
 			t.Errorf("%s as ops lacks a task", where)
 		}
-		if body := get("alice", "a", where); strings.Contains(body, `"`+secret+`"`) || !strings.Contains(body, `"`+planter+`"`) {
+		if body := get(alice, where); strings.Contains(body, `"`+secret+`"`) || !strings.Contains(body, `"`+planter+`"`) {
 			t.Errorf("%s as alice: want nobody's task and not root's", where)
 		}
 	}
 	// get_endpoints: ops alone gets the agent's containers and statistics.
 	for _, path := range []string{"/containers", "/slave(1)/monitor/statistics.json"} {
-		get("ops", "o", "http://"+agentAddr+path)
-		req, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+path, nil)
-		req.SetBasicAuth("alice", "a")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("GET %s as alice: %s, want 403", path, resp.Status)
+		get(ops, "http://"+agentAddr+path)
+		if code, _ := testsupport.Get(t, alice, "http://"+agentAddr+path); code != http.StatusForbidden {
+			t.Errorf("GET %s as alice: %d, want 403", path, code)
 		}
 	}
+	aboveExecutors := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(rootBox))))
 	for _, tc := range []struct {
-		name, principal, secret, path string
-		code                          int
-		says                          string
+		name   string
+		client *http.Client
+		path   string
+		code   int
+		says   string
 	}{
-		{"ops reads root's sandbox", "ops", "o", rootBox + "/secret", http.StatusOK, "root-secret-" + prefix},
-		{"alice reads nobody's sandbox", "alice", "a", nobodyBox + "/stdout", http.StatusOK, "planted"},
-		{"alice reads root's sandbox", "alice", "a", rootBox + "/secret", http.StatusForbidden, "Not authorized to access the sandbox"},
-		{"alice through the planted link", "alice", "a", nobodyBox + "/leak", http.StatusForbidden, "leads out of the sandboxes"},
-		{"alice above the executors", "alice", "a", filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(rootBox)))), http.StatusForbidden, "only the sandboxes of single executors"},
-		{"ops above the executors", "ops", "o", filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(rootBox)))), http.StatusBadRequest, "directory"},
+		{"ops reads root's sandbox", ops, rootBox + "/secret", http.StatusOK, "root-secret-" + prefix},
+		{"alice reads nobody's sandbox", alice, nobodyBox + "/stdout", http.StatusOK, "planted"},
+		{"alice reads root's sandbox", alice, rootBox + "/secret", http.StatusForbidden, "Not authorized to access the sandbox"},
+		{"alice through the planted link", alice, nobodyBox + "/leak", http.StatusForbidden, "leads out of the sandboxes"},
+		{"alice above the executors", alice, aboveExecutors, http.StatusForbidden, "only the sandboxes of single executors"},
+		{"ops above the executors", ops, aboveExecutors, http.StatusBadRequest, "directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := read(tc.principal, tc.secret, tc.path)
+			code, body := testsupport.Get(t, tc.client, files+url.Values{"path": {tc.path}, "offset": {"0"}}.Encode())
 			if code != tc.code || !strings.Contains(body, tc.says) {
-				t.Errorf("GET /files/read %s as %s: %d %q, want %d with %q", tc.path, tc.principal, code, body, tc.code, tc.says)
+				t.Errorf("GET /files/read %s: %d %q, want %d with %q", tc.path, code, body, tc.code, tc.says)
 			}
 		})
 	}

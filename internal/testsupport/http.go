@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -51,4 +52,31 @@ func GetJSONWith(hc *http.Client, url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// AsPrincipal is a client that sends principal's HTTP basic credentials
+// with every request.
+func AsPrincipal(principal, secret string) *http.Client {
+	return &http.Client{Transport: basicAuth{principal, secret}, Timeout: 10 * time.Second}
+}
+
+type basicAuth struct{ principal, secret string }
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(b.principal, b.secret)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// Get is the status and (at most 1 MiB of the) body of a GET of url
+// through hc.
+func Get(tb testing.TB, hc *http.Client, url string) (int, string) {
+	tb.Helper()
+	resp, err := hc.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
 }
